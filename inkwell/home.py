@@ -1,0 +1,48 @@
+"""Where Inkwell keeps its state: INKWELL_HOME (default ~/.cache/inkwell) and atomic file writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def inkwell_home() -> Path:
+    """The folder holding the model cache, user templates and the history database."""
+    home = Path(os.environ.get("INKWELL_HOME") or Path.home() / ".cache" / "inkwell").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def models_dir() -> Path:
+    path = inkwell_home() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def user_templates_dir() -> Path:
+    return inkwell_home() / "templates"
+
+
+def db_path() -> Path:
+    return inkwell_home() / "inkwell.db"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Write to a temporary file beside `path`, then rename it over `path` in one step,
+    so readers never see a half-written file (and a crash leaves the old file intact)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

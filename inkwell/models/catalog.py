@@ -1,0 +1,58 @@
+"""What `inkwell models list/info` shows: embedded models with their cache state, and local conversions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inkwell.errors import InkwellError
+from inkwell.home import models_dir
+from inkwell.models.load import embedded_cache_dir, is_prepared, read_card
+from inkwell.models.registry import DEFAULT_MODEL, EMBEDDED_MODELS, get_embedded
+
+
+def _size_mb(folder: Path) -> float:
+    return round(sum(p.stat().st_size for p in folder.glob("*") if p.is_file()) / 1e6, 1)
+
+
+def list_models() -> list[dict]:
+    items = []
+    for name, entry in EMBEDDED_MODELS.items():
+        folder = embedded_cache_dir(name)
+        item = entry.to_dict()
+        item.update(source="embedded", default=name == DEFAULT_MODEL, prepared=is_prepared(folder), path=str(folder))
+        items.append(item)
+    for folder in sorted(models_dir().glob("gguf-*")):
+        if is_prepared(folder):
+            card = read_card(folder)
+            items.append({
+                "name": card.get("source_path", folder.name), "source": "gguf", "kind": "chat" if card.get("chat") else "base",
+                "prepared": True, "path": str(folder), "languages": card.get("languages", []), "parameters": "",
+            })
+    return items
+
+
+def model_info(name: str) -> dict:
+    if name in EMBEDDED_MODELS:
+        entry = get_embedded(name)
+        folder = embedded_cache_dir(name)
+        info = entry.to_dict()
+        info.update(source="embedded", default=name == DEFAULT_MODEL, prepared=is_prepared(folder), path=str(folder))
+        if is_prepared(folder):
+            info.update(card=read_card(folder), size_mb=_size_mb(folder))
+        return info
+    path = Path(name).expanduser()
+    if path.is_dir():
+        from inkwell.models.load import check_hf_folder
+
+        check_hf_folder(path)
+        import json
+
+        config = json.loads((path / "config.json").read_text())
+        return {"name": name, "source": "folder", "path": str(path.resolve()), "architecture": config.get("architectures"),
+                "model_type": config.get("model_type"), "card": read_card(path), "size_mb": _size_mb(path)}
+    if path.suffix == ".gguf":
+        if not path.exists():
+            raise InkwellError(f"GGUF file not found: {path}", field="model")
+        return {"name": name, "source": "gguf", "path": str(path.resolve()), "size_mb": round(path.stat().st_size / 1e6, 1)}
+    get_embedded(name)  # raises: unknown model, with the list of known names
+    return {}

@@ -1,0 +1,312 @@
+"""Load a causal LM + tokenizer from a registry name, a Hugging Face folder, a `.gguf` file, or a PEFT adapter.
+
+GGUF files are de-quantised once with transformers' GGUF reader and cached as plain safetensors under
+INKWELL_HOME/models, so later loads are a fast safetensors read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from inkwell.errors import InkwellError
+from inkwell.home import models_dir
+from inkwell.models.registry import EMBEDDED_MODELS, get_embedded
+
+MODEL_CARD = "inkwell-model.json"  # written beside prepared weights: where they came from, chat or base
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for generation: the torch module, its tokenizer and what we know about it."""
+
+    model: Any
+    tokenizer: Any
+    name: str  # registry name or the path the user gave
+    path: Path  # the folder the weights were read from
+    chat: bool  # use the chat template (instruct model) or plain completion (base model)
+    context_length: int
+    device: str
+    dtype: str
+    adapter: str | None = None
+    # False when an adapter changes attention inputs (prefix/prompt tuning): the engine then uses HF generate.
+    fast_path: bool = True
+    info: dict = field(default_factory=dict)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# ---------------------------------------------------------------- devices and dtypes
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InkwellError("device 'cuda' was asked for but no CUDA GPU is visible", field="device", hint="use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InkwellError(f"unknown device '{device}'", field="device", hint="use auto, cpu or cuda[:N]")
+    return device
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 matmuls are only fast on CPUs with AVX512-BF16 or AMX; elsewhere they are ~100x slower
+    than fp32 (measured: 0.3 vs 138 GFLOP/s on an AVX2-only EPYC), so `auto` must not pick them."""
+    import torch
+
+    checks = [getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None)]
+    return any(check is not None and check() for check in checks)
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype not in DTYPES:
+        raise InkwellError(f"unknown dtype '{dtype}'", field="dtype", hint=f"use one of: {', '.join(DTYPES)}")
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            dtype = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            dtype = "bf16" if cpu_has_fast_bf16() else "fp32"
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype], dtype
+
+
+# ---------------------------------------------------------------- resolving what the user named
+
+
+def _file_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def embedded_cache_dir(name: str) -> Path:
+    return models_dir() / name
+
+
+def is_prepared(folder: Path) -> bool:
+    return (folder / MODEL_CARD).exists() and (folder / "config.json").exists()
+
+
+def check_hf_folder(folder: Path) -> None:
+    """Say exactly which file is missing from a Hugging Face model folder."""
+    if not (folder / "config.json").exists():
+        raise InkwellError(
+            f"'{folder}' is not a complete model folder: config.json is missing",
+            field="model",
+            hint="point at a folder saved with save_pretrained (config.json, *.safetensors, tokenizer files)",
+        )
+    if not any(next(folder.glob(p), None) for p in WEIGHT_PATTERNS):
+        raise InkwellError(
+            f"'{folder}' is not a complete model folder: no weights (*.safetensors or pytorch_model.bin)",
+            field="model",
+            hint="copy the model's .safetensors files into the folder",
+        )
+    if not any((folder / f).exists() for f in TOKENIZER_FILES):
+        raise InkwellError(
+            f"'{folder}' is not a complete model folder: no tokenizer (one of {', '.join(TOKENIZER_FILES)})",
+            field="model",
+            hint="save the tokenizer into the folder with tokenizer.save_pretrained(folder)",
+        )
+
+
+def read_card(folder: Path) -> dict:
+    path = folder / MODEL_CARD
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# ---------------------------------------------------------------- GGUF -> safetensors
+
+
+def prepare_gguf(gguf: Path, out_dir: Path, card: dict, progress: Callable[[str], None] | None = None) -> Path:
+    """De-quantise a GGUF file into a plain HF folder (safetensors + tokenizer), written atomically."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    say = progress or (lambda _msg: None)
+    if not gguf.exists():
+        raise InkwellError(f"GGUF file not found: {gguf}", field="model")
+    started = time.perf_counter()
+    say(f"reading tokenizer from {gguf.name}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        say("de-quantising weights (once; cached afterwards)")
+        gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except InkwellError:
+        raise
+    except Exception as exc:  # the GGUF reader raises many kinds of errors for unsupported files
+        raise InkwellError(
+            f"could not read GGUF file {gguf}: {exc}",
+            field="model",
+            hint="check the file is a complete GGUF of a supported architecture (llama, gemma3, qwen2, ...)",
+        ) from exc
+    # A GGUF-loaded model refuses save_pretrained; build a plain model from its config and copy the weights.
+    config_dict = gguf_model.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    model_type = config_dict.pop("model_type")
+    config = AutoConfig.for_model(model_type, **config_dict)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]  # tied to the embeddings
+    if missing or unexpected:
+        raise InkwellError(f"GGUF weights do not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    plain.tie_weights()
+    plain.generation_config = gguf_model.generation_config
+
+    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        say("writing safetensors cache")
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        card = dict(card, source_gguf=str(gguf), prepared_s=round(time.perf_counter() - started, 1))
+        (tmp / MODEL_CARD).write_text(json.dumps(card, indent=2))
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def pull(name: str, progress: Callable[[str], None] | None = None, force: bool = False) -> Path:
+    """Prepare an embedded model's cache folder (de-quantise its GGUF once). Returns the folder."""
+    entry = get_embedded(name)
+    out = embedded_cache_dir(name)
+    if is_prepared(out) and not force:
+        return out
+    card = {
+        "name": entry.name,
+        "chat": entry.chat,
+        "languages": list(entry.languages),
+        "context_length": entry.context_length,
+        "source_package": entry.package,
+    }
+    return prepare_gguf(entry.gguf_path(), out, card, progress)
+
+
+def resolve(spec: str, progress: Callable[[str], None] | None = None) -> tuple[Path, dict]:
+    """Turn what the user typed (name, folder, .gguf) into a prepared HF folder and its card."""
+    if spec in EMBEDDED_MODELS:
+        folder = pull(spec, progress)
+        return folder, read_card(folder)
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.exists():
+            raise InkwellError(f"GGUF file not found: {path}", field="model")
+        out = models_dir() / f"gguf-{path.stem}-{_file_fingerprint(path)}"
+        if not is_prepared(out):
+            prepare_gguf(path, out, {"name": path.stem, "source_path": str(path.resolve())}, progress)
+        return out, read_card(out)
+    if path.is_dir():
+        if (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+            raise InkwellError(
+                f"'{path}' holds a PEFT adapter, not a full model",
+                field="model",
+                hint=f"use --adapter {path} (with --model set to its base model)",
+            )
+        check_hf_folder(path)
+        return path, read_card(path)
+    if os.sep in spec or spec.startswith("."):
+        raise InkwellError(f"model path not found: {path}", field="model", hint="check the path, or use a registry name")
+    get_embedded(spec)  # raises the 'unknown model; known models: ...' error
+    raise AssertionError("unreachable")
+
+
+def adapter_base(adapter_dir: Path) -> str | None:
+    """The base model an adapter was trained on (from inkwell-run.json or adapter_config.json)."""
+    run = adapter_dir / "inkwell-run.json"
+    if run.exists():
+        base = json.loads(run.read_text()).get("base_model")
+        if base:
+            return base
+    cfg = adapter_dir / "adapter_config.json"
+    if cfg.exists():
+        return json.loads(cfg.read_text()).get("base_model_name_or_path") or None
+    return None
+
+
+def load_model(
+    spec: str | None = None,
+    *,
+    adapter: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> LoadedModel:
+    """Load a model for generation. `spec` is a registry name, a HF folder or a .gguf path (default:
+    the embedded default, or the base recorded in the adapter)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from inkwell.models.registry import DEFAULT_MODEL
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise on every run
+    adapter_dir = Path(adapter).expanduser() if adapter else None
+    if adapter_dir is not None:
+        if not (adapter_dir / "adapter_config.json").exists():
+            raise InkwellError(
+                f"'{adapter_dir}' is not a PEFT adapter folder: adapter_config.json is missing",
+                field="adapter",
+                hint="point --adapter at a folder written by `inkwell train` or peft's save_pretrained",
+            )
+        if spec is None:
+            spec = adapter_base(adapter_dir)
+    spec = spec or DEFAULT_MODEL
+    device = pick_device(device)
+    torch_dtype, dtype_name = pick_dtype(dtype, device)
+    folder, card = resolve(spec, progress)
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+    chat = card.get("chat", tokenizer.chat_template is not None)
+    context = card.get("context_length") or getattr(model.config, "max_position_embeddings", 2048)
+
+    fast_path = True
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, adapter_dir)
+        except Exception as exc:
+            raise InkwellError(
+                f"could not load adapter {adapter_dir} onto '{spec}': {exc}",
+                field="adapter",
+                hint="use the base model the adapter was trained on (see its adapter_config.json)",
+            ) from exc
+        if model.peft_config["default"].peft_type.value in ("LORA", "IA3", "ADALORA"):
+            model = model.merge_and_unload()  # same outputs, plain-model speed
+        else:
+            fast_path = False  # prefix/prompt tuning rewrite attention inputs: use PEFT's own generate
+
+    model.to(device)
+    model.eval()
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=spec,
+        path=folder,
+        chat=bool(chat),
+        context_length=int(context),
+        device=device,
+        dtype=dtype_name,
+        adapter=str(adapter_dir) if adapter_dir else None,
+        fast_path=fast_path,
+        info=card,
+    )

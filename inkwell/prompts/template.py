@@ -1,0 +1,152 @@
+"""Content templates: a typed description of one kind of content and how to prompt for it.
+
+A template is a YAML data file (see templates/*.yaml). It declares its fields, a chat prompt for
+instruction-tuned models, a completion prompt with few-shot slots for base models, default decoding
+settings and an optional JSON Schema for structured output. Prompts are Jinja2 text rendered in a
+sandbox with StrictUndefined, so a typo in a template fails loudly instead of printing nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from inkwell.errors import InkwellError
+
+FieldType = Literal["str", "int", "float", "bool", "list"]
+
+
+class FieldSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: FieldType = "str"
+    required: bool = False
+    default: Any = None
+    choices: list[Any] | None = None
+    description: str = ""
+
+
+class CompletionPrompt(BaseModel):
+    """How a base model is prompted: a header, then examples, then the query, all in one text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    header: str = ""  # rendered once, with the fields, before the examples
+    example: str  # rendered per example with its fields and `output`; the query gets output=""
+    separator: str = "\n\n"
+    stop: list[str] = Field(default_factory=list)  # where one example ends and a new one would start
+
+
+class Example(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fields: dict[str, Any]
+    output: str
+
+
+class ContentTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    fields: dict[str, FieldSpec]
+    system: str = ""  # chat system message (rendered with the fields)
+    chat: str  # chat user message (rendered with the fields)
+    completion: CompletionPrompt
+    decoding: dict[str, Any] = Field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
+    examples: list[Example] = Field(default_factory=list)  # built-in shots, used by base models by default
+    source: str = ""  # the file it came from (filled in by the loader)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_" for c in value):
+            raise ValueError("use letters, digits, '-' and '_' only")
+        return value
+
+    # ------------------------------------------------------------ fields
+
+    def resolve_fields(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Check and coerce user fields; fill defaults. Errors name the field and list the valid ones."""
+        names = list(self.fields)
+        listing = ", ".join(f"{n}{'*' if s.required else ''}" for n, s in self.fields.items())
+        for key in given:
+            if key not in self.fields:
+                close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+                hint = f"did you mean '{close[0]}'?" if close else f"fields of {self.name}: {listing} (* = required)"
+                raise InkwellError(f"template '{self.name}' has no field '{key}'", field=key, hint=hint)
+        out: dict[str, Any] = {}
+        for name, spec in self.fields.items():
+            if name in given and given[name] is not None and given[name] != "":
+                out[name] = coerce(name, given[name], spec, self.name)
+            elif spec.required:
+                raise InkwellError(
+                    f"template '{self.name}' needs the field '{name}'" + (f" ({spec.description})" if spec.description else ""),
+                    field=name,
+                    hint=f"add --set {name}=...; fields of {self.name}: {listing} (* = required)",
+                )
+            else:
+                out[name] = spec.default
+        return out
+
+
+def coerce(name: str, value: Any, spec: FieldSpec, template: str) -> Any:
+    """Turn CLI strings (or JSON values) into the field's declared type and check allowed values."""
+
+    def fail(rule: str) -> InkwellError:
+        return InkwellError(f"field '{name}' of template '{template}' {rule}, got {value!r}", field=name)
+
+    try:
+        if spec.type == "int":
+            value = int(value)
+        elif spec.type == "float":
+            value = float(value)
+        elif spec.type == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                    raise fail("must be true or false")
+                value = value.lower() in ("true", "yes", "1")
+            value = bool(value)
+        elif spec.type == "list":
+            if isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            value = list(value)
+        else:
+            value = str(value)
+    except (TypeError, ValueError):
+        raise fail(f"must be of type {spec.type}") from None
+    if spec.choices is not None and value not in spec.choices:
+        raise InkwellError(
+            f"field '{name}' of template '{template}' must be one of {', '.join(map(str, spec.choices))}, got {value!r}",
+            field=name,
+            hint=f"--set {name}={spec.choices[0]}",
+        )
+    return value
+
+
+def load_template_file(path: Path) -> ContentTemplate:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InkwellError(f"template file {where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except OSError as exc:
+        raise InkwellError(f"cannot read template file {path}: {exc.strerror}", field="template-file") from None
+    if not isinstance(data, dict):
+        raise InkwellError(f"template file {path} must hold a mapping (name, description, fields, chat, completion)")
+    try:
+        template = ContentTemplate(**data, source=str(path))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InkwellError(f"template file {path} is invalid: {problems}") from None
+    from inkwell.prompts.render import check_template_syntax
+
+    check_template_syntax(template)
+    return template

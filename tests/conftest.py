@@ -1,0 +1,91 @@
+"""Shared fixtures: a tiny randomly-initialised llama-style model with a real (trained-here) BPE tokenizer
+and a chat template, saved as a Hugging Face folder. Built in about a second; no downloads."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CORPUS = [
+    "Write a product description for a bamboo water bottle.",
+    "The quick brown fox jumps over the lazy dog. Poems, stories, headlines and news articles.",
+    "Inkwell writes content: ads, emails, reviews, travel guides, quizzes and summaries.",
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "{\"questions\": [{\"question\": \"?\", \"options\": [\"a\", \"b\"], \"answer\": \"a\"}]}",
+] * 20
+
+
+def build_tiny_model(folder: Path, chat: bool = True, context_length: int = 512, seed: int = 0) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>" if chat else "<|endoftext|>", pad_token="<|endoftext|>",
+        bos_token="<|endoftext|>" if not chat else None,
+    )
+    if chat:
+        tokenizer.chat_template = CHATML
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context_length,
+        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "inkwell-model.json").write_text(json.dumps({"name": folder.name, "chat": chat, "context_length": context_length}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-chat", chat=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-base", chat=False)
+
+
+@pytest.fixture(autouse=True)
+def inkwell_home(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own INKWELL_HOME (history database, user templates, model cache)."""
+    home = tmp_path / "inkwell-home"
+    monkeypatch.setenv("INKWELL_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_chat_model):
+    from inkwell.generate.engine import Engine
+    from inkwell.models.load import load_model
+
+    return Engine(load_model(str(tiny_chat_model), dtype="fp32", device="cpu"), batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_base_engine(tiny_base_model):
+    from inkwell.generate.engine import Engine
+    from inkwell.models.load import load_model
+
+    return Engine(load_model(str(tiny_base_model), dtype="fp32", device="cpu"), batch_size=4)
