@@ -10,7 +10,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from inkwell.home import db_path
 
@@ -37,6 +37,35 @@ MIGRATIONS: list[str] = [
         row_id TEXT
     );
     CREATE INDEX generations_created ON generations(created_at);
+    """,
+    # 2: moderation decisions (inputs and outputs of write / batch / serve / moderate)
+    """
+    CREATE TABLE moderation_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        source TEXT NOT NULL,            -- write | batch | serve | moderate
+        direction TEXT NOT NULL,         -- input | output
+        action TEXT NOT NULL,            -- allow | flag | redact | block
+        categories TEXT NOT NULL,        -- JSON list
+        findings TEXT NOT NULL,          -- JSON list of {type, start, end, text}
+        text_sha256 TEXT NOT NULL,       -- the text itself is not kept here
+        policy TEXT,
+        generation_id INTEGER
+    );
+    """,
+    # 3: human ratings of evaluation outputs (inkwell rate)
+    """
+    CREATE TABLE ratings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        eval_dir TEXT NOT NULL,
+        example_id TEXT NOT NULL,
+        system TEXT NOT NULL,
+        rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5),
+        rater TEXT,
+        note TEXT
+    );
+    CREATE INDEX ratings_eval ON ratings(eval_dir, system);
     """,
 ]
 
@@ -117,7 +146,3 @@ def _row(row: sqlite3.Row) -> dict[str, Any]:
         if data.get(key):
             data[key] = json.loads(data[key])
     return data
-
-
-def rows(items: Iterable[sqlite3.Row]) -> list[dict]:
-    return [_row(r) for r in items]
