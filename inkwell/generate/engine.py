@@ -223,7 +223,8 @@ class Engine:
         seen = None
         if penalty != 1.0:  # only real tokens count as seen (HF would also penalise the padding token)
             seen = torch.zeros((len(rows), vocab), dtype=torch.bool, device=device)
-            seen.scatter_(1, input_ids, mask.bool())
+            for i, row in enumerate(rows):
+                seen[i, torch.tensor(row.prompt_ids, device=device)] = True
         warpers = self._warpers(settings)
         all_ids = input_ids  # kept only when a processor needs the history (no-repeat n-grams)
         eos = torch.tensor(sorted(self.eos_ids), device=device)
