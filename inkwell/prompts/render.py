@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import UndefinedError
 
 from inkwell.errors import InkwellError
+from inkwell.prompts.template import JINJA as _ENV
 from inkwell.prompts.template import ContentTemplate, Example
-
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
 
 
 @dataclass
@@ -36,18 +34,6 @@ def _render(text: str, values: dict[str, Any], where: str) -> str:
         return _ENV.from_string(text).render(**values).strip()
     except UndefinedError as exc:
         raise InkwellError(f"{where} uses an undefined value: {exc.message}", hint="declare it under fields:") from None
-
-
-def check_template_syntax(template: ContentTemplate) -> None:
-    parts = {"system": template.system, "chat": template.chat, "completion.header": template.completion.header,
-             "completion.example": template.completion.example}
-    for name, text in parts.items():
-        try:
-            _ENV.parse(text)
-        except TemplateSyntaxError as exc:
-            raise InkwellError(
-                f"template '{template.name}' ({template.source or 'built-in'}): {name} line {exc.lineno}: {exc.message}"
-            ) from None
 
 
 def load_shots(path: str | Path, template: ContentTemplate) -> list[Example]:

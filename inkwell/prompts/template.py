@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from inkwell.errors import InkwellError
+
+# Sandboxed: user templates are data, not code. StrictUndefined: a misspelt name fails loudly.
+JINJA = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
 
 FieldType = Literal["str", "int", "float", "bool", "list"]
 
@@ -146,7 +151,17 @@ def load_template_file(path: Path) -> ContentTemplate:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InkwellError(f"template file {path} is invalid: {problems}") from None
-    from inkwell.prompts.render import check_template_syntax
-
     check_template_syntax(template)
     return template
+
+
+def check_template_syntax(template: ContentTemplate) -> None:
+    parts = {"system": template.system, "chat": template.chat, "completion.header": template.completion.header,
+             "completion.example": template.completion.example}
+    for name, text in parts.items():
+        try:
+            JINJA.parse(text)
+        except TemplateSyntaxError as exc:
+            raise InkwellError(
+                f"template '{template.name}' ({template.source or 'built-in'}): {name} line {exc.lineno}: {exc.message}"
+            ) from None
