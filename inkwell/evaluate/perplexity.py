@@ -1,0 +1,96 @@
+"""Perplexity of a causal language model on texts: exp(total NLL / total scored tokens), token-weighted.
+
+Texts longer than the model's context are scored with a sliding window (the method in the Hugging Face
+perplexity guide): windows of `max_length` tokens advance by `stride`, and each window scores only the
+tokens no earlier window scored, so every token is scored once, with at least `max_length - stride`
+tokens of context after the first window. An optional context (a prompt) before each text is fed to the
+model but not scored: that gives the perplexity of a reference output given its prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+
+@dataclass
+class PerplexityResult:
+    perplexity: float
+    nll: float  # total negative log-likelihood (nats)
+    tokens: int  # scored tokens
+    per_text: list[tuple[float, int]] = field(default_factory=list)  # (NLL, tokens) per text
+
+
+def encode_for_scoring(tokenizer, text: str, context: str | None = None) -> tuple[list[int], int]:
+    """(token ids, index of the first scored token). Without a context, a BOS token is put first when the
+    tokenizer has one (so the first real token is scored); without BOS the first token has no context and
+    is not scored."""
+    if context:
+        prefix = tokenizer(context, add_special_tokens=True)["input_ids"]
+        target = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return prefix + target, len(prefix)
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    return ids, 1
+
+
+def sequence_nll(model: Any, ids: Sequence[int], score_from: int = 1, max_length: int | None = None,
+                 stride: int | None = None, device: str | None = None) -> tuple[float, int]:
+    """(sum of NLL, number of scored tokens) for tokens ids[t], t >= max(score_from, 1)."""
+    import torch
+
+    n = len(ids)
+    score_from = max(1, score_from)
+    if n <= score_from:
+        return 0.0, 0
+    max_length = max_length or n
+    if max_length < 2:
+        raise ValueError("max_length must be at least 2")
+    stride = min(stride or max(1, max_length // 2), max_length - 1) if n > max_length else max_length
+    device = device or str(next(model.parameters()).device)
+    total, count = 0.0, 0
+    scored_until = score_from  # every target position below this is done
+    begin = 0
+    while True:
+        end = min(begin + max_length, n)
+        first = max(scored_until, begin + 1)  # targets need at least one token of context in the window
+        if first < end:
+            window = torch.tensor([list(ids[begin:end])], device=device)
+            with torch.inference_mode():
+                logits = model(input_ids=window).logits[0].float()
+            # logits at window position j predict window token j + 1, i.e. ids[begin + j + 1]
+            logprobs = torch.log_softmax(logits[first - begin - 1 : end - begin - 1], dim=-1)
+            targets = window[0, first - begin : end - begin]
+            total += float(-logprobs.gather(-1, targets[:, None]).sum())
+            count += end - first
+            scored_until = end
+        if end >= n:
+            break
+        begin += stride
+    return total, count
+
+
+def perplexity(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    contexts: Sequence[str | None] | None = None,
+    max_length: int | None = None,
+    stride: int | None = None,
+) -> PerplexityResult:
+    """Token-weighted perplexity of `model` on `texts` (each optionally after an unscored context).
+    `max_length` defaults to the model's context size."""
+    if max_length is None:
+        max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+    per_text: list[tuple[float, int]] = []
+    for i, text in enumerate(texts):
+        context = contexts[i] if contexts is not None else None
+        ids, start = encode_for_scoring(tokenizer, text, context)
+        per_text.append(sequence_nll(model, ids, start, max_length=max_length, stride=stride))
+    nll = sum(a for a, _ in per_text)
+    tokens = sum(b for _, b in per_text)
+    return PerplexityResult(math.exp(nll / tokens) if tokens else float("nan"), nll, tokens, per_text)
