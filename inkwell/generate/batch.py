@@ -44,11 +44,19 @@ class BatchReport:
 
 def read_rows(path: Path) -> Iterator[InputRow]:
     """Stream rows from CSV or JSONL. A row's id is its `id` value, else its line number."""
+    try:
+        yield from _read_rows(path)
+    except UnicodeDecodeError as exc:
+        raise InkwellError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})", field="input",
+                           hint="save the file as UTF-8 (CSV UTF-8 in spreadsheet programs)") from None
+
+
+def _read_rows(path: Path) -> Iterator[InputRow]:
     if not path.exists():
         raise InkwellError(f"input file not found: {path}", field="input")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: skip a spreadsheet BOM
             reader = csv.DictReader(handle)
             if not reader.fieldnames:
                 raise InkwellError(f"{path}: the CSV has no header row", field="input", hint="the first line names the fields")
@@ -60,7 +68,7 @@ def read_rows(path: Path) -> Iterator[InputRow]:
                 fields = {k: v for k, v in record.items() if k != "id" and v not in (None, "")}
                 yield InputRow(line, str(record.get("id") or line), fields)
     elif suffix in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             for line, text in enumerate(handle, start=1):
                 if not text.strip():
                     continue

@@ -80,5 +80,7 @@ class GenerationSettings:
                     close = difflib.get_close_matches(key, sorted(valid), n=1)
                     hint = f"did you mean '{close[0]}'?" if close else f"valid settings: {', '.join(sorted(valid))}"
                     raise InkwellError(f"unknown generation setting '{key}'", field=key, hint=hint)
-                merged[key] = list(value) if key == "stop" else value
+                if key == "stop":  # one string is one stop sequence (list("###") would split it into chars)
+                    value = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else value
+                merged[key] = value
         return cls(**merged)
