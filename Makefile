@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test setup setup-dev bench clean
+.PHONY: run test setup setup-dev debian-data bench clean
 
 $(VENV)/.setup-done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,16 @@ $(VENV)/.dev-done: $(VENV)/.setup-done
 	touch $@
 
 setup: $(VENV)/.setup-done
-setup-dev: $(VENV)/.dev-done
+setup-dev: $(VENV)/.dev-done debian-data
+
+# Real text (fortunes, fortunes-zh) and WordNet for the data and safety tests, which skip without them.
+# Only as root where apt-get exists; a failure is reported and ignored.
+debian-data:
+	-@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq fortunes fortunes-zh wordnet >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq fortunes fortunes-zh wordnet >/dev/null 2>&1) \
+		|| echo "note: could not install fortunes fortunes-zh wordnet; the tests that need them will be skipped"; \
+	fi
 
 run: setup
 	$(VENV)/bin/inkwell models pull smollm2-135m-instruct
