@@ -1,0 +1,337 @@
+"""Training data readers: files and folders in, checked rows out, with every bad row reported by file:line.
+
+Formats (one JSON object per line in .jsonl; a .json file may hold a list of them):
+
+    alpaca             {"instruction": ..., "input": ... (optional), "output": ..., "system": ... (optional)}
+    messages           {"messages": [{"role": "system|user|assistant", "content": ...}, ...]}
+                       (ShareGPT's {"conversations": [{"from": "human|gpt|system", "value": ...}]} is read too)
+    prompt_completion  {"prompt": ..., "completion": ...}          plain text, no chat template
+    template           {"fields": {...}, "output": ...} or flat {field: ..., "output": ...}, rendered with an
+                       Inkwell template (data.template, or a "template" key on the row)
+    text               {"text": ...} lines, or .txt / .md files (one document per file)
+
+`auto` tells the format of each file from the keys of its first row (or its extension for .txt/.md).
+A malformed line, a missing field, an empty response is a `Problem`: skipped and listed in the report
+(data.on_error: skip), or a clear error naming file:line and the field (on_error: error). Nothing here
+needs a model or a tokenizer, so all of it runs before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inkwell.errors import InkwellError
+
+TEXT_SUFFIXES = (".txt", ".md")
+ROW_SUFFIXES = (".jsonl", ".json")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+@dataclass
+class Row:
+    """One training example as written in the file, checked and normalised (not yet tokenised)."""
+
+    source: str  # "path:line"
+    kind: str  # alpaca | messages | prompt_completion | template | text
+    value: dict[str, Any]
+
+
+@dataclass
+class Problem:
+    source: str  # "path:line"
+    field: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: " + (f"field '{self.field}': " if self.field else "") + self.reason
+
+
+@dataclass
+class DataReport:
+    """What was read: files (with sha256), how many rows were kept, and every problem."""
+
+    on_error: str = "skip"
+    files: list[dict] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def problem(self, source: str, field_name: str | None, reason: str) -> None:
+        found = Problem(source, field_name, reason)
+        if self.on_error == "error":
+            raise InkwellError(str(found), field="data", hint="fix that row, or set data.on_error: skip to skip bad rows")
+        self.problems.append(found)
+
+    def summary(self, limit: int = 10) -> str:
+        rows = sum(f["rows"] for f in self.files)
+        lines = [f"data: {rows} rows from {len(self.files)} file(s); skipped {len(self.problems)}"]
+        lines += [f"  skipped {p}" for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"  ... and {len(self.problems) - limit} more (all listed in inkwell-run.json)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"files": self.files, "skipped": [str(p) for p in self.problems]}
+
+
+# ---------------------------------------------------------------- finding files
+
+
+def locate(spec: str, config_dir: Path | None, key: str) -> Path:
+    """A relative path is looked up beside the config file first, then in the current folder."""
+    path = Path(spec).expanduser()
+    candidates = [path] if path.is_absolute() else ([config_dir / path] if config_dir else []) + [Path.cwd() / path]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    tried = " or ".join(str(c) for c in candidates)
+    raise InkwellError(f"{key}: file not found: {spec} (looked for {tried})", field=key,
+                       hint="check the path (relative paths start beside the config file); "
+                            "if the config's header names a command that makes this file, run it first")
+
+
+def expand(specs: list[str], config_dir: Path | None, key: str) -> list[Path]:
+    """Files named in the config; a folder stands for every .jsonl/.json/.txt/.md file under it."""
+    files: list[Path] = []
+    for spec in specs:
+        path = locate(spec, config_dir, key)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in ROW_SUFFIXES + TEXT_SUFFIXES)
+            if not found:
+                raise InkwellError(f"{key}: folder {path} holds no .jsonl, .json, .txt or .md files", field=key)
+            files.extend(found)
+        elif path.suffix in ROW_SUFFIXES + TEXT_SUFFIXES:
+            files.append(path)
+        else:
+            raise InkwellError(f"{key}: {path} is not a .jsonl, .json, .txt or .md file", field=key)
+    return files
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_rows(files: list[Path], fmt: str, report: DataReport, template: str | None = None,
+              config_dir: Path | None = None, allowed: tuple[str, ...] | None = None) -> list[Row]:
+    """Read and check every row of every file. `allowed` limits the formats (pretrain: text only)."""
+    templates = _TemplateCache(config_dir)
+    if template:  # the config's template must exist: one error up front, not one per row
+        try:
+            templates.get(template)
+        except InkwellError as exc:
+            raise InkwellError(f"data.template: {exc}", field="data.template") from None
+    rows: list[Row] = []
+    for path in files:
+        kept_before, count = len(rows), 0
+        if path.suffix in TEXT_SUFFIXES:
+            if fmt not in ("auto", "text"):
+                raise InkwellError(f"{path}: a {path.suffix} file is raw text, but data.format is {fmt}", field="data.format",
+                                   hint="use data.format: text (or auto), or give .jsonl rows")
+            count = 1
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if text.strip():
+                rows.append(Row(f"{path}:1", "text", {"text": text}))
+            else:
+                report.problem(f"{path}:1", None, "the file is empty")
+        else:
+            file_kind = None if fmt == "auto" else fmt
+            for source, raw in _json_rows(path, report):
+                count += 1
+                if not isinstance(raw, dict):
+                    report.problem(source, None, f"expected a JSON object, got {type(raw).__name__}")
+                    continue
+                kind = file_kind or _detect(raw, template)
+                if kind is None:
+                    report.problem(source, None, f"cannot tell the format from the keys {sorted(raw)}; "
+                                                 "set data.format (alpaca, messages, prompt_completion, template, text)")
+                    continue
+                file_kind = file_kind or kind  # the first readable row decides the file's format
+                if allowed and kind not in allowed:
+                    raise InkwellError(f"{source}: this stage reads {' or '.join(allowed)} rows, this file holds {kind} rows",
+                                       field="data.format")
+                row = _check(kind, raw, source, report, template, templates)
+                if row is not None:
+                    rows.append(row)
+        report.files.append({"path": str(path), "sha256": sha256(path), "rows": count, "kept": len(rows) - kept_before})
+    return rows
+
+
+def _json_rows(path: Path, report: DataReport):
+    """(source, parsed value) per row; lines that are not JSON are reported and skipped."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            report.problem(f"{path}:{exc.lineno}", None, f"not valid JSON ({exc.msg})")
+            return
+        if not isinstance(data, list):
+            report.problem(f"{path}:1", None, "a .json data file must hold a list of rows")
+            return
+        for index, item in enumerate(data):
+            yield f"{path}:[{index}]", item
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"{path}:{number}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.problem(f"{path}:{number}", None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+
+
+def _detect(raw: dict, template: str | None) -> str | None:
+    if "messages" in raw or "conversations" in raw:
+        return "messages"
+    if "instruction" in raw:
+        return "alpaca"
+    if "prompt" in raw and "completion" in raw:
+        return "prompt_completion"
+    if "fields" in raw or "template" in raw or (template and "output" in raw):
+        return "template"
+    if "text" in raw:
+        return "text"
+    return None
+
+
+def _text(raw: dict, key: str, source: str, report: DataReport, *, required: bool = True, empty_ok: bool = False) -> str | None:
+    """A string field, or a reported problem (None)."""
+    if key not in raw or raw[key] is None:
+        if required:
+            report.problem(source, key, "is missing")
+            return None
+        return ""
+    value = raw[key]
+    if not isinstance(value, str):
+        report.problem(source, key, f"must be a string, got {type(value).__name__}")
+        return None
+    if not value.strip() and not empty_ok:
+        report.problem(source, key, "is empty")
+        return None
+    return value
+
+
+def _check(kind: str, raw: dict, source: str, report: DataReport, template: str | None, templates: "_TemplateCache") -> Row | None:
+    if kind == "alpaca":
+        instruction = _text(raw, "instruction", source, report)
+        extra = _text(raw, "input", source, report, required=False, empty_ok=True) if instruction is not None else None
+        output = _text(raw, "output", source, report) if extra is not None else None
+        system = _text(raw, "system", source, report, required=False, empty_ok=True) if output is not None else None
+        if system is None:
+            return None
+        return Row(source, kind, {"instruction": instruction.strip(), "input": extra.strip(), "output": output.strip(),
+                                  "system": system.strip()})
+    if kind == "prompt_completion":
+        prompt = _text(raw, "prompt", source, report)
+        completion = _text(raw, "completion", source, report) if prompt is not None else None
+        return None if completion is None else Row(source, kind, {"prompt": prompt, "completion": completion})
+    if kind == "text":
+        text = _text(raw, "text", source, report)
+        return None if text is None else Row(source, kind, {"text": text})
+    if kind == "messages":
+        return _check_messages(raw, source, report)
+    if kind == "template":
+        return _check_template_row(raw, source, report, template, templates)
+    raise AssertionError(kind)
+
+
+def _check_messages(raw: dict, source: str, report: DataReport) -> Row | None:
+    key = "messages" if "messages" in raw else "conversations"
+    turns = raw.get(key)
+    if not isinstance(turns, list) or not turns:
+        report.problem(source, key, "must be a non-empty list of messages")
+        return None
+    messages = []
+    for index, turn in enumerate(turns):
+        where = f"{key}[{index}]"
+        if not isinstance(turn, dict):
+            report.problem(source, where, "must be an object with role and content")
+            return None
+        role = turn.get("role", turn.get("from"))
+        content = turn.get("content", turn.get("value"))
+        role = SHAREGPT_ROLES.get(role) if isinstance(role, str) else None
+        if role is None:
+            report.problem(source, f"{where}.role", f"must be one of system, user, assistant, got {turn.get('role', turn.get('from'))!r}")
+            return None
+        if not isinstance(content, str):
+            report.problem(source, f"{where}.content", "must be a string")
+            return None
+        messages.append({"role": role, "content": content})
+    answers = [m for m in messages if m["role"] == "assistant"]
+    if not answers:
+        report.problem(source, key, "has no assistant message to learn from")
+        return None
+    if any(not m["content"].strip() for m in answers):
+        report.problem(source, key, "an assistant message is empty")
+        return None
+    return Row(source, "messages", {"messages": messages})
+
+
+class _TemplateCache:
+    """Templates by name or file, loaded once."""
+
+    def __init__(self, config_dir: Path | None):
+        self.config_dir = config_dir
+        self.loaded: dict[str, Any] = {}
+
+    def get(self, spec: str):
+        from inkwell.prompts.library import get_template
+
+        if spec not in self.loaded:
+            is_file = spec.endswith((".yaml", ".yml"))
+            if is_file:
+                self.loaded[spec] = get_template(template_file=locate(spec, self.config_dir, "data.template"))
+            else:
+                self.loaded[spec] = get_template(spec)
+        return self.loaded[spec]
+
+
+def _check_template_row(raw: dict, source: str, report: DataReport, default: str | None, templates: _TemplateCache) -> Row | None:
+    name = raw.get("template", default)
+    if not isinstance(name, str) or not name:
+        report.problem(source, "template", "no template: set data.template or give each row a \"template\" key")
+        return None
+    try:
+        template = templates.get(name)
+    except InkwellError as exc:
+        report.problem(source, "template", str(exc).splitlines()[0])
+        return None
+    output = _text(raw, "output", source, report)
+    if output is None:
+        return None
+    fields = raw.get("fields")
+    if fields is None:
+        fields = {k: v for k, v in raw.items() if k not in ("output", "template", "id")}
+    if not isinstance(fields, dict):
+        report.problem(source, "fields", "must be an object of template fields")
+        return None
+    try:
+        resolved = template.resolve_fields(fields)
+    except InkwellError as exc:
+        report.problem(source, f"fields.{exc.field}" if exc.field else "fields", str(exc).replace("\n  fix: ", "; "))
+        return None
+    return Row(source, "template", {"template": template, "fields": resolved, "output": output.strip()})
+
+
+# ---------------------------------------------------------------- splits
+
+
+def split_off(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Hold out `fraction` of the items (at least one when fraction > 0 and there are two or more), seeded."""
+    if fraction <= 0 or len(items) < 2:
+        return items, []
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n_val = min(len(items) - 1, max(1, round(len(items) * fraction)))
+    held = set(order[:n_val])
+    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]

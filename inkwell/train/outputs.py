@@ -1,0 +1,121 @@
+"""What a finished run folder holds, and the small loaders every recipe needs to get there.
+
+    OUT/
+      inkwell-run.json      base model, stage, method, data files + sha256, resolved config, final metrics, template
+      metrics.jsonl         one line per optimizer step: step, epoch, loss, lr, grad_norm, tokens_per_s[, val_loss]
+      loss.png              train (and validation) loss
+      checkpoints/step-N/   the last `keep_last` checkpoints (when save_every > 0)
+      -- full / freeze --   config.json, model.safetensors, tokenizer files, inkwell-model.json  (load_model(OUT))
+      -- adapters --        adapter_config.json, adapter_model.safetensors  (PeftModel.from_pretrained / --adapter OUT)
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inkwell.errors import InkwellError
+from inkwell.home import atomic_write
+
+RUN_CARD = "inkwell-run.json"
+
+
+@dataclass
+class TrainedRun:
+    """What a recipe hands back: the folder, the trained model (in memory) and the run card."""
+
+    out: Path
+    model: Any
+    tokenizer: Any
+    card: dict
+
+    @property
+    def metrics(self) -> dict:
+        return self.card["metrics"]
+
+
+def output_dir(config) -> Path:
+    """training output: `output:` as given (relative to the current folder), else runs/<config name>."""
+    if config.output:
+        return Path(config.output).expanduser()
+    stem = config._source.stem if config._source else f"{config.stage}-{config.method}"
+    return Path("runs") / stem
+
+
+def model_spec(name: str, config_dir: Path | None) -> str:
+    """A registry name stays a name; a relative folder/.gguf is looked up beside the config, then here.
+    Paths come back absolute so the run card's base_model works from any folder."""
+    from inkwell.models.registry import EMBEDDED_MODELS
+
+    if name in EMBEDDED_MODELS:
+        return name
+    path = Path(name).expanduser()
+    if not path.is_absolute() and config_dir is not None and (config_dir / path).exists():
+        path = config_dir / path
+    return str(path.resolve()) if path.exists() else name
+
+
+def load_tokenizer(folder: Path) -> tuple[Any, set[int]]:
+    """The tokenizer (pad = eos when it has none) and the ids that end a reply (as the engine stops on)."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is None:
+        raise InkwellError(f"the tokenizer in {folder} has no end-of-text token", field="model")
+    stop = {tokenizer.eos_token_id}
+    try:
+        eos = GenerationConfig.from_pretrained(folder).eos_token_id
+        stop.update(eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
+    except OSError:
+        pass
+    return tokenizer, stop
+
+
+def load_base(folder: Path, dropout: float | None):
+    """The pretrained model in fp32 (autocast gives bf16 speed; fp32 master weights keep small updates)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    from inkwell.train.methods import dropout_overrides
+
+    hf_logging.disable_progress_bar()
+    config = AutoConfig.from_pretrained(folder)
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **dropout_overrides(config, dropout))
+
+
+def context_of(folder: Path, card: dict) -> int:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    return int(card.get("context_length") or getattr(config, "max_position_embeddings", 2048))
+
+
+def check_length(max_length: int, context: int) -> None:
+    if max_length > context:
+        raise InkwellError(f"training.max_length ({max_length}) is longer than the model's context ({context})",
+                           field="training.max_length", hint=f"use training.max_length={context} or less")
+
+
+def versions() -> dict:
+    import accelerate
+    import peft
+    import torch
+    import transformers
+
+    from inkwell import __version__ as inkwell_version
+
+    return {"inkwell": inkwell_version, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "accelerate": accelerate.__version__}
+
+
+def write_run_card(out: Path, **fields) -> dict:
+    card = {"inkwell_run": 1, "created_at": datetime.datetime.now().isoformat(timespec="seconds"), **fields, "versions": versions()}
+    with atomic_write(out / RUN_CARD) as handle:
+        json.dump(card, handle, indent=2, ensure_ascii=False, default=str)
+    return card

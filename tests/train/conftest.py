@@ -1,0 +1,95 @@
+"""Helpers for the training tests: small data files, a config writer and a runner, all on the tiny models
+from tests/conftest.py. Every run is a few optimizer steps on CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ALPACA_ROWS = [
+    {"instruction": "Describe a bamboo bottle.", "output": "A light bottle."},
+    {"instruction": "Describe a linen apron.", "input": "for cooks", "output": "Soft linen, two pockets."},
+    {"instruction": "Describe wool socks.", "output": "Warm socks with a soft heel."},
+    {"instruction": "Describe a brass lamp.", "output": "A lamp with a warm glow."},
+    {"instruction": "Describe a tea pot.", "output": "Pours well, keeps tea hot."},
+    {"instruction": "Describe a tote bag.", "output": "Canvas, strong, folds flat."},
+]
+TEXT = ("The quick brown fox jumps over the lazy dog. Inkwell writes content: ads, emails, reviews, travel guides, "
+        "quizzes and summaries. Poems, stories, headlines and news articles. ") * 6
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and the shared CI cores make extra threads spin (measured 60x)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def alpaca_file(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "data" / "alpaca.jsonl", ALPACA_ROWS)
+
+
+@pytest.fixture
+def text_folder(tmp_path) -> Path:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text(TEXT)
+    (folder / "b.md").write_text("# Notes\n\n" + TEXT[::-1])
+    return folder
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """make_config(model, data_file, method="lora", **sections) -> path of a small SFT/pretrain config.
+    Defaults: 3 steps of batch 2, no progress bar, no checkpoints."""
+
+    def make(model, train, *, stage="sft", method="lora", name="run", training=None, data=None, **sections) -> Path:
+        config = {
+            "stage": stage,
+            "model": str(model) if not isinstance(model, dict) else model,
+            "output": str(tmp_path / name),
+            "data": {"train": [str(train)], **(data or {})},
+            "method": method,
+            "training": {"max_steps": 3, "batch_size": 2, "lr": 1e-2, "progress": False, "max_length": 256,
+                         "schedule": "constant", **(training or {})},
+            **sections,
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"# inkwell train {path}\n" + yaml.safe_dump(config, allow_unicode=True))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def run_config():
+    """run_config(path, *overrides, callbacks=[]) -> TrainedRun (quiet)."""
+    from inkwell.train import train
+
+    def run(path, *overrides, callbacks=()):
+        return train(path, list(overrides), callbacks=list(callbacks), say=lambda _message: None)
+
+    return run
+
+
+def losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def read_losses():
+    return losses
