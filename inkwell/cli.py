@@ -42,6 +42,9 @@ Stop = Annotated[Optional[list[str]], typer.Option("--stop", help="Stop sequence
 Seed = Annotated[Optional[int], typer.Option("--seed", help="Same seed, same text.")]
 NoLog = Annotated[bool, typer.Option("--no-log", help="Do not record this in the history database.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON for other tools.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="local, or openai: any OpenAI-compatible server (inkwell serve, vLLM, TGI, llama.cpp); --model then names the served model.")]
+BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")]
+RemoteKeyOpt = Annotated[Optional[str], typer.Option("--api-key", envvar="INKWELL_API_KEY", help="With --backend openai: the server's API key.")]
 
 
 def _overrides(**values) -> dict:
@@ -52,7 +55,9 @@ def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _engine(model, adapter, dtype, device, batch_size: int = 16):
+def _engine(model, adapter, dtype, device, batch_size: int = 16, backend: str = "local", base_url=None, api_key=None):
+    if backend != "local":
+        return _remote_engine(backend, base_url, api_key, model, adapter, batch_size)
     from inkwell.generate.engine import Engine
     from inkwell.models.load import load_model
 
@@ -110,6 +115,11 @@ def write(
     device: DeviceOpt = "auto",
     no_log: NoLog = False,
     as_json: JsonOut = False,
+    policy: PolicyOpt = None,
+    no_moderation: NoModerationOpt = False,
+    backend: BackendOpt = "local",
+    base_url: BaseUrlOpt = None,
+    api_key: RemoteKeyOpt = None,
 ):
     """Write content from a template: the main job.
 
@@ -122,6 +132,8 @@ def write(
     tpl = get_template(template, template_file)
     fields = _parse_sets(set_)
     tpl.resolve_fields(fields)  # fail on field errors before loading a model
+    guard = _guard(policy, no_moderation, "write", no_log)
+    fields = guard.screen_input(fields) if guard else fields  # blocked input: error naming the category, exit 2
     overrides = _overrides(
         max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, temperature=temperature, top_p=top_p,
         top_k=top_k, repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
@@ -131,12 +143,16 @@ def write(
 
     GenerationSettings.build(tpl.decoding, overrides)  # validate settings before loading a model
     examples = load_shots(shots, tpl) if shots else None
-    engine = _engine(model, adapter, dtype, device)
-    streaming = (sys.stdout.isatty() if stream is None else stream) and not as_json and n == 1
+    engine = _engine(model, adapter, dtype, device, backend=backend, base_url=base_url, api_key=api_key)
+    # With moderation on, output is checked before anyone sees it, so it is not streamed.
+    streaming = (sys.stdout.isatty() if stream is None else stream) and not as_json and n == 1 and guard is None
+    if stream and guard is not None:
+        _say("note: output is moderated before it is shown, so it is not streamed (--no-moderation streams)")
     on_delta = (lambda _i, text: (sys.stdout.write(text), sys.stdout.flush())) if streaming else None
     results = write_content(engine, tpl, fields, shots=examples, overrides=overrides, on_delta=on_delta, json_retries=json_retries)
     for warning in results[0].warnings:
         _say(f"warning: {warning}")
+    results, blocked = _moderate_results(guard, results, as_json)
     store = _store(no_log)
     records = []
     for item in results:
@@ -153,15 +169,18 @@ def write(
         }
         if item.data is not None:
             record["data"] = item.data
+        if getattr(item, "moderation", None):
+            record["moderation"] = item.moderation
         records.append(record)
         if store:
-            store.log_generation(
+            generation_id = store.log_generation(
                 source="write", model=engine.loaded.name, adapter=engine.loaded.adapter, template=tpl.name,
                 fields=item.rendered.fields, settings=item.settings.to_dict(), prompt=engine.render(item.rendered.prompt),
                 output=item.text, prompt_tokens=item.generation.prompt_tokens,
                 completion_tokens=item.generation.completion_tokens, latency_s=item.generation.latency_s,
                 finish_reason=item.generation.finish_reason,
             )
+            _link_audit(guard, item, generation_id)
     if as_json:
         _print_json(records[0] if len(records) == 1 else records)
     elif streaming:
@@ -171,6 +190,7 @@ def write(
             if len(records) > 1:
                 typer.echo(f"--- version {i + 1} ---")
             typer.echo(json.dumps(record["data"], ensure_ascii=False, indent=2) if "data" in record else record["text"])
+    _blocked_exit(blocked)  # some versions were blocked: say which category, exit 3
 
 
 @app.command()
@@ -271,6 +291,11 @@ def batch(
     no_log: NoLog = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     as_json: JsonOut = False,
+    policy: PolicyOpt = None,
+    no_moderation: NoModerationOpt = False,
+    backend: BackendOpt = "local",
+    base_url: BaseUrlOpt = None,
+    api_key: RemoteKeyOpt = None,
 ):
     """Run a template over every row of a CSV/JSONL file; resumable."""
     from inkwell.generate.batch import run_batch
@@ -288,7 +313,7 @@ def batch(
     if not input.exists():
         raise InkwellError(f"input file not found: {input}", field="input")
     examples = load_shots(shots, tpl) if shots else None
-    engine = _engine(model, adapter, dtype, device, batch_size=batch_size)
+    engine = _engine(model, adapter, dtype, device, batch_size=batch_size, backend=backend, base_url=base_url, api_key=api_key)
     store = _store(no_log)
 
     def log(row, item, batch_id):
@@ -304,8 +329,14 @@ def batch(
     def bad(row, reason):
         _say(f"skipped {input}:{row.line} (id {row.id}): {reason}")
 
-    report = run_batch(engine, tpl, input, output, resume=resume, shots=examples, overrides=overrides,
-                       progress=progress, on_result=log, on_error=bad)
+    guard = _guard(policy, no_moderation, "batch", no_log)
+    screen = _screen_batch_input(guard, input, output)  # blocked input rows are reported and not run
+    try:
+        report = run_batch(engine, tpl, screen.path, output, resume=resume, shots=examples, overrides=overrides,
+                           progress=progress, on_result=log, on_error=bad)
+    finally:
+        screen.cleanup()
+    _screen_batch_output(guard, report, screen)  # blocked outputs become failed rows naming the category
     summary = {
         "output": str(report.output), "rows": report.total, "written": report.written,
         "already_done": report.skipped_done, "failed": len(report.failed),
@@ -421,6 +452,619 @@ def templates_show(name: Annotated[str, typer.Argument()]):
     typer.echo(Path(template.source).read_text(encoding="utf-8"))
 
 
+# ---------------------------------------------------------------- evaluation (eval / score / rate)
+
+
+@app.command("eval")
+def eval_(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Eval rows (JSONL): template fields or `prompt`, a reference column, optional `id`.")] = ...,
+    system: Annotated[list[str], typer.Option("--system", help="NAME=MODEL\\[:ADAPTER]\\[@shots.jsonl] (repeat for each system to compare).")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: generations cache, report.json/.md/.html, plots.")] = ...,
+    template: Annotated[Optional[str], typer.Option("--template", help="Render each row through this template.")] = None,
+    template_file: Annotated[Optional[Path], typer.Option("--template-file")] = None,
+    metrics: Annotated[Optional[list[str]], typer.Option("--metrics", help="Comma-separated metric names [default: bleu,chrf,rouge,semantic,perplexity,length,distinct,self_bleu,repetition].")] = None,
+    ref_field: Annotated[str, typer.Option("--ref-field", help="The reference column.")] = "reference",
+    lang: Annotated[str, typer.Option("--lang", help="auto | en | zh (BLEU/ROUGE tokenisation).")] = "auto",
+    corpus: Annotated[Optional[list[Path]], typer.Option("--corpus", help="Training corpus for the memorisation metric (JSONL or text; repeatable).")] = None,
+    copy_threshold: Annotated[int, typer.Option("--copy-threshold", min=1, help="Tokens copied in a row that count as memorised.")] = 12,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the intervals (0: none).")] = 1000,
+    examples: Annotated[int, typer.Option("--examples", min=0, help="Examples shown side by side in report.md/.html.")] = 100,
+    json_retries: Annotated[int, typer.Option("--json-retries", min=0, help="Retries for structured templates (0: score the raw output).")] = 0,
+    max_new_tokens: MaxNew = None,
+    min_new_tokens: MinNew = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", "-t", help="[default: 0, greedy]")] = None,
+    top_p: TopP = None,
+    top_k: TopK = None,
+    repetition_penalty: RepPen = None,
+    no_repeat_ngram_size: NoRepeat = None,
+    num_beams: Beams = None,
+    stop: Stop = None,
+    seed: Seed = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    as_json: JsonOut = False,
+):
+    """Compare systems on the same rows: generate (cached in OUT), score, and write reports.
+
+    Example: inkwell eval --data test.jsonl --template product-description --system base=smollm2-135m-instruct@shots.jsonl --system tuned=smollm2-135m-instruct:runs/lora --out eval/
+    """
+    from inkwell.evaluate.data import parse_system
+    from inkwell.evaluate.runner import EvalConfig, run_eval
+
+    config = EvalConfig(
+        data=data, systems=[parse_system(s) for s in system], out=out, template=template, template_file=template_file,
+        metrics=metrics, ref_field=ref_field, lang=lang, corpus=corpus, copy_threshold=copy_threshold,
+        batch_size=batch_size, resamples=bootstrap, report_examples=examples, json_retries=json_retries,
+        dtype=dtype, device=device,
+        overrides=_overrides(
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, temperature=temperature, top_p=top_p,
+            top_k=top_k, repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+            num_beams=num_beams, stop=stop, seed=seed,
+        ),
+    )
+    report = run_eval(config, say=_say)
+    summary = {
+        "out": str(out), "rows": report["rows"],
+        "reports": [str(out / name) for name in ("report.json", "report.md", "report.html")],
+        "systems": {s["name"]: {"generated": s["generated"], "cached": s["cached"], "failed": s["failed"]} for s in report["systems"]},
+        "scores": {name: {k: v["value"] for k, v in values.items()} for name, values in report["scores"].items()},
+    }
+    if as_json:
+        _print_json(summary)
+        return
+    from inkwell.evaluate.report import metric_rows, fmt_cell
+
+    names = [s["name"] for s in report["systems"]]
+    typer.echo(f"{'metric':<22}" + "".join(f"{n:>28}" for n in names))
+    for metric in metric_rows(report):
+        typer.echo(f"{metric:<22}" + "".join(f"{fmt_cell(report['scores'][n].get(metric)):>28}" for n in names))
+    _say(f"reports: {out / 'report.html'} (also report.md, report.json)")
+
+
+@app.command()
+def score(
+    pred: Annotated[Path, typer.Option("--pred", "-p", help="Predictions (JSONL, one {\"text\": ...} per line).")] = ...,
+    ref: Annotated[Optional[Path], typer.Option("--ref", "-r", help="References (JSONL with `text`), paired by line.")] = None,
+    metrics: Annotated[Optional[list[str]], typer.Option("--metrics", help="Comma-separated [default: bleu,chrf,rouge,length,distinct,self_bleu,repetition].")] = None,
+    lang: Annotated[str, typer.Option("--lang", help="auto | en | zh")] = "auto",
+    corpus: Annotated[Optional[list[Path]], typer.Option("--corpus", help="Training corpus for memorisation.")] = None,
+    schema: Annotated[Optional[Path], typer.Option("--schema", help="JSON Schema file for the json metric.")] = None,
+    copy_threshold: Annotated[int, typer.Option("--copy-threshold", min=1)] = 12,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Resamples for the intervals in the table (not with --json).")] = 1000,
+    as_json: JsonOut = False,
+):
+    """Score existing outputs (from any tool) without loading a model.
+
+    Example: inkwell score --pred preds.jsonl --ref refs.jsonl --metrics bleu,chrf,rouge --json
+    """
+    from inkwell.evaluate.runner import score_files
+
+    flat, detail = score_files(pred, ref, metrics=metrics, lang=lang, corpus=corpus, schema=schema,
+                               copy_threshold=copy_threshold, resamples=0 if as_json else bootstrap)
+    if as_json:
+        typer.echo(json.dumps(flat, ensure_ascii=False))
+        return
+    from inkwell.evaluate.report import fmt_cell
+
+    for name, entry in detail.items():
+        typer.echo(f"{name:<22} {fmt_cell(entry)}")
+    if "confusion_matrix" in flat:
+        typer.echo("confusion matrix (rows: reference, columns: predicted " + ", ".join(flat["confusion_matrix"]["columns"]) + ")")
+        for label, counts in zip(flat["confusion_matrix"]["labels"], flat["confusion_matrix"]["matrix"]):
+            typer.echo(f"  {label:<20} " + " ".join(f"{c:>5}" for c in counts))
+
+
+@app.command()
+def rate(
+    dir: Annotated[Path, typer.Argument(help="An `inkwell eval` output folder.")],
+    rater: Annotated[Optional[str], typer.Option("--rater", help="Your name (ratings are kept per rater).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Rate at most this many outputs now.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Shuffle seed for the (blind) order.")] = 0,
+    show_reference: Annotated[bool, typer.Option("--show-reference", help="Also show the reference output.")] = False,
+):
+    """Rate outputs 1-5, blind (system names hidden, order shuffled); reports then include rating means."""
+    from inkwell.evaluate.rate import StopRating, run_session
+
+    def ask(message: str) -> str:
+        try:
+            return str(typer.prompt(message))
+        except (EOFError, KeyboardInterrupt) as exc:
+            raise StopRating() from exc
+        except Exception as exc:  # click/typer Abort (end of input or Ctrl-C)
+            if type(exc).__name__ == "Abort":
+                raise StopRating() from exc
+            raise
+
+    session = run_session(dir, ask=ask, show=typer.echo, rater=rater, limit=limit, seed=seed, show_reference=show_reference)
+    _say(f"rated {session.rated}, skipped {session.skipped}, {session.remaining} left"
+         + ("; reports updated" if session.rated else ""))
+
+
+# ---------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config YAML (see configs/).")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. training.lr=1e-4 lora.r=16.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Validate the config and read the data files, then stop (no model is loaded).")] = False,
+    as_json: JsonOut = False,
+):
+    """Train a model: pretrain or sft, with full/freeze/lora/adalora/ia3/prefix/prompt.
+
+    Example: inkwell train configs/smollm2-lora-sft.yaml training.lr=1e-4 lora.r=16
+    Several GPUs: accelerate launch -m inkwell train CONFIG.yaml (or torchrun --nproc_per_node N -m inkwell train ...)
+    """
+    from inkwell.train.config import load_config
+
+    cfg = load_config(config, overrides)  # every key checked before anything heavy is imported
+    if check:
+        from inkwell.train.data import DataReport, expand, read_rows
+
+        config_dir = cfg._source.parent
+        report = DataReport(on_error=cfg.data.on_error)
+        allowed = ("text",) if cfg.stage == "pretrain" else None
+        for key, specs in (("data.train", cfg.data.train), ("data.val", cfg.data.val)):
+            if specs:
+                read_rows(expand(specs, config_dir, key), cfg.data.format, report, getattr(cfg.data, "template", None), config_dir, allowed)
+        _say(report.summary())
+        _say(f"{config}: config and data are valid ({cfg.stage}, {cfg.method})")
+        return
+    from inkwell.train import RECIPES
+
+    import importlib
+
+    run = importlib.import_module(RECIPES[cfg.stage]).run(cfg, say=_say)
+    if not run.card:  # other processes of a multi-process run: the main process reports
+        return
+    if as_json:
+        _print_json({"output": str(run.out), **run.metrics})
+    else:
+        metrics = run.metrics
+        val = f", val loss {metrics['val_loss']:.4f}" if metrics.get("val_loss") is not None else ""
+        _say(f"done: {metrics['steps']} steps, train loss {metrics['train_loss']:.4f}{val} ({metrics['stopped']}) -> {run.out}")
+
+
+# ---------------------------------------------------------------- data preparation (inkwell/data) and moderation (inkwell/safety)
+
+data_app = typer.Typer(help="Prepare training data: ingest, clean, redact, augment, split, stats, sample.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress on standard error.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output JSONL file (written atomically).")]
+NearDupOpt = Annotated[float, typer.Option("--near-dup-threshold", help="MinHash Jaccard similarity that counts as a near duplicate; 0 turns it off.")]
+PolicyOpt = Annotated[Optional[str], typer.Option("--policy", help="Moderation policy: YAML file or name [default: INKWELL_HOME/policy.yaml, else the shipped default].")]
+NoModerationOpt = Annotated[bool, typer.Option("--no-moderation", help="Do not moderate inputs and outputs.")]
+
+
+def _list_problems(problems: list[tuple[str, str]] | list[str], total: int | None = None, limit: int = 50) -> None:
+    """Print `file:line: reason` lines to standard error, at most `limit` of them."""
+    for item in problems[:limit]:
+        _say(f"  {item[0]}: {item[1]}" if isinstance(item, tuple) else f"  {item}")
+    total = len(problems) if total is None else total
+    if total > limit:
+        _say(f"  ... and {total - limit} more")
+
+
+def _near(threshold: float) -> float | None:
+    if threshold < 0 or threshold > 1:
+        raise InkwellError(f"--near-dup-threshold {threshold} must be between 0 (off) and 1", field="near-dup-threshold")
+    return threshold or None
+
+
+@data_app.command("ingest")
+def data_ingest(
+    sources: Annotated[list[Path], typer.Argument(help=".txt/.md files or folders, .csv/.tsv or .jsonl files.")],
+    out: OutOpt = ...,
+    schema: Annotated[str, typer.Option("--schema", help="auto | text | text/label | prompt/completion | alpaca | messages.")] = "auto",
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="CSV column for a field: field=column (repeatable), e.g. --map text=body --map label=category.")] = None,
+    unit: Annotated[str, typer.Option("--unit", help="Text files: one row per file, or per blank-line separated paragraph.")] = "file",
+    delimiter: Annotated[Optional[str], typer.Option("--delimiter", help="CSV delimiter [default: ',' (.tsv: tab)].")] = None,
+    progress: ProgressOpt = True,
+    as_json: JsonOut = False,
+):
+    """Collect rows from files into one JSONL; report the schema and every invalid row (file:line: reason)."""
+    from inkwell.data.ingest import ingest, parse_column_map
+
+    report = ingest(sources, out, schema=schema, column_map=parse_column_map(map_), unit=unit, delimiter=delimiter, progress=progress)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        seen = ", ".join(f"{k} {v}" for k, v in report.schemas_seen.most_common())
+        _say(f"schema: {report.schema or 'none'}" + (f" (rows seen: {seen})" if seen else ""))
+        if report.invalid_count:
+            _say(f"{report.invalid_count} invalid rows skipped:")
+            _list_problems(report.invalid, report.invalid_count)
+        _say(f"wrote {report.written} rows from {report.files} file(s) to {report.output}")
+    if not report.written:
+        raise typer.Exit(1)
+
+
+@data_app.command("clean")
+def data_clean(
+    input: Annotated[Path, typer.Argument(help="JSONL file.")],
+    out: OutOpt = ...,
+    min_chars: Annotated[int, typer.Option("--min-chars", help="Drop rows with less text.")] = 1,
+    max_chars: Annotated[Optional[int], typer.Option("--max-chars", help="Drop rows with more text.")] = None,
+    lang: Annotated[Optional[list[str]], typer.Option("--lang", help="Keep only these languages (zh, en, ja, ko, other; repeatable).")] = None,
+    nfkc: Annotated[bool, typer.Option("--nfkc/--no-nfkc", help="Unicode NFKC normalisation.")] = True,
+    markup: Annotated[bool, typer.Option("--strip-markup/--keep-markup", help="Remove HTML and Markdown markup.")] = True,
+    whitespace: Annotated[bool, typer.Option("--whitespace/--no-whitespace", help="Normalise spaces and blank lines.")] = True,
+    dedup: Annotated[bool, typer.Option("--dedup/--no-dedup", help="Remove exact duplicates.")] = True,
+    near_dup_threshold: NearDupOpt = 0.7,
+    progress: ProgressOpt = True,
+    as_json: JsonOut = False,
+):
+    """Normalise text and drop short/long, wrong-language and duplicate rows; prints what each step did."""
+    from inkwell.data.clean import STEPS, CleanConfig, clean_file
+
+    languages = [x.strip() for item in lang or [] for x in item.split(",") if x.strip()] or None
+    config = CleanConfig(nfkc=nfkc, markup=markup, whitespace=whitespace, min_chars=min_chars, max_chars=max_chars,
+                         languages=languages, exact_dedup=dedup, near_dup_threshold=_near(near_dup_threshold))
+    report = clean_file(input, out, config, progress=progress)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    for step in STEPS:
+        changed, removed = report.changed.get(step, 0), report.removed.get(step, 0)
+        what = f"changed {changed}" if step in ("nfkc", "markup", "whitespace") else f"removed {removed}"
+        _say(f"  {step:<11} {what}")
+    if report.removed.get("invalid"):
+        _say(f"  {'invalid':<11} removed {report.removed['invalid']}")
+    _say(f"kept {report.rows_out} of {report.rows_in} rows -> {out}")
+
+
+@data_app.command("redact")
+def data_redact(
+    input: Annotated[Path, typer.Argument(help="JSONL file.")],
+    out: OutOpt = ...,
+    mode: Annotated[str, typer.Option("--mode", help="placeholder ([EMAIL]) | mask (same length, *) | hash (salted SHA-256 token).")] = "placeholder",
+    types: Annotated[Optional[list[str]], typer.Option("--type", help="Only these PII types (repeatable or comma-separated) [default: all].")] = None,
+    salt: Annotated[Optional[str], typer.Option("--salt", help="Salt for --mode hash [default: INKWELL_REDACT_SALT, else INKWELL_HOME/redact-salt].")] = None,
+    progress: ProgressOpt = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print an object of type -> count.")] = False,
+):
+    """Replace personal data and secrets in every row; prints how many of each type were found."""
+    from inkwell.data.redact import redact_file
+
+    chosen = [x.strip() for item in types or [] for x in item.split(",") if x.strip()] or None
+    report = redact_file(input, out, types=chosen, mode=mode, salt=salt, progress=progress)
+    counts = report.to_dict()
+    if chosen:
+        counts = {t: counts[t] for t in chosen}
+    if report.invalid:
+        _say(f"{len(report.invalid)} invalid rows dropped:")
+        _list_problems(report.invalid)
+    if as_json:
+        _print_json(counts)
+        return
+    for kind, count in counts.items():
+        typer.echo(f"{kind:<15} {count}")
+    _say(f"redacted {sum(counts.values())} items in {report.rows_changed} of {report.rows} rows -> {out}")
+
+
+@data_app.command("augment")
+def data_augment(
+    input: Annotated[Path, typer.Argument(help="JSONL file.")],
+    out: OutOpt = ...,
+    method: Annotated[str, typer.Option("--method", help="synonym (WordNet, offline) | paraphrase | back-translate (need --model).")] = "synonym",
+    n: Annotated[int, typer.Option("--n", help="Variants per row.")] = 1,
+    rate: Annotated[float, typer.Option("--rate", help="synonym: share of eligible words to replace.")] = 0.15,
+    seed: Seed = 0,
+    keep_original: Annotated[bool, typer.Option("--keep-original/--only-augmented", help="Also write the original rows.")] = True,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="LM methods: rows rewritten together.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="LM methods: longest rewrite.")] = 256,
+    model: ModelOpt = None,
+    adapter: AdapterOpt = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    progress: ProgressOpt = True,
+    as_json: JsonOut = False,
+):
+    """Add augmented rows (marked `augmented` so evaluation can leave them out)."""
+    from inkwell.data.augment import augment_file
+
+    engine = None
+    if method != "synonym":
+        if not model:
+            raise InkwellError(f"--method {method} needs --model", field="model", hint="e.g. --model smollm2-135m-instruct")
+        engine = _engine(model, adapter, dtype, device, batch_size=batch_size)
+    report = augment_file(input, out, method=method, n=n, rate=rate, seed=seed or 0, keep_original=keep_original,
+                          engine=engine, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    if report.invalid:
+        _say(f"{len(report.invalid)} invalid rows skipped:")
+        _list_problems(report.invalid)
+    for reason, count in report.skipped.items():
+        _say(f"  no variant for {count} rows: {reason}")
+    _say(f"wrote {report.written} rows ({report.augmented} augmented) -> {out}")
+
+
+@data_app.command("split")
+def data_split(
+    input: Annotated[Path, typer.Argument(help="JSONL file.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for train.jsonl, val.jsonl, test.jsonl.")] = Path("."),
+    ratios: Annotated[str, typer.Option("--ratios", help="train,val,test shares.")] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same split.")] = 13,
+    label_field: Annotated[str, typer.Option("--label-field", help="Stratify by this key ('' for none).")] = "label",
+    near_dup_threshold: NearDupOpt = 0.7,
+    keep_augmented_eval: Annotated[bool, typer.Option("--keep-augmented-eval", help="Also put augmented rows in val/test.")] = False,
+    progress: ProgressOpt = True,
+    as_json: JsonOut = False,
+):
+    """Split into train/val/test: seeded, stratified by label, near duplicates kept in the same split."""
+    from inkwell.data.split import split_file
+
+    report = split_file(input, out_dir, ratios=ratios, seed=seed, label_field=label_field or None,
+                        near_dup_threshold=_near(near_dup_threshold), keep_augmented_eval=keep_augmented_eval, progress=progress)
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    if report.invalid:
+        _say(f"{len(report.invalid)} invalid rows skipped:")
+        _list_problems(report.invalid)
+    for name, count in report.counts.items():
+        labels = report.labels.get(name)
+        _say(f"  {name:<5} {count:>7} rows -> {report.files[name]}" + (f"  {labels}" if labels else ""))
+    _say(f"{report.rows} rows in {report.groups} groups ({report.grouped_rows} rows share a group with a duplicate or their source)")
+
+
+@data_app.command("stats")
+def data_stats(
+    input: Annotated[Path, typer.Argument(help="JSONL file.")],
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a token-length histogram PNG here.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Count tokens with this model's tokenizer (name or folder) [default: model-free estimate].")] = None,
+    near_dup_threshold: NearDupOpt = 0.7,
+    pii: Annotated[bool, typer.Option("--pii/--no-pii", help="Count personal data by type.")] = True,
+    progress: ProgressOpt = True,
+    as_json: JsonOut = False,
+):
+    """Rows, schemas, languages, token lengths, duplicates, PII counts."""
+    from inkwell.data.stats import stats_file
+
+    count_tokens = None
+    if tokenizer:
+        from transformers import AutoTokenizer
+
+        from inkwell.models.load import resolve
+
+        folder, _card = resolve(tokenizer, progress=_say)
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        count_tokens = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    stats = stats_file(input, plot=plot, count_tokens=count_tokens, tokenizer_name=tokenizer or "approx",
+                       near_dup_threshold=_near(near_dup_threshold), pii=pii, progress=progress)
+    data = stats.to_dict()
+    if as_json:
+        _print_json(data)
+        return
+    typer.echo(f"rows        {data['rows']}" + (f" (+{data['invalid']} invalid)" if data["invalid"] else ""))
+    typer.echo(f"schemas     {data['schemas']}")
+    typer.echo(f"languages   {data['languages']}")
+    typer.echo(f"tokens      {data['tokens']}")
+    typer.echo(f"duplicates  exact {data['duplicates']['exact']}, near {data['duplicates']['near']}")
+    if pii:
+        typer.echo(f"pii         {({k: v for k, v in data['pii'].items() if v}) or 'none'} in {data['rows_with_pii']} rows")
+    if data["labels"]:
+        typer.echo(f"labels      {data['labels']}")
+    if data["augmented"]:
+        typer.echo(f"augmented   {data['augmented']}")
+    if data["plot"]:
+        _say(f"histogram -> {data['plot']}")
+
+
+@data_app.command("sample")
+def data_sample(
+    name: Annotated[str, typer.Argument(help="fortunes | song100 | tang300 | chinese")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output JSONL [default: NAME.jsonl].")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many rows.")] = None,
+    progress: ProgressOpt = True,
+    as_json: JsonOut = False,
+):
+    """Real text from Debian packages (fortunes, fortunes-zh) as JSONL rows."""
+    from inkwell.data.sample import write_sample
+
+    out = out or Path(f"{name}.jsonl")
+    count = write_sample(name, out, limit=limit, progress=progress)
+    if as_json:
+        _print_json({"sample": name, "rows": count, "output": str(out)})
+    else:
+        _say(f"wrote {count} rows of '{name}' to {out}")
+
+
+@app.command()
+def moderate(
+    text: Annotated[Optional[str], typer.Argument(help="The text to check ('-' reads standard input).")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Check this file's whole text instead.")] = None,
+    policy: PolicyOpt = None,
+    direction: Annotated[str, typer.Option("--direction", help="input (user text) | output (model text) | any (every category).")] = "input",
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit with status 3 when the text is blocked.")] = False,
+    no_log: NoLog = False,
+    as_json: JsonOut = False,
+):
+    """Check a text against the moderation policy: action, categories and findings (logged to the audit table)."""
+    from inkwell.safety import Guard, load_policy
+
+    if file is not None:
+        if not file.is_file():
+            raise InkwellError(f"file not found: {file}", field="file")
+        text = file.read_text(encoding="utf-8")
+    elif text == "-":
+        text = sys.stdin.read()
+    if text is None:
+        raise InkwellError("nothing to moderate", field="text", hint='inkwell moderate "some text"  or  --file FILE')
+    guard = Guard(load_policy(policy), source="moderate", store=_store(no_log))
+    result, _ = guard.check(text, direction)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        typer.echo(f"action: {result.action}" + (f" ({result.describe()})" if result.categories else ""))
+        for finding in result.findings:
+            typer.echo(f"  {finding.category}/{finding.type} [{finding.start}:{finding.end}] {finding.text!r}")
+        if result.action == "redact":
+            typer.echo(f"redacted: {result.text}")
+    if exit_code and result.blocked:
+        raise typer.Exit(3)
+
+
+def _guard(policy: str | None, no_moderation: bool, source: str, no_log: bool):
+    """The moderation guard for write/batch (None with --no-moderation)."""
+    if no_moderation:
+        return None
+    from inkwell.safety import Guard, load_policy
+
+    return Guard(load_policy(policy), source=source, store=_store(no_log))
+
+
+def _moderate_results(guard, results: list, as_json: bool) -> tuple[list, list]:
+    """Moderate each written version: redact in place, warn on flag, hold back blocked ones. When every version
+    is blocked, say so (naming the category) and exit with status 3."""
+    if guard is None:
+        return results, []
+    from inkwell.safety.guard import decision_summary, redact_value
+
+    kept, blocked = [], []
+    for item in results:
+        decision, audit_id = guard.check(item.text, "output")
+        item.moderation_audit_id = audit_id
+        if decision.blocked:
+            blocked.append(decision)
+            continue
+        if decision.action == "redact":
+            item.text = decision.text
+            if item.data is not None:
+                item.data = redact_value(item.data, guard.policy)
+        if decision.action == "flag":
+            _say(f"warning: {decision.describe()}")
+        if decision.action != "allow":
+            item.moderation = decision_summary(decision)
+        kept.append(item)
+    if blocked and not kept:
+        _blocked_exit(blocked, as_json)
+    return kept, blocked
+
+
+def _blocked_exit(blocked: list, as_json: bool = False) -> None:
+    if not blocked:
+        return
+    from inkwell.safety.guard import decision_summary
+
+    for decision in blocked:
+        _say(f"blocked: {decision.describe()}; the text was not shown")
+    if as_json:
+        first = blocked[0]
+        _print_json({"error": first.describe(), "category": (first.blocking_categories or first.categories)[0],
+                     "moderation": decision_summary(first)})
+    raise typer.Exit(3)
+
+
+def _link_audit(guard, item, generation_id: int | None) -> None:
+    if guard is not None:
+        guard.link(getattr(item, "moderation_audit_id", None), generation_id)
+
+
+def _screen_batch_input(guard, input: Path, output: Path):
+    """Moderate batch input rows before the run; blocked rows are reported and left out."""
+    from inkwell.safety.guard import BatchScreen, scratch_path, screen_batch_input
+
+    if guard is None or not input.exists():
+        return BatchScreen(input)
+    from inkwell.generate.batch import read_rows
+
+    screen = screen_batch_input(guard, read_rows(input), input, scratch_path(output))
+    for line, row_id, reason in screen.failed:
+        _say(f"skipped {input}:{line} (id {row_id}): {reason}")
+    if screen.temporary and not any(line.strip() for line in screen.path.read_text(encoding="utf-8").splitlines()):
+        screen.cleanup()
+        raise InkwellError(f"every row of {input} was blocked by moderation or invalid", field="input")
+    return screen
+
+
+def _screen_batch_output(guard, report, screen) -> None:
+    """Moderate the finished output file; blocked rows become failures naming the category."""
+    report.failed += screen.failed
+    report.total += len(screen.failed)
+    if guard is None:
+        return
+    from inkwell.safety.guard import screen_batch_output
+
+    blocked_ids = set()
+    for row_id, reason in screen_batch_output(guard, report.output):
+        _say(f"blocked output for id {row_id}: {reason}")
+        if row_id not in blocked_ids:
+            report.failed.append((0, row_id, reason))
+            blocked_ids.add(row_id)
+    report.written -= len(blocked_ids)
+
+
+# ---------------------------------------------------------------- serve (and the remote backend)
+
+
+def _remote_engine(backend, base_url, api_key, model, adapter, batch_size):
+    """An engine that sends generations to an OpenAI-compatible server (scale-out)."""
+    if backend != "openai":
+        raise InkwellError(f"unknown backend '{backend}'", field="backend", hint="use local or openai")
+    if not base_url:
+        raise InkwellError("--backend openai needs --base-url", field="base-url", hint="e.g. --base-url http://127.0.0.1:8000/v1")
+    if adapter:
+        raise InkwellError("--adapter applies to local models only", field="adapter",
+                           hint="with --backend openai, name the served adapter with --model")
+    from inkwell.generate.remote import RemoteEngine
+
+    engine = RemoteEngine(base_url, model, api_key, batch_size=batch_size)
+    if engine.approximate_counts:
+        _say(f"note: no local tokenizer for '{engine.loaded.name}': prompt token counts are approximate")
+    return engine
+
+
+@app.command()
+def serve(
+    model: ModelOpt = None,
+    adapter: Annotated[Optional[list[str]], typer.Option("--adapter", help="NAME=PATH: serve a LoRA adapter as model NAME (repeatable; not merged, base loaded once).")] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    api_key: Annotated[Optional[list[str]], typer.Option("--api-key", envvar="INKWELL_API_KEY", help="An accepted API key (repeatable); kept only as a hash.")] = None,
+    api_keys_file: Annotated[Optional[Path], typer.Option("--api-keys-file", help="One key per line: `ID KEY`, `ID sha256:HEX` or `KEY`.")] = None,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="Requests running or waiting at once; more get 429.")] = 64,
+    rate_limit: Annotated[Optional[str], typer.Option("--rate-limit", help="Requests per minute per key (per address without keys), e.g. 60/min.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Most rows in one engine batch.")] = 16,
+    window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0, help="How long a batch's first request waits for others.")] = 20.0,
+    batching: Annotated[str, typer.Option("--batching", help="continuous: requests join a running batch between decode steps; window: each batch runs to its end.")] = "continuous",
+    max_tokens_limit: Annotated[Optional[int], typer.Option("--max-tokens-limit", min=1, help="Most max_tokens a request may ask (default: the context length).")] = None,
+    drain_timeout: Annotated[float, typer.Option("--drain-timeout", min=0, help="On SIGTERM, seconds in-flight requests get to finish.")] = 30.0,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    no_log: NoLog = False,
+):
+    """Serve an OpenAI-compatible HTTP API: completions, chat (streaming), content templates, /metrics.
+
+    Example: inkwell serve --model smollm2-135m-instruct --adapter support=runs/lora --api-key sk-local-123
+    """
+    from inkwell.serve.server import run_server
+    from inkwell.serve.state import ServeConfig
+
+    if batching not in ("continuous", "window"):
+        raise InkwellError(f"unknown --batching '{batching}'", field="batching", hint="use continuous or window")
+    adapters: dict[str, str] = {}
+    for pair in adapter or []:
+        name, sep, path = pair.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise InkwellError(f"--adapter expects NAME=PATH, got '{pair}'", field="adapter", hint="--adapter support=runs/lora")
+        if name.strip() in adapters:
+            raise InkwellError(f"two adapters are named '{name.strip()}'", field="adapter")
+        adapters[name.strip()] = path.strip()
+    config = ServeConfig(
+        model=model, adapters=adapters, dtype=dtype, device=device, host=host, port=port, api_keys=list(api_key or []),
+        api_keys_file=str(api_keys_file) if api_keys_file else None, max_concurrency=max_concurrency,
+        rate_limit=rate_limit, batch_size=batch_size, window_ms=window_ms, continuous_batching=batching == "continuous",
+        max_tokens_limit=max_tokens_limit,
+        drain_timeout_s=drain_timeout, log_generations=not no_log,
+    )
+    run_server(config, say=_say)
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -428,19 +1072,25 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI: user errors print one clear message (no traceback) and exit with status 2."""
     import click
 
+    # Newer typer vendors click: its Exit/Abort/usage errors are typer's own classes, not click's, and in
+    # non-standalone mode it *returns* the code of typer.Exit (and of Ctrl-C, as 130) instead of raising.
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except InkwellError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except (click.ClickException, getattr(typer, "TyperException", click.ClickException)) as exc:
+        exc.show() if hasattr(exc, "show") else typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         typer.echo("aborted", err=True)
         sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        if code == 130:
+            typer.echo("interrupted", err=True)
+        sys.exit(code)

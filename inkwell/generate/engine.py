@@ -27,7 +27,7 @@ class GenerationResult:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" (end of text or stop sequence) | "length" (max_new_tokens)
+    finish_reason: str  # "stop" (end of text or stop sequence) | "length" (max_new_tokens) | "cancelled"
     latency_s: float
     prompt_index: int
     sample_index: int
@@ -108,19 +108,24 @@ class Engine:
         prompts: Sequence[Prompt],
         settings: GenerationSettings | None = None,
         on_delta: OnDelta | None = None,
+        should_stop: Callable[[int], bool] | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> list[GenerationResult]:
         """Generate for every prompt; returns results in order prompt 0 sample 0, prompt 0 sample 1, ...
 
-        `on_delta(result_index, text)` receives text as it is produced (never part of a stop sequence)."""
+        `on_delta(result_index, text)` receives text as it is produced (never part of a stop sequence).
+        `should_stop(result_index)` is asked once per decode step (fast path only); True ends that row with
+        finish_reason "cancelled" (the server uses it when a client disconnects). `seeds` gives each prompt
+        its own seed (None: `settings.seed`), so requests with different seeds can share one batch."""
         settings = settings or GenerationSettings()
         settings.validate()
         started = time.perf_counter()
-        rows = self._make_rows(prompts, settings)
+        rows = self._make_rows(prompts, settings, seeds)
         use_fast = self.loaded.fast_path and settings.num_beams == 1
         if use_fast:
             order = sorted(rows, key=lambda r: len(r.prompt_ids))  # group by length: little padding
             for start in range(0, len(order), self.batch_size):
-                self._decode_batch(order[start : start + self.batch_size], settings, on_delta)
+                self._decode_batch(order[start : start + self.batch_size], settings, on_delta, should_stop)
         else:
             for row_group in self._hf_groups(rows, settings):
                 self._hf_generate(row_group, settings, on_delta)
@@ -138,7 +143,7 @@ class Engine:
             for row in rows
         ]
 
-    def _make_rows(self, prompts: Sequence[Prompt], settings: GenerationSettings) -> list[_Row]:
+    def _make_rows(self, prompts: Sequence[Prompt], settings: GenerationSettings, seeds=None) -> list[_Row]:
         import random
 
         import torch
@@ -161,7 +166,7 @@ class Engine:
                 )
             samples = settings.num_return_sequences
             for s_index in range(samples):
-                seed = base_seed + s_index
+                seed = (seeds[p_index] if seeds and seeds[p_index] is not None else base_seed) + s_index
                 generator = None
                 if not settings.greedy:
                     generator = torch.Generator(device=self.loaded.device)
@@ -202,7 +207,8 @@ class Engine:
                 processors.append(TopPLogitsWarper(float(settings.top_p)))
         return processors
 
-    def _decode_batch(self, rows: list[_Row], settings: GenerationSettings, on_delta: OnDelta | None) -> None:
+    def _decode_batch(self, rows: list[_Row], settings: GenerationSettings, on_delta: OnDelta | None,
+                      should_stop: Callable[[int], bool] | None = None) -> None:
         import torch
         from transformers import DynamicCache
 
@@ -267,6 +273,9 @@ class Engine:
                 keep: list[int] = []
                 for b, token in enumerate(token_list):
                     row = rows[active[b]]
+                    if should_stop is not None and should_stop(row.out_index):  # cancelled: leave the batch now
+                        row.finish_reason, row.finished_at = "cancelled", now
+                        continue
                     if token in self.eos_ids:
                         row.finish_reason, row.finished_at = "stop", now
                         self._flush(row, on_delta, final=True)

@@ -67,6 +67,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX ratings_eval ON ratings(eval_dir, system);
     """,
+    # 4: which API key made a served generation (its id, never the key)
+    """
+    ALTER TABLE generations ADD COLUMN api_key_id TEXT;
+    """,
 ]
 
 
@@ -127,6 +131,14 @@ class Store:
             )
         return int(cursor.lastrowid)
 
+    def log_served_generation(self, *, api_key_id: str | None, **record: Any) -> int:
+        """`log_generation` for the server: the same record plus the API key's id (migration 4)."""
+        generation_id = self.log_generation(**record)
+        if api_key_id is not None:
+            with self.conn:
+                self.conn.execute("UPDATE generations SET api_key_id = ? WHERE id = ?", (api_key_id, generation_id))
+        return generation_id
+
     def history(self, search: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Newest first; `search` matches prompt, output, template or model (case-insensitive substring)."""
         sql = "SELECT * FROM generations"
@@ -138,6 +150,93 @@ class Store:
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(int(limit))
         return [_row(r) for r in self.conn.execute(sql, args)]
+
+    # ------------------------------------------------------------ moderation audit (migration 2)
+
+    def log_moderation(
+        self,
+        *,
+        source: str,
+        direction: str,
+        action: str,
+        categories: list[str],
+        findings: list[dict],
+        text_sha256: str,
+        policy: str | None = None,
+        generation_id: int | None = None,
+    ) -> int:
+        """One moderation decision. Only the text's SHA-256 is kept, never the text itself."""
+        with self.conn:
+            cursor = self.conn.execute(
+                """INSERT INTO moderation_audit (created_at, source, direction, action, categories, findings,
+                   text_sha256, policy, generation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    time.time(), source, direction, action, json.dumps(categories, ensure_ascii=False),
+                    json.dumps(findings, ensure_ascii=False), text_sha256, policy, generation_id,
+                ),
+            )
+        return int(cursor.lastrowid)
+
+    def link_moderation(self, audit_id: int, generation_id: int) -> None:
+        """Attach a decision to the generation it judged (the generation is logged after its moderation)."""
+        with self.conn:
+            self.conn.execute("UPDATE moderation_audit SET generation_id = ? WHERE id = ?", (generation_id, audit_id))
+
+    def moderation_log(
+        self, *, source: str | None = None, action: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Newest first, optionally only one source (write | batch | serve | moderate) or action."""
+        sql = "SELECT * FROM moderation_audit"
+        where, args = [], []
+        if source:
+            where.append("source = ?")
+            args.append(source)
+        if action:
+            where.append("action = ?")
+            args.append(action)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(int(limit))
+        rows = []
+        for r in self.conn.execute(sql, args):
+            data = dict(r)
+            data["categories"] = json.loads(data["categories"])
+            data["findings"] = json.loads(data["findings"])
+            rows.append(data)
+        return rows
+
+    # ------------------------------------------------------------ human ratings (inkwell rate)
+
+    def add_rating(self, *, eval_dir: str, example_id: str, system: str, rating: int, rater: str | None = None,
+                   note: str | None = None) -> int:
+        """Record one 1-5 rating of one system's output for one example of an evaluation folder."""
+        with self.conn:
+            cursor = self.conn.execute(
+                "INSERT INTO ratings (created_at, eval_dir, example_id, system, rating, rater, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), eval_dir, str(example_id), system, int(rating), rater, note),
+            )
+        return int(cursor.lastrowid)
+
+    def ratings(self, eval_dir: str, rater: str | None = None) -> list[dict[str, Any]]:
+        """All ratings for an evaluation folder (optionally one rater's), oldest first."""
+        sql = "SELECT * FROM ratings WHERE eval_dir = ?"
+        args: list[Any] = [eval_dir]
+        if rater is not None:
+            sql += " AND rater IS ?"
+            args.append(rater)
+        return [dict(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def rating_summary(self, eval_dir: str) -> dict[str, dict[str, Any]]:
+        """system -> {"mean", "n"}, counting each (example, system, rater) once: its latest rating."""
+        rows = self.conn.execute(
+            """SELECT system, AVG(rating) AS mean, COUNT(*) AS n FROM ratings r
+               WHERE eval_dir = ? AND id = (SELECT MAX(id) FROM ratings s WHERE s.eval_dir = r.eval_dir
+                   AND s.example_id = r.example_id AND s.system = r.system AND s.rater IS r.rater)
+               GROUP BY system ORDER BY system""",
+            (eval_dir,),
+        )
+        return {r["system"]: {"mean": float(r["mean"]), "n": int(r["n"])} for r in rows}
 
 
 def _row(row: sqlite3.Row) -> dict[str, Any]:

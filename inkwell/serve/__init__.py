@@ -1,0 +1,1 @@
+"""The HTTP API: an OpenAI-compatible server over the generation engine (`inkwell serve`)."""

@@ -1,0 +1,178 @@
+"""Request bodies, mirroring OpenAI's (plus Inkwell's own decoding knobs), and their mapping onto
+GenerationSettings.
+
+OpenAI field -> Inkwell setting: max_tokens (or max_completion_tokens) -> max_new_tokens, temperature,
+top_p, n -> num_return_sequences, stop (a string or a list) -> stop, seed. Extensions spelled as vLLM
+spells them: top_k, repetition_penalty, min_tokens, no_repeat_ngram_size. Fields left out take Inkwell's
+defaults (temperature 0.7, top_p 0.9, top_k 50, repetition_penalty 1.1: small models loop without it).
+presence_penalty / frequency_penalty are accepted only as 0 (use repetition_penalty); logprobs, echo,
+best_of, logit_bias, suffix, tools and response_format are rejected with a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from inkwell.errors import InkwellError
+from inkwell.generate.settings import GenerationSettings
+from inkwell.serve.errors import bad_request, from_inkwell
+
+MAX_N = 16  # choices per request: each one is a row in the batch
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class SamplingFields(BaseModel):
+    """Fields shared by completions, chat and content requests."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int = 1
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    user: str | None = None
+    # Inkwell / vLLM extensions
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    min_tokens: int | None = None
+    no_repeat_ngram_size: int | None = None
+    # Not supported: rejected when set (see reject_unsupported)
+    logprobs: Any = None
+    top_logprobs: Any = None
+    logit_bias: Any = None
+    tools: Any = None
+    response_format: Any = None
+
+    def reject_unsupported(self) -> None:
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if value not in (None, 0, 0.0):
+                raise bad_request(f"{name} is not supported by this server (got {value}); use repetition_penalty "
+                                  "(1.0 disables, default 1.1)", param=name, code="unsupported_parameter")
+        for name in ("logprobs", "top_logprobs", "logit_bias", "tools", "response_format"):
+            if getattr(self, name) not in (None, False, {}, []):
+                raise bad_request(f"{name} is not supported by this server", param=name, code="unsupported_parameter")
+
+    def overrides(self, *, max_tokens_limit: int) -> dict:
+        """Check the OpenAI-level rules (400 naming the field); return the Inkwell settings the client set."""
+        self.reject_unsupported()
+        max_tokens = self.max_tokens if self.max_tokens is not None else getattr(self, "max_completion_tokens", None)
+        if self.temperature is not None and self.temperature < 0:
+            raise bad_request(f"temperature must be >= 0 (0 is greedy), got {self.temperature}", param="temperature",
+                              code="invalid_value")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise bad_request(f"top_p must be in (0, 1], got {self.top_p}", param="top_p", code="invalid_value")
+        if max_tokens is not None and max_tokens <= 0:
+            raise bad_request(f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens", code="invalid_value")
+        if max_tokens is not None and max_tokens > max_tokens_limit:
+            raise bad_request(f"max_tokens is {max_tokens}, above this server's limit of {max_tokens_limit}",
+                              param="max_tokens", code="invalid_value")
+        if not 1 <= self.n <= MAX_N:
+            raise bad_request(f"n must be between 1 and {MAX_N}, got {self.n}", param="n", code="invalid_value")
+        if self.seed is not None and self.seed < 0:
+            raise bad_request(f"seed must be >= 0, got {self.seed}", param="seed", code="invalid_value")
+        if isinstance(self.stop, list) and len(self.stop) > 16:
+            raise bad_request("at most 16 stop sequences", param="stop", code="invalid_value")
+        request = {
+            "max_new_tokens": max_tokens,
+            "min_new_tokens": self.min_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+            "num_return_sequences": self.n if self.n != 1 else None,
+            "stop": self.stop,
+            "seed": self.seed,
+        }
+        return {k: v for k, v in request.items() if v is not None}
+
+    def to_settings(self, *, max_tokens_limit: int, default_max_tokens: int) -> GenerationSettings:
+        """GenerationSettings for a completion/chat request (Inkwell defaults for fields left out)."""
+        try:
+            return GenerationSettings.build({"max_new_tokens": default_max_tokens},
+                                            self.overrides(max_tokens_limit=max_tokens_limit))
+        except InkwellError as exc:
+            raise from_inkwell(exc) from None
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(...)
+    echo: bool = False
+    best_of: int | None = None
+    suffix: str | None = None
+
+    def prompts(self) -> list[str]:
+        if self.echo:
+            raise bad_request("echo is not supported by this server", param="echo", code="unsupported_parameter")
+        if self.best_of not in (None, 1, self.n):
+            raise bad_request("best_of is not supported by this server", param="best_of", code="unsupported_parameter")
+        if self.suffix:
+            raise bad_request("suffix is not supported by this server", param="suffix", code="unsupported_parameter")
+        prompts = [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise bad_request("prompt must be a string or a list of strings (token arrays are not supported)",
+                              param="prompt", code="invalid_value")
+        if any(not p for p in prompts):
+            raise bad_request("prompt is empty", param="prompt", code="invalid_value")
+        if len(prompts) * self.n > 64:
+            raise bad_request("at most 64 completions per request (prompts x n)", param="prompt", code="invalid_value")
+        return prompts
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        if any(part.type != "text" for part in self.content):
+            raise bad_request("only text content parts are supported", param="messages", code="invalid_value")
+        return "".join(part.text or "" for part in self.content)
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage]
+    max_completion_tokens: int | None = None
+
+    def chat(self) -> list[dict]:
+        if not self.messages:
+            raise bad_request("messages must not be empty", param="messages", code="invalid_value")
+        # "developer" is OpenAI's new name for the system role; chat templates know only "system".
+        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in self.messages]
+
+
+class ContentRequest(SamplingFields):
+    """POST /v1/content/{template}: template fields plus settings (OpenAI names, or Inkwell's under `settings`)."""
+
+    fields: dict[str, Any] = Field(default_factory=dict)
+    settings_: dict[str, Any] | None = Field(default=None, alias="settings")
+    json_retries: int = Field(default=2, ge=0, le=5)
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)

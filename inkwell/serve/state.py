@@ -1,0 +1,180 @@
+"""What a running server holds: its settings, the model (loaded in the background), the scheduler that
+owns the engine, keys, limits, metrics and the history store."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from inkwell.errors import InkwellError
+from inkwell.serve.auth import KeyRing
+from inkwell.serve.errors import model_not_found, unavailable
+from inkwell.serve.limits import ConcurrencyLimiter, RateLimiter, parse_rate
+from inkwell.serve.metrics import ServeMetrics
+
+log = logging.getLogger("inkwell.serve")
+
+
+@dataclass
+class ServeConfig:
+    model: str | None = None  # registry name, HF folder or .gguf (default: the embedded default model)
+    adapters: dict[str, str] = field(default_factory=dict)  # served name -> LoRA adapter folder
+    dtype: str = "auto"
+    device: str = "auto"
+    host: str = "127.0.0.1"  # loopback unless asked: an open port on a LAN is an open model
+    port: int = 8000
+    api_keys: list[str] = field(default_factory=list)
+    api_keys_file: str | None = None
+    max_concurrency: int = 64  # requests running + waiting; a few batches' worth, so a burst queues instead of failing
+    rate_limit: str | None = None  # e.g. "60/min" per key (per client address when there are no keys)
+    batch_size: int = 16  # rows per engine batch: on CPUs throughput stops growing around 16-32
+    window_ms: float = 20.0  # how long a batch's first request waits for others to join
+    continuous_batching: bool = True  # requests join a running batch between decode steps (else: window batching)
+    max_tokens_limit: int | None = None  # the most max_tokens a request may ask for (default: the context length)
+    default_max_tokens: int = 256  # when a request leaves max_tokens out
+    drain_timeout_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
+    log_generations: bool = True
+    db_path: str | None = None  # default: INKWELL_HOME/inkwell.db
+
+
+def served_name(spec: str) -> str:
+    """The id a model is served under: registry names as they are, paths by their last part."""
+    path = Path(spec)
+    return path.stem if spec.endswith(".gguf") else path.name if ("/" in spec or "\\" in spec) else spec
+
+
+class ServerState:
+    """Everything the app's handlers share. `loader` (for tests) returns (engine, {adapter name: path})."""
+
+    def __init__(self, config: ServeConfig, loader: Callable[[ServeConfig], tuple] | None = None):
+        self.config = config
+        self.keys = KeyRing.build(config.api_keys, config.api_keys_file)
+        self.rate = RateLimiter(parse_rate(config.rate_limit))
+        self.slots = ConcurrencyLimiter(config.max_concurrency)
+        self.metrics = ServeMetrics(
+            running=lambda: self.scheduler.running if self.scheduler else 0,
+            waiting=lambda: self.scheduler.waiting if self.scheduler else 0,
+            in_flight=lambda: self.slots.in_flight,
+        )
+        for name in config.adapters:
+            if not name or "/" in name:
+                raise InkwellError(f"invalid adapter name '{name}'", field="adapter", hint="use --adapter NAME=PATH")
+        self._loader = loader or load_engine
+        self.status = "loading"  # loading | ready | failed
+        self.load_error: str | None = None
+        self.scheduler = None
+        self.adapters: dict[str, str] = {}
+        self.base_id = ""
+        self.base_aliases: set[str] = set()
+        self.on_load_failed: Callable[[], None] | None = None
+        self._loading: threading.Thread | None = None
+        self._store = None
+        self._store_lock = threading.Lock()
+
+    # ------------------------------------------------------------ loading
+
+    def start_loading(self) -> None:
+        if self._loading is None:
+            self._loading = threading.Thread(target=self._load, name="inkwell-load", daemon=True)
+            self._loading.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        if self._loading is not None:
+            self._loading.join(timeout)
+        return self.status == "ready"
+
+    def _load(self) -> None:
+        from inkwell.generate.scheduler import Scheduler, adapter_selector
+
+        try:
+            engine, adapters = self._loader(self.config)
+            clash = set(adapters) & {served_name(engine.loaded.name), engine.loaded.name}
+            if clash:
+                raise InkwellError(f"adapter name '{clash.pop()}' is the base model's name", field="adapter")
+            self.adapters = adapters
+            self.base_id = served_name(engine.loaded.name)
+            self.base_aliases = {self.base_id, engine.loaded.name}
+            self.scheduler = Scheduler(engine, window_s=self.config.window_ms / 1000,
+                                       select_adapter=adapter_selector(engine.model),
+                                       continuous=self.config.continuous_batching).start()
+            self.status = "ready"
+            log.info("model %s ready (%d adapters)", self.base_id, len(adapters))
+        except Exception as exc:  # noqa: BLE001 - reported by /health and the CLI
+            self.status, self.load_error = "failed", str(exc)
+            log.error("could not load the model: %s", exc)
+            if self.on_load_failed:
+                self.on_load_failed()
+
+    def require_ready(self) -> None:
+        if self.status == "loading":
+            raise unavailable("The model is still loading; retry in a few seconds (GET /health says when it is ready).")
+        if self.status != "ready":
+            raise unavailable("The model failed to load; see the server log.")
+
+    # ------------------------------------------------------------ models
+
+    @property
+    def engine(self):
+        return self.scheduler.engine
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.loaded.context_length
+
+    @property
+    def max_tokens_limit(self) -> int:
+        return min(self.config.max_tokens_limit or self.context_length, self.context_length)
+
+    def model_ids(self) -> list[str]:
+        return [self.base_id, *self.adapters]
+
+    def resolve_model(self, name: str | None) -> str | None:
+        """The adapter a request's `model` names (None: the base model); 404 for anything else."""
+        if name is None or name in self.base_aliases:
+            return None
+        if name in self.adapters:
+            return name
+        raise model_not_found(name, self.model_ids())
+
+    def engine_for(self, adapter: str | None, cancel: threading.Event | None = None):
+        from inkwell.generate.scheduler import ScheduledEngine
+
+        return ScheduledEngine(self.scheduler, adapter, self.adapters.get(adapter) if adapter else None, cancel=cancel)
+
+    # ------------------------------------------------------------ history
+
+    def log_generation(self, api_key_id: str | None, **record) -> None:
+        """Log one served generation like the CLI does, with the key's id (never the key). Thread-safe."""
+        if not self.config.log_generations:
+            return
+        try:
+            with self._store_lock:
+                if self._store is None:
+                    from inkwell.store import Store
+
+                    self._store = Store(self.config.db_path)
+                self._store.log_served_generation(api_key_id=api_key_id, source="serve", **record)
+        except Exception:  # a full disk must not fail a request that already has its answer
+            log.exception("could not log a generation to the store")
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close(timeout=self.config.drain_timeout_s)
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+def load_engine(config: ServeConfig):
+    """Load the base model once (unmerged) and attach the adapters by name."""
+    from inkwell.generate.engine import Engine
+    from inkwell.generate.scheduler import attach_adapters
+    from inkwell.models.load import load_model
+
+    loaded = load_model(config.model, dtype=config.dtype, device=config.device, progress=log.info)
+    adapters = attach_adapters(loaded, config.adapters)
+    return Engine(loaded, batch_size=config.batch_size), adapters
