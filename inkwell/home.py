@@ -48,3 +48,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def drop_torn_tail(path: str | os.PathLike) -> None:
+    """After a kill mid-write, an append-only JSONL file may end in an incomplete line: cut it back to its
+    last newline so a resumed job sees only whole records."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from inkwell.errors import InkwellError
+from inkwell.home import drop_torn_tail
 from inkwell.evaluate.data import EvalRow, SystemSpec, read_eval_rows, read_loss_curve, read_texts
 from inkwell.evaluate.metrics import (
     DEFAULT_COPY_THRESHOLD,
@@ -104,18 +105,11 @@ def _file_digest(path: str | None) -> str | None:
     return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()[:20]
 
 
-def _drop_torn_tail(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as handle:
-        data = handle.read()
-        if not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def _read_cache(path: Path) -> dict[str, dict]:
     """Row id -> the last record for it (later lines win)."""
-    _drop_torn_tail(path)
+    drop_torn_tail(path)
     records: dict[str, dict] = {}
     if path.exists():
         with path.open(encoding="utf-8") as handle:

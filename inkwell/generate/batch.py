@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from inkwell.errors import InkwellError
+from inkwell.home import drop_torn_tail
 from inkwell.generate.content import ContentResult, prepare, write_many
 from inkwell.generate.engine import Engine
 from inkwell.prompts.template import ContentTemplate, Example
@@ -103,14 +104,6 @@ def _done_ids(*paths: Path) -> set[str]:
     return done
 
 
-def _drop_torn_tail(path: Path) -> None:
-    """After a kill mid-write, the last line may be incomplete: cut the file back to its last newline."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as handle:
-        data = handle.read()
-        if not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def output_record(row: InputRow, item: ContentResult, model: str, template: str, sample: int | None) -> dict:
@@ -152,10 +145,10 @@ def run_batch(
     partial = output_path.with_name(output_path.name + ".part")
     report = BatchReport(output=output_path, batch_id=uuid.uuid4().hex[:12])
     if resume:
-        _drop_torn_tail(partial)
+        drop_torn_tail(partial)
         done = _done_ids(partial)
         if output_path.exists():  # a finished earlier run: carry its rows into the new file
-            _drop_torn_tail(output_path)
+            drop_torn_tail(output_path)
             earlier = _done_ids(output_path) - done
             with output_path.open(encoding="utf-8") as src, partial.open("a", encoding="utf-8") as dst:
                 for text in src:

@@ -54,6 +54,23 @@ class _Row:
     finished_at: float = 0.0
 
 
+def left_pad(prompts: list[list[int]], pad_id: int, device):
+    """Left-pad token lists into one batch: (input_ids, attention_mask, position_ids, padded). Without
+    padding the model's own causal mask is cheaper than one built from a 2-D mask, so callers pass the
+    mask and positions only when `padded` is True."""
+    import torch
+
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, ids in enumerate(prompts):
+        input_ids[i, width - len(ids) :] = torch.tensor(ids)
+        mask[i, width - len(ids) :] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return input_ids, mask, positions, bool((mask == 0).any())
+
+
 class Engine:
     """Wraps a LoadedModel. `generate()` is the whole API; everything else is plumbing."""
 
@@ -214,16 +231,7 @@ class Engine:
 
         device = self.loaded.device
         model = self.model
-        width = max(len(r.prompt_ids) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
-            mask[i, width - len(row.prompt_ids) :] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        # Without padding the model's own causal mask is cheaper than building one from a 2-D mask.
-        padded = bool((mask == 0).any())
+        input_ids, mask, positions, padded = left_pad([r.prompt_ids for r in rows], self.pad_id, device)
         vocab = model.config.get_text_config().vocab_size
         penalty = float(settings.repetition_penalty)
         seen = None

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from inkwell.errors import InkwellError
-from inkwell.generate.engine import Engine, GenerationResult, Prompt
+from inkwell.generate.engine import Engine, GenerationResult, Prompt, left_pad
 from inkwell.generate.settings import GenerationSettings
 
 log = logging.getLogger("inkwell.scheduler")
@@ -461,15 +461,7 @@ class ContinuousBatch:
             owners += [job] * len(job_rows)
         if not rows:
             return None
-        width = max(len(r.prompt_ids) for r in rows)
-        ids = torch.full((len(rows), width), engine.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row.prompt_ids):] = torch.tensor(row.prompt_ids)
-            mask[i, width - len(row.prompt_ids):] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        padded = bool((mask == 0).any())
+        ids, mask, positions, padded = left_pad([r.prompt_ids for r in rows], engine.pad_id, device)
         cache = DynamicCache(config=engine.model.config)
         out = engine.model(input_ids=ids, attention_mask=mask if padded else None,
                            position_ids=positions if padded else None, past_key_values=cache, use_cache=True,
