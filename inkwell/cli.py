@@ -47,8 +47,20 @@ BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="With --ba
 RemoteKeyOpt = Annotated[Optional[str], typer.Option("--api-key", envvar="INKWELL_API_KEY", help="With --backend openai: the server's API key.")]
 
 
+DECODING_FLAGS = ("max_new_tokens", "min_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty",
+                  "no_repeat_ngram_size", "num_beams", "stop", "seed")
+
+
 def _overrides(**values) -> dict:
     return {k: v for k, v in values.items() if v is not None and v != []}
+
+
+def _decoding(flags: dict, n: int | None = None) -> dict:
+    """The decoding flags the user actually gave (from a command's locals()), as settings overrides."""
+    picked = _overrides(**{k: flags.get(k) for k in DECODING_FLAGS})
+    if n is not None and n != 1:
+        picked["num_return_sequences"] = n
+    return picked
 
 
 def _say(message: str) -> None:
@@ -134,11 +146,7 @@ def write(
     tpl.resolve_fields(fields)  # fail on field errors before loading a model
     guard = _guard(policy, no_moderation, "write", no_log)
     fields = guard.screen_input(fields) if guard else fields  # blocked input: error naming the category, exit 2
-    overrides = _overrides(
-        max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, temperature=temperature, top_p=top_p,
-        top_k=top_k, repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-        num_beams=num_beams, stop=stop, seed=seed, num_return_sequences=n if n != 1 else None,
-    )
+    overrides = _decoding(locals(), n)
     from inkwell.generate.settings import GenerationSettings
 
     GenerationSettings.build(tpl.decoding, overrides)  # validate settings before loading a model
@@ -224,11 +232,7 @@ def generate(
         prompt = sys.stdin.read()
     if not prompt.strip():
         raise InkwellError("the prompt is empty", field="prompt")
-    settings = GenerationSettings.build(_overrides(
-        max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, temperature=temperature, top_p=top_p,
-        top_k=top_k, repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-        num_beams=num_beams, stop=stop, seed=seed, num_return_sequences=n,
-    ))
+    settings = GenerationSettings.build(_decoding(locals(), n))
     engine = _engine(model, adapter, dtype, device)
     request = prompt
     if chat:
@@ -304,11 +308,7 @@ def batch(
     from inkwell.prompts.render import load_shots
 
     tpl = get_template(template, template_file)
-    overrides = _overrides(
-        max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, temperature=temperature, top_p=top_p,
-        top_k=top_k, repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-        num_beams=num_beams, stop=stop, seed=seed, num_return_sequences=n if n != 1 else None,
-    )
+    overrides = _decoding(locals(), n)
     GenerationSettings.build(tpl.decoding, overrides)
     if not input.exists():
         raise InkwellError(f"input file not found: {input}", field="input")
@@ -497,11 +497,7 @@ def eval_(
         metrics=metrics, ref_field=ref_field, lang=lang, corpus=corpus, copy_threshold=copy_threshold,
         batch_size=batch_size, resamples=bootstrap, report_examples=examples, json_retries=json_retries,
         dtype=dtype, device=device,
-        overrides=_overrides(
-            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, temperature=temperature, top_p=top_p,
-            top_k=top_k, repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-            num_beams=num_beams, stop=stop, seed=seed,
-        ),
+        overrides=_decoding(locals()),
     )
     report = run_eval(config, say=_say)
     summary = {
