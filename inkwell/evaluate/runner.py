@@ -60,6 +60,9 @@ class EvalConfig:
     bootstrap_seed: int = 0
     json_retries: int = 0
     report_examples: int = 100  # examples shown side by side in report.md / report.html (JSON has all)
+    backend: str = "local"  # or "openai": each system's MODEL is a model name served at base_url
+    base_url: str | None = None
+    api_key: str | None = None
 
 
 @dataclass
@@ -176,7 +179,65 @@ def _prompt_request(row: EvalRow, shots: list[_PromptShot], chat: bool) -> str |
 # ---------------------------------------------------------------- one system
 
 
+def parse_remote_system(text: str) -> SystemSpec:
+    """NAME=MODEL[@shots.jsonl] for --backend openai: MODEL is whatever the server calls the model (may hold
+    '/' or ':', e.g. meta-llama/Llama-3.1-8B or llama3:8b), so no local path checks. A ':ADAPTER' that is
+    a local folder is refused: a remote server cannot load it."""
+    if "=" not in text:
+        raise InkwellError(f"--system expects NAME=MODEL[@shots.jsonl], got '{text}'", field="system",
+                           hint="with --backend openai, MODEL is the served model name, e.g. --system base=tiny-chat")
+    from inkwell.evaluate.data import SYSTEM_NAME
+
+    name, rest = (part.strip() for part in text.split("=", 1))
+    if not SYSTEM_NAME.match(name):
+        raise InkwellError(f"invalid system name '{name}'", field="system",
+                           hint="use letters, digits, '-', '_' and '.' (it names files in the output folder)")
+    shots = None
+    if "@" in rest:
+        rest, shots = rest.rsplit("@", 1)
+        if not Path(shots).expanduser().is_file():
+            raise InkwellError(f"system '{name}': shots file not found: {shots}", field="system")
+    model = rest.strip()
+    if ":" in model:
+        head, tail = model.rsplit(":", 1)
+        if tail and (Path(tail).expanduser() / "adapter_config.json").exists():
+            raise InkwellError(f"system '{name}': adapter '{tail}' is a local folder; with --backend openai the "
+                               "server cannot load it", field="system",
+                               hint=f"serve it (inkwell serve --adapter NAME={tail}) and use the served name as the "
+                                    "model: --system NAME=ADAPTER_NAME, if the server exposes the adapter as a model")
+    return SystemSpec(name=name, model=model or None, shots=shots, raw=text)
+
+
+def _check_backend(config: EvalConfig) -> None:
+    if config.backend == "local":
+        return
+    if config.backend != "openai":
+        raise InkwellError(f"unknown backend '{config.backend}'", field="backend", hint="use local or openai")
+    if not config.base_url:
+        raise InkwellError("--backend openai needs --base-url", field="base-url",
+                           hint="e.g. --base-url http://127.0.0.1:8000/v1")
+    from inkwell.generate.remote import normalize_base_url
+
+    config.base_url = normalize_base_url(config.base_url)
+    for spec in config.systems:
+        if spec.adapter:
+            raise InkwellError(f"system '{spec.name}': adapters (MODEL:ADAPTER) are local-only; with --backend openai "
+                               f"the server cannot load '{spec.adapter}'", field="system",
+                               hint="if the server exposes the adapter as a model name (inkwell serve --adapter "
+                                    "NAME=PATH does), use --system NAME=ADAPTER_NAME")
+
+
 def _load_engine(spec: SystemSpec, config: EvalConfig, say: Say):
+    if config.backend != "local":
+        from inkwell.generate.remote import RemoteEngine
+
+        say(f"[{spec.name}] using {spec.model or '(the server default model)'} at {config.base_url}")
+        try:
+            return RemoteEngine(config.base_url, spec.model, config.api_key, batch_size=config.batch_size)
+        except InkwellError as exc:
+            message = str(exc).split("\n  fix:")[0]
+            raise InkwellError(f"system '{spec.name}': {message}", field=exc.field or "system", hint=exc.hint) from None
+
     from inkwell.generate.engine import Engine
     from inkwell.models.load import load_model
 
@@ -206,6 +267,8 @@ def run_system(spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, templa
         "shots": _file_digest(spec.shots),
         "template": template.model_dump(exclude={"source"}) if template is not None else None,
     }
+    if config.backend != "local":  # a served name, not a local path: the server and the name decide the output
+        identity.update(model=spec.model, backend=config.backend, base_url=config.base_url)
     keys = {row.id: _digest([identity, row.prompt, row.fields, settings.to_dict(), config.json_retries]) for row in rows}
     nll_keys = {row.id: _digest([identity, row.prompt, row.fields, row.reference]) for row in rows}
     cached = _read_cache(gen_path)
@@ -312,6 +375,8 @@ def run_system(spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, templa
                     lines.append({"id": row.id, "key": nll_keys[row.id], "nll": nll, "tokens": tokens})
                 _append(nll_path, lines)
     finally:
+        if hasattr(engine, "close"):  # the remote engine's HTTP client
+            engine.close()
         del engine
         gc.collect()
     run.seconds = time.perf_counter() - started
@@ -387,7 +452,14 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
         from inkwell.prompts.library import get_template
 
         template = get_template(config.template, config.template_file)
+    _check_backend(config)
     metrics = resolve_metrics(config.metrics, DEFAULT_EVAL_METRICS)
+    skipped_note = None
+    if config.backend != "local" and "perplexity" in metrics:
+        metrics = [m for m in metrics if m != "perplexity"]
+        skipped_note = ("Perplexity was skipped: it needs the model's weights, and with --backend openai the "
+                        "systems are generated by a remote server (run eval with local models to get it).")
+        say("note: " + skipped_note)
     rows = read_eval_rows(config.data, ref_field=config.ref_field,
                           template_fields=list(template.fields) if template is not None else None)
     if "keywords" in metrics and all(r.keywords is None for r in rows):
@@ -444,7 +516,7 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
             outputs[run.spec.name] = entry
         examples.append({"id": row.id, "prompt": row.display_prompt(), "reference": row.reference, "outputs": outputs})
 
-    notes = []
+    notes = [skipped_note] if skipped_note else []
     if "semantic" in metrics:
         notes.append("Semantic similarity uses all-MiniLM-L6-v2, an English sentence-embedding model"
                      + ("; on this Chinese data its scores are unreliable." if lang == "zh" else "; it is unreliable on Chinese."))
@@ -469,6 +541,8 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
         "settings": settings.to_dict(),
         "metrics": metrics,
         "copy_threshold": config.copy_threshold if "memorisation" in metrics else None,
+        "backend": config.backend,
+        "base_url": config.base_url if config.backend != "local" else None,
         "systems": [
             {"name": run.spec.name, "spec": run.spec.raw, "model": run.spec.model, "adapter": run.spec.adapter,
              "shots": run.spec.shots, "generated": run.generated, "cached": run.cached, "failed": run.failed,

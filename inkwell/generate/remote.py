@@ -245,13 +245,15 @@ class RemoteEngine:
     def _list_models(self) -> list[dict]:
         import httpx
 
-        try:
-            response = self.client.get("/models")
-        except httpx.TransportError as exc:
-            raise InkwellError(f"cannot reach {self.base_url}: {exc}", field="base-url",
-                               hint="check the server is running and --base-url is right (e.g. http://host:8000/v1)") from None
-        if response.status_code >= 400:
-            self._raise_or_wait(response, MAX_ATTEMPTS)
+        for attempt in range(1, MAX_ATTEMPTS + 1):  # a busy server (429/503) is waited for, as for generations
+            try:
+                response = self.client.get("/models")
+            except httpx.TransportError as exc:
+                raise InkwellError(f"cannot reach {self.base_url}: {exc}", field="base-url",
+                                   hint="check the server is running and --base-url is right (e.g. http://host:8000/v1)") from None
+            if response.status_code < 400:
+                break
+            self._raise_or_wait(response, attempt)
         data = response.json().get("data")
         return data if isinstance(data, list) else []
 
