@@ -483,6 +483,9 @@ def eval_(
     seed: Seed = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="local, or openai: generate on an OpenAI-compatible server (inkwell serve, vLLM, ...); each system's MODEL is then the served model name, and perplexity is skipped.")] = "local",
+    base_url: BaseUrlOpt = None,
+    api_key: RemoteKeyOpt = None,
     as_json: JsonOut = False,
 ):
     """Compare systems on the same rows: generate (cached in OUT), score, and write reports.
@@ -490,13 +493,14 @@ def eval_(
     Example: inkwell eval --data test.jsonl --template product-description --system base=smollm2-135m-instruct@shots.jsonl --system tuned=smollm2-135m-instruct:runs/lora --out eval/
     """
     from inkwell.evaluate.data import parse_system
-    from inkwell.evaluate.runner import EvalConfig, run_eval
+    from inkwell.evaluate.runner import EvalConfig, parse_remote_system, run_eval
 
+    parse = parse_remote_system if backend == "openai" else parse_system
     config = EvalConfig(
-        data=data, systems=[parse_system(s) for s in system], out=out, template=template, template_file=template_file,
+        data=data, systems=[parse(s) for s in system], out=out, template=template, template_file=template_file,
         metrics=metrics, ref_field=ref_field, lang=lang, corpus=corpus, copy_threshold=copy_threshold,
         batch_size=batch_size, resamples=bootstrap, report_examples=examples, json_retries=json_retries,
-        dtype=dtype, device=device,
+        dtype=dtype, device=device, backend=backend, base_url=base_url, api_key=api_key,
         overrides=_decoding(locals()),
     )
     report = run_eval(config, say=_say)
@@ -1033,6 +1037,8 @@ def serve(
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     no_log: NoLog = False,
+    policy: PolicyOpt = None,
+    no_moderation: NoModerationOpt = False,
 ):
     """Serve an OpenAI-compatible HTTP API: completions, chat (streaming), content templates, /metrics.
 
@@ -1057,6 +1063,7 @@ def serve(
         rate_limit=rate_limit, batch_size=batch_size, window_ms=window_ms, continuous_batching=batching == "continuous",
         max_tokens_limit=max_tokens_limit,
         drain_timeout_s=drain_timeout, log_generations=not no_log,
+        moderation=not no_moderation, policy=policy,
     )
     run_server(config, say=_say)
 

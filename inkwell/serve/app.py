@@ -30,7 +30,9 @@ from inkwell.errors import InkwellError
 from inkwell.generate.engine import GenerationResult
 from inkwell.generate.scheduler import GenerationJob, JobCancelled
 from inkwell.generate.settings import GenerationSettings
-from inkwell.serve.errors import APIError, bad_request, from_inkwell, internal
+from inkwell.safety import ModerationBlocked
+from inkwell.serve.errors import APIError, bad_request, from_inkwell, internal, moderation_blocked
+from inkwell.serve.moderation import StreamScreen, choice_note, headers_for, screen_fields, screen_prompts
 from inkwell.serve.schemas import ChatCompletionRequest, CompletionRequest, ContentRequest
 from inkwell.serve.state import ServerState
 
@@ -113,8 +115,9 @@ def create_app(state: ServerState) -> FastAPI:
         completion = sum(r.completion_tokens for r in results)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    async def finished(call: "_Call", endpoint: str, key_id: str | None, prompts: list) -> None:
-        """Metrics and the history log for an answered request."""
+    async def finished(call: "_Call", endpoint: str, key_id: str | None, prompts: list,
+                       texts: list[str] | None = None) -> None:
+        """Metrics and the history log for an answered request (`texts`: the outputs as moderated)."""
         results = call.job.results or []
         metrics.requests.labels(endpoint, "200").inc()
         metrics.e2e.observe(time.perf_counter() - call.t0)
@@ -127,13 +130,13 @@ def create_app(state: ServerState) -> FastAPI:
 
         def write_log() -> None:
             rendered = {}
-            for result in results:
+            for i, result in enumerate(results):
                 if result.prompt_index not in rendered:
                     rendered[result.prompt_index] = engine.render(prompts[result.prompt_index])
                 state.log_generation(
                     key_id, model=state.engine.loaded.name, adapter=engine.loaded.adapter,
                     settings=call.job.settings.to_dict(), prompt=rendered[result.prompt_index],
-                    output=result.text, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                    output=texts[i] if texts is not None else result.text, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                     latency_s=result.latency_s, finish_reason=result.finish_reason)
 
         if state.config.log_generations:
@@ -147,6 +150,14 @@ def create_app(state: ServerState) -> FastAPI:
         req = await parse(request, ChatCompletionRequest if kind == "chat" else CompletionRequest)
         adapter = state.resolve_model(req.model)
         prompts = [req.chat()] if kind == "chat" else req.prompts()
+        guard, decisions = state.guard, []
+        if guard is not None:  # before generating: redacted inputs, or 422 naming the field and category
+            try:
+                prompts, decisions = await run_in_threadpool(
+                    screen_prompts, guard, prompts, kind == "chat", kind != "chat" and isinstance(req.prompt, str))
+            except ModerationBlocked as exc:
+                metrics.requests.labels(endpoint, "422").inc()
+                raise moderation_blocked(exc) from None
         settings = await prepare(req, prompts, adapter, "messages" if kind == "chat" else "prompt")
         model_id = req.model if req.model is not None else state.base_id
         slot = state.slots.acquire()
@@ -183,17 +194,27 @@ def create_app(state: ServerState) -> FastAPI:
                 metrics.requests.labels(endpoint, str(status)).inc()
                 raise exc
             results = call.job.results or []
-            await finished(call, endpoint, key_id, prompts)
+            texts, outputs = [r.text for r in results], [None] * len(results)
+            if guard is not None:  # after generating: redacted text, or 422 naming the category
+                try:
+                    screened = await run_in_threadpool(lambda: [guard.screen_output(r.text) for r in results])
+                except ModerationBlocked as exc:
+                    metrics.requests.labels(endpoint, "422").inc()
+                    raise moderation_blocked(exc) from None
+                texts, outputs = [t for t, _ in screened], [d for _, d in screened]
+            await finished(call, endpoint, key_id, prompts, texts)
             if kind == "chat":
-                choices = [{"index": i, "message": {"role": "assistant", "content": r.text},
-                            "logprobs": None, "finish_reason": r.finish_reason} for i, r in enumerate(results)]
+                choices = [{"index": i, "message": {"role": "assistant", "content": texts[i]},
+                            "logprobs": None, "finish_reason": r.finish_reason, **choice_note(outputs[i])}
+                           for i, r in enumerate(results)]
                 obj = "chat.completion"
             else:
-                choices = [{"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
-                           for i, r in enumerate(results)]
+                choices = [{"index": i, "text": texts[i], "logprobs": None, "finish_reason": r.finish_reason,
+                            **choice_note(outputs[i])} for i, r in enumerate(results)]
                 obj = "text_completion"
             return JSONResponse({"id": ident, "object": obj, "created": created, "model": model_id,
-                                 "system_fingerprint": None, "choices": choices, "usage": usage(results)})
+                                 "system_fingerprint": None, "choices": choices, "usage": usage(results)},
+                                headers=headers_for(decisions + [d for d in outputs if d is not None]))
 
         include_usage = req.include_usage
         rows = len(prompts) * settings.num_return_sequences
@@ -216,6 +237,18 @@ def create_app(state: ServerState) -> FastAPI:
                 return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
             return {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
 
+        # With moderation on, text is released only after a check of the row so far passed (StreamScreen).
+        screen = StreamScreen(guard, rows) if guard is not None else None
+
+        def stop_blocked(exc: ModerationBlocked) -> list[str]:
+            """A block mid-stream: stop generating; an SSE error event naming the category, then [DONE]."""
+            call.blocked = True
+            call.cancel()
+            error = moderation_blocked(exc)
+            metrics.errors.labels(error.code).inc()
+            metrics.requests.labels(endpoint, "422").inc()
+            return [f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n", "data: [DONE]\n\n"]
+
         async def events() -> AsyncIterator[str]:
             event = first
             if kind == "chat":
@@ -225,8 +258,30 @@ def create_app(state: ServerState) -> FastAPI:
                 if event is _DISCONNECTED:
                     return
                 index, text = event
-                yield chunk([piece(index, text)])
+                if screen is not None:
+                    screen.add(index, text)
+                    text = ""
+                    if screen.due(index):
+                        try:
+                            text = await run_in_threadpool(screen.release, index)
+                        except ModerationBlocked as exc:
+                            for line in stop_blocked(exc):
+                                yield line
+                            return
+                if text:
+                    yield chunk([piece(index, text)])
                 event = await call.next_event(None)
+            if call.job.error is not None and screen is not None:
+                # The rows will not grow any more: judge what they hold and send what passes before the error.
+                try:
+                    rest = await run_in_threadpool(lambda: [screen.finish(i) for i in range(rows)])
+                except ModerationBlocked as exc:
+                    for line in stop_blocked(exc):
+                        yield line
+                    return
+                for index, tail in enumerate(rest):
+                    if tail:
+                        yield chunk([piece(index, tail)])
             if call.job.error is not None:  # the stream already started: an SSE error event, then [DONE]
                 status, exc = _error_for(call.job.error)
                 metrics.errors.labels(exc.code or exc.type).inc()
@@ -235,21 +290,34 @@ def create_app(state: ServerState) -> FastAPI:
                 yield "data: [DONE]\n\n"
                 return
             results = call.job.results or []
+            texts = None
+            if screen is not None:  # the whole of each row, audited; then what was still held back
+                try:
+                    rest = await run_in_threadpool(lambda: [screen.finish(i) for i in range(len(results))])
+                except ModerationBlocked as exc:
+                    for line in stop_blocked(exc):
+                        yield line
+                    return
+                for index, tail in enumerate(rest):
+                    if tail:
+                        yield chunk([piece(index, tail)])
+                texts = [screen.result(i).text for i in range(len(results))]
             for index, result in enumerate(results):
-                yield chunk([piece(index, None if kind == "chat" else "", finish=result.finish_reason)])
+                yield chunk([{**piece(index, None if kind == "chat" else "", finish=result.finish_reason),
+                              **choice_note(screen.result(index) if screen is not None else None)}])
             if include_usage:
                 yield chunk([], usage(results))
-            await finished(call, endpoint, key_id, prompts)  # before [DONE]: a client that leaves after it is logged too
+            await finished(call, endpoint, key_id, prompts, texts)  # before [DONE]: a client that leaves after it is logged too
             yield "data: [DONE]\n\n"
 
         def on_close() -> None:
-            if not call.job.done:  # the client went away mid-stream: stop its rows, free its slot
+            if not call.job.done and not call.blocked:  # the client went away mid-stream: stop its rows, free its slot
                 call.cancel()
                 metrics.cancelled.inc()
                 metrics.requests.labels(endpoint, "499").inc()
             slot.release()
 
-        return _SSEResponse(events(), on_close)
+        return _SSEResponse(events(), on_close, headers_for(decisions))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -274,13 +342,20 @@ def create_app(state: ServerState) -> FastAPI:
             tpl = await run_in_threadpool(get_template, template)
         except InkwellError as exc:
             raise APIError(404, str(exc).replace("\n  fix: ", "; fix: "), param="template", code="template_not_found") from None
+        fields, decisions = dict(req.fields), []
+        if state.guard is not None:  # template fields: redacted copy, or 422 naming `fields.NAME` and the category
+            try:
+                fields, decisions = await run_in_threadpool(screen_fields, state.guard, fields)
+            except ModerationBlocked as exc:
+                metrics.requests.labels("content", "422").inc()
+                raise moderation_blocked(exc) from None
         adapter = state.resolve_model(req.model)
         overrides = {**(req.settings_ or {}), **req.overrides(max_tokens_limit=state.max_tokens_limit)}
         cancel = threading.Event()
         engine = state.engine_for(adapter, cancel=cancel)
 
         def work():
-            rendered, settings = prepare_content(engine, tpl, dict(req.fields), overrides=overrides)
+            rendered, settings = prepare_content(engine, tpl, dict(fields), overrides=overrides)
             if settings.max_new_tokens > state.max_tokens_limit:
                 raise bad_request(f"max_tokens is {settings.max_new_tokens}, above this server's limit of "
                                   f"{state.max_tokens_limit}", param="max_tokens", code="invalid_value")
@@ -315,6 +390,30 @@ def create_app(state: ServerState) -> FastAPI:
                            code="structured_output_invalid")
         if isinstance(outcome, InkwellError):
             raise from_inkwell(outcome)
+        texts = [item.text for item in outcome]
+        datas = [getattr(item, "data", None) for item in outcome]
+        outputs: list = [None] * len(outcome)
+        if state.guard is not None:
+            from inkwell.safety.guard import redact_value
+
+            guard = state.guard
+
+            def screen_outputs() -> list:
+                out = []
+                for item in outcome:
+                    text, decision = guard.screen_output(item.text)
+                    data = getattr(item, "data", None)
+                    if decision.action == "redact" and data is not None:
+                        data = redact_value(data, guard.policy)
+                    out.append((text, data, decision))
+                return out
+
+            try:
+                screened = await run_in_threadpool(screen_outputs)
+            except ModerationBlocked as exc:
+                metrics.requests.labels("content", "422").inc()
+                raise moderation_blocked(exc) from None
+            texts, datas, outputs = ([row[i] for row in screened] for i in range(3))
         results = [item.generation for item in outcome]
         metrics.requests.labels("content", "200").inc()
         metrics.e2e.observe(time.perf_counter() - started)
@@ -324,10 +423,10 @@ def create_app(state: ServerState) -> FastAPI:
 
         def write_log() -> None:
             prompt = engine.render(rendered.prompt)
-            for item in outcome:
+            for item, text in zip(outcome, texts):
                 state.log_generation(
                     key_id, model=state.engine.loaded.name, adapter=engine.loaded.adapter, template=tpl.name,
-                    fields=rendered.fields, settings=settings.to_dict(), prompt=prompt, output=item.text,
+                    fields=rendered.fields, settings=settings.to_dict(), prompt=prompt, output=text,
                     prompt_tokens=item.generation.prompt_tokens, completion_tokens=item.generation.completion_tokens,
                     latency_s=item.generation.latency_s, finish_reason=item.generation.finish_reason)
 
@@ -335,14 +434,17 @@ def create_app(state: ServerState) -> FastAPI:
             await run_in_threadpool(write_log)
         choices = []
         for index, item in enumerate(outcome):
-            choice = {"index": index, "text": item.text, "finish_reason": item.generation.finish_reason,
+            choice = {"index": index, "text": texts[index], "finish_reason": item.generation.finish_reason,
                       "attempts": item.attempts}
             if tpl.output_schema is not None:
-                choice["data"] = item.data
+                choice["data"] = datas[index]
+            choice.update(choice_note(outputs[index]))
             choices.append(choice)
-        return {"id": "content-" + uuid.uuid4().hex[:24], "object": "content", "created": int(time.time()),
-                "model": req.model or state.base_id, "template": tpl.name, "structured": tpl.output_schema is not None,
-                "choices": choices, "warnings": list(rendered.warnings), "usage": tokens}
+        return JSONResponse(
+            {"id": "content-" + uuid.uuid4().hex[:24], "object": "content", "created": int(time.time()),
+             "model": req.model or state.base_id, "template": tpl.name, "structured": tpl.output_schema is not None,
+             "choices": choices, "warnings": list(rendered.warnings), "usage": tokens},
+            headers=headers_for(decisions + [d for d in outputs if d is not None]))
 
     # ------------------------------------------------------------ listings, health, metrics
 
@@ -400,6 +502,7 @@ class _Call:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.t0 = time.perf_counter()
         self.first: float | None = None
+        self.blocked = False  # stopped by a moderation block mid-stream (not a client disconnect)
         self._last: dict[int, float] = {}
         self.job = GenerationJob(prompts, settings, adapter=adapter, on_delta=self._delta, on_done=self._done)
 
@@ -460,9 +563,9 @@ def _error_for(exc: BaseException) -> tuple[int, APIError]:
 class _SSEResponse(StreamingResponse):
     """Server-Sent Events whose `on_close` always runs: after the last event, or when the client leaves."""
 
-    def __init__(self, content: AsyncIterator[str], on_close):
+    def __init__(self, content: AsyncIterator[str], on_close, headers: dict[str, str] | None = None):
         super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
         self.on_close = on_close
 
     async def __call__(self, scope, receive, send) -> None:

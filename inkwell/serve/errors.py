@@ -10,13 +10,15 @@ PARAM_NAMES = {"max_new_tokens": "max_tokens", "min_new_tokens": "min_tokens", "
 
 class APIError(Exception):
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None):
+                 code: str | None = None, headers: dict[str, str] | None = None, extra: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
         self.headers = headers or {}
+        self.extra = extra or {}  # more keys of the error object (e.g. a moderation block's category)
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code,
+                          **self.extra}}
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -27,6 +29,14 @@ def from_inkwell(exc: InkwellError) -> APIError:
     """A user error from the engine/templates: 400, naming the request field it concerns."""
     param = PARAM_NAMES.get(exc.field or "", exc.field)
     return APIError(400, str(exc).replace("\n  fix: ", "; fix: "), param=param, code="invalid_value")
+
+
+def moderation_blocked(exc) -> APIError:
+    """422 for a `ModerationBlocked` (inkwell.safety): OpenAI's error shape plus the guard's extra keys
+    (`category`, `categories`, `direction`, `policy`); the message names the category."""
+    error = dict(exc.to_response()["error"])
+    message, type_, param, code = (error.pop(k) for k in ("message", "type", "param", "code"))
+    return APIError(exc.status_code, message, type=type_, param=param, code=code, extra=error)
 
 
 def unauthorized(message: str) -> APIError:

@@ -36,8 +36,10 @@ class ServeConfig:
     max_tokens_limit: int | None = None  # the most max_tokens a request may ask for (default: the context length)
     default_max_tokens: int = 256  # when a request leaves max_tokens out
     drain_timeout_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
-    log_generations: bool = True
+    log_generations: bool = True  # also the moderation audit (the store's moderation_audit table)
     db_path: str | None = None  # default: INKWELL_HOME/inkwell.db
+    moderation: bool = True  # screen inputs and outputs with `policy` (False: --no-moderation)
+    policy: str | None = None  # moderation policy file or name (None: INKWELL_HOME/policy.yaml, else the default)
 
 
 def served_name(spec: str) -> str:
@@ -73,6 +75,13 @@ class ServerState:
         self._loading: threading.Thread | None = None
         self._store = None
         self._store_lock = threading.Lock()
+        self.guard = None  # inkwell.safety.Guard, or None with moderation off
+        if config.moderation:
+            from inkwell.safety import Guard, load_policy
+
+            # Loaded here, before the model: a bad policy file stops `inkwell serve` at once.
+            self.guard = Guard(load_policy(config.policy), source="serve",
+                               store=_AuditLog(self) if config.log_generations else None)
 
     # ------------------------------------------------------------ loading
 
@@ -146,17 +155,21 @@ class ServerState:
 
     # ------------------------------------------------------------ history
 
+    def with_store(self, action: Callable):
+        """Run `action(store)` under the store lock (the store is opened on first use). Thread-safe."""
+        with self._store_lock:
+            if self._store is None:
+                from inkwell.store import Store
+
+                self._store = Store(self.config.db_path)
+            return action(self._store)
+
     def log_generation(self, api_key_id: str | None, **record) -> None:
         """Log one served generation like the CLI does, with the key's id (never the key). Thread-safe."""
         if not self.config.log_generations:
             return
         try:
-            with self._store_lock:
-                if self._store is None:
-                    from inkwell.store import Store
-
-                    self._store = Store(self.config.db_path)
-                self._store.log_served_generation(api_key_id=api_key_id, source="serve", **record)
+            self.with_store(lambda store: store.log_served_generation(api_key_id=api_key_id, source="serve", **record))
         except Exception:  # a full disk must not fail a request that already has its answer
             log.exception("could not log a generation to the store")
 
@@ -167,6 +180,26 @@ class ServerState:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+
+class _AuditLog:
+    """The store as the moderation guard sees it: the server's shared store, behind its lock."""
+
+    def __init__(self, state: ServerState):
+        self.state = state
+
+    def log_moderation(self, **record) -> int | None:
+        try:
+            return self.state.with_store(lambda store: store.log_moderation(**record))
+        except Exception:  # like the history log: a store failure does not fail the request
+            log.exception("could not write a moderation decision to the audit log")
+            return None
+
+    def link_moderation(self, audit_id: int, generation_id: int) -> None:
+        try:
+            self.state.with_store(lambda store: store.link_moderation(audit_id, generation_id))
+        except Exception:
+            log.exception("could not link a moderation decision to its generation")
 
 
 def load_engine(config: ServeConfig):
