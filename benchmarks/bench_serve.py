@@ -27,14 +27,8 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-TOPICS = [
-    "a bamboo water bottle", "a solar phone charger", "a linen summer shirt", "a cast-iron skillet",
-    "noise-cancelling headphones", "a standing desk", "a kids' science kit", "a travel backpack",
-    "organic green tea", "a mechanical keyboard", "a yoga mat", "a smart thermostat",
-    "a hand-thrown ceramic mug", "trail running shoes", "a fountain pen", "a weekend city guide to Lisbon",
-]
-TASKS = ["Write a product description for {}.", "Write a short ad for {}.", "Write a tweet about {}.",
-         "Write a customer review of {}."]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_generate import TASKS, TOPICS  # noqa: E402  - the same prompts as the engine benchmark
 
 
 def percentile(values: list[float], q: float) -> float | None:

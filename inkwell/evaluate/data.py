@@ -142,16 +142,9 @@ class SystemSpec:
         return None
 
 
-def parse_system(text: str) -> SystemSpec:
-    """NAME=MODEL[:ADAPTER][@shots.jsonl]. The ':' split is on the last ':' and only when what follows is a
-    folder, so model paths may contain ':'."""
-    from inkwell.models.registry import EMBEDDED_MODELS
-
-    if "=" not in text:
-        raise InkwellError(f"--system expects NAME=MODEL[:ADAPTER][@shots.jsonl], got '{text}'", field="system",
-                           hint="e.g. --system base=smollm2-135m-instruct@shots.jsonl --system tuned=smollm2-135m-instruct:runs/lora")
-    name, rest = text.split("=", 1)
-    name = name.strip()
+def split_system(text: str) -> tuple[str, str, str | None]:
+    """NAME=REST[@shots.jsonl] -> (name, rest, shots); checks the name and that the shots file exists."""
+    name, rest = (part.strip() for part in text.split("=", 1))
     if not SYSTEM_NAME.match(name):
         raise InkwellError(f"invalid system name '{name}'", field="system",
                            hint="use letters, digits, '-', '_' and '.' (it names files in the output folder)")
@@ -160,6 +153,18 @@ def parse_system(text: str) -> SystemSpec:
         rest, shots = rest.rsplit("@", 1)
         if not Path(shots).expanduser().is_file():
             raise InkwellError(f"system '{name}': shots file not found: {shots}", field="system")
+    return name, rest, shots
+
+
+def parse_system(text: str) -> SystemSpec:
+    """NAME=MODEL[:ADAPTER][@shots.jsonl]. The ':' split is on the last ':' and only when what follows is a
+    folder, so model paths may contain ':'."""
+    from inkwell.models.registry import EMBEDDED_MODELS
+
+    if "=" not in text:
+        raise InkwellError(f"--system expects NAME=MODEL[:ADAPTER][@shots.jsonl], got '{text}'", field="system",
+                           hint="e.g. --system base=smollm2-135m-instruct@shots.jsonl --system tuned=smollm2-135m-instruct:runs/lora")
+    name, rest, shots = split_system(text)
     model, adapter = rest.strip(), None
     if ":" in model:
         head, tail = model.rsplit(":", 1)

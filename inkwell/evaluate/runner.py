@@ -186,17 +186,9 @@ def parse_remote_system(text: str) -> SystemSpec:
     if "=" not in text:
         raise InkwellError(f"--system expects NAME=MODEL[@shots.jsonl], got '{text}'", field="system",
                            hint="with --backend openai, MODEL is the served model name, e.g. --system base=tiny-chat")
-    from inkwell.evaluate.data import SYSTEM_NAME
+    from inkwell.evaluate.data import split_system
 
-    name, rest = (part.strip() for part in text.split("=", 1))
-    if not SYSTEM_NAME.match(name):
-        raise InkwellError(f"invalid system name '{name}'", field="system",
-                           hint="use letters, digits, '-', '_' and '.' (it names files in the output folder)")
-    shots = None
-    if "@" in rest:
-        rest, shots = rest.rsplit("@", 1)
-        if not Path(shots).expanduser().is_file():
-            raise InkwellError(f"system '{name}': shots file not found: {shots}", field="system")
+    name, rest, shots = split_system(text)
     model = rest.strip()
     if ":" in model:
         head, tail = model.rsplit(":", 1)
