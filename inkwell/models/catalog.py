@@ -28,6 +28,31 @@ def list_models() -> list[dict]:
                 "name": card.get("source_path", folder.name), "source": "gguf", "kind": "chat" if card.get("chat") else "base",
                 "prepared": True, "path": str(folder), "languages": card.get("languages", []), "parameters": "",
             })
+    items.extend(_runs())
+    return items
+
+
+def _runs() -> list[dict]:
+    """Models and adapters trained here (recorded by `inkwell train`), whose folders still exist."""
+    from inkwell.store import Store
+
+    store = Store()
+    try:
+        recorded = store.runs()
+    finally:
+        store.close()
+    items = []
+    for run in recorded:
+        folder = Path(run["path"])
+        if not (folder / "inkwell-run.json").exists():
+            continue
+        adapter = (folder / "adapter_config.json").exists()
+        items.append({
+            "name": str(folder), "source": "run", "kind": "adapter" if adapter else "model", "prepared": True,
+            "path": str(folder), "stage": run["stage"], "method": run["method"], "base_model": run["base_model"],
+            "metrics": run["metrics"], "languages": [], "parameters": "",
+            "use": f"--adapter {folder}" if adapter else f"--model {folder}",
+        })
     return items
 
 

@@ -71,6 +71,18 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE generations ADD COLUMN api_key_id TEXT;
     """,
+    # 5: training runs, so `inkwell models list` can show the models and adapters trained here
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        path TEXT NOT NULL UNIQUE,       -- the run's output folder (absolute)
+        stage TEXT,
+        method TEXT,
+        base_model TEXT,
+        metrics TEXT                     -- JSON: final metrics
+    );
+    """,
 ]
 
 
@@ -138,6 +150,27 @@ class Store:
             with self.conn:
                 self.conn.execute("UPDATE generations SET api_key_id = ? WHERE id = ?", (api_key_id, generation_id))
         return generation_id
+
+    def record_run(self, path: str | Path, *, stage: str | None, method: str | None, base_model: str | None,
+                   metrics: dict | None = None) -> None:
+        """Remember a finished training run (a re-run into the same folder replaces the entry)."""
+        with self.conn:
+            self.conn.execute(
+                """INSERT INTO runs (created_at, path, stage, method, base_model, metrics) VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(path) DO UPDATE SET created_at=excluded.created_at, stage=excluded.stage,
+                   method=excluded.method, base_model=excluded.base_model, metrics=excluded.metrics""",
+                (time.time(), str(Path(path).resolve()), stage, method, base_model,
+                 json.dumps(metrics or {}, ensure_ascii=False, default=str)),
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Recorded training runs, newest first."""
+        out = []
+        for row in self.conn.execute("SELECT * FROM runs ORDER BY created_at DESC"):
+            data = dict(row)
+            data["metrics"] = json.loads(data["metrics"] or "{}")
+            out.append(data)
+        return out
 
     def history(self, search: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Newest first; `search` matches prompt, output, template or model (case-insensitive substring)."""

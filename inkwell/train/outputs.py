@@ -118,4 +118,24 @@ def write_run_card(out: Path, **fields) -> dict:
     card = {"inkwell_run": 1, "created_at": datetime.datetime.now().isoformat(timespec="seconds"), **fields, "versions": versions()}
     with atomic_write(out / RUN_CARD) as handle:
         json.dump(card, handle, indent=2, ensure_ascii=False, default=str)
+    _remember(out, card)
     return card
+
+
+def _remember(out: Path, card: dict) -> None:
+    """Record the run in the store so `inkwell models list` shows it; the run folder itself stays the source
+    of truth, so a store problem is a warning, never a failed training run."""
+    import sqlite3
+    import warnings
+
+    from inkwell.store import Store
+
+    try:
+        store = Store()
+        try:
+            store.record_run(out, stage=card.get("stage"), method=card.get("method"),
+                             base_model=card.get("base_model"), metrics=card.get("metrics") or card.get("final_metrics"))
+        finally:
+            store.close()
+    except (sqlite3.Error, OSError) as exc:
+        warnings.warn(f"could not record the run in the history database: {exc}")
