@@ -10,19 +10,11 @@ from pathlib import Path
 import pytest
 
 from inkwell.cli import main
+from cli_helpers import run
 
 FAST = ["--dtype", "fp32", "--device", "cpu", "--max-new-tokens", "8"]
 
 
-def run(capsys, argv, exit_code=None):
-    """Run the CLI; returns (stdout, stderr). With exit_code, expects SystemExit with that code."""
-    if exit_code is None:
-        main(argv)
-    else:
-        with pytest.raises(SystemExit) as info:
-            main(argv)
-        assert info.value.code == exit_code, capsys.readouterr()
-    return capsys.readouterr()
 
 
 def run_error(capsys, argv) -> str:

@@ -249,6 +249,14 @@ def create_app(state: ServerState) -> FastAPI:
             metrics.requests.labels(endpoint, "422").inc()
             return [f"data: {json.dumps(error.body(), ensure_ascii=False)}\n\n", "data: [DONE]\n\n"]
 
+        async def held_back(count: int) -> tuple[list[str], bool]:
+            """Judge the whole of each row: the SSE lines still to send, and whether the stream was blocked."""
+            try:
+                rest = await run_in_threadpool(lambda: [screen.finish(i) for i in range(count)])
+            except ModerationBlocked as exc:
+                return list(stop_blocked(exc)), True
+            return [chunk([piece(index, tail)]) for index, tail in enumerate(rest) if tail], False
+
         async def events() -> AsyncIterator[str]:
             event = first
             if kind == "chat":
@@ -273,15 +281,11 @@ def create_app(state: ServerState) -> FastAPI:
                 event = await call.next_event(None)
             if call.job.error is not None and screen is not None:
                 # The rows will not grow any more: judge what they hold and send what passes before the error.
-                try:
-                    rest = await run_in_threadpool(lambda: [screen.finish(i) for i in range(rows)])
-                except ModerationBlocked as exc:
-                    for line in stop_blocked(exc):
-                        yield line
+                lines, blocked = await held_back(rows)
+                for line in lines:
+                    yield line
+                if blocked:
                     return
-                for index, tail in enumerate(rest):
-                    if tail:
-                        yield chunk([piece(index, tail)])
             if call.job.error is not None:  # the stream already started: an SSE error event, then [DONE]
                 status, exc = _error_for(call.job.error)
                 metrics.errors.labels(exc.code or exc.type).inc()
@@ -292,15 +296,11 @@ def create_app(state: ServerState) -> FastAPI:
             results = call.job.results or []
             texts = None
             if screen is not None:  # the whole of each row, audited; then what was still held back
-                try:
-                    rest = await run_in_threadpool(lambda: [screen.finish(i) for i in range(len(results))])
-                except ModerationBlocked as exc:
-                    for line in stop_blocked(exc):
-                        yield line
+                lines, blocked = await held_back(len(results))
+                for line in lines:
+                    yield line
+                if blocked:
                     return
-                for index, tail in enumerate(rest):
-                    if tail:
-                        yield chunk([piece(index, tail)])
                 texts = [screen.result(i).text for i in range(len(results))]
             for index, result in enumerate(results):
                 yield chunk([{**piece(index, None if kind == "chat" else "", finish=result.finish_reason),

@@ -14,6 +14,7 @@ import pytest
 
 from inkwell.cli import main
 from inkwell.evaluate.report import fmt_cell
+from cli_helpers import run
 
 FAST = ["--dtype", "fp32", "--device", "cpu", "--max-new-tokens", "8", "--bootstrap", "200"]
 ROWS = [
@@ -29,14 +30,6 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def run(capsys, argv, exit_code=None):
-    if exit_code is None:
-        main(argv)
-    else:
-        with pytest.raises(SystemExit) as info:
-            main(argv)
-        assert info.value.code == exit_code, capsys.readouterr()
-    return capsys.readouterr()
 
 
 @pytest.fixture(scope="module")

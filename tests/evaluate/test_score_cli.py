@@ -12,6 +12,7 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from inkwell.cli import main
+from cli_helpers import run
 
 PREDS = ["The cat sat on the mat.", "A quick brown fox jumped over a lazy dog!", "Inkwell writes ads and emails."]
 REFS = ["The cat is sitting on the mat.", "The quick brown fox jumps over the lazy dog.", "Inkwell writes ads, emails and reviews."]
@@ -23,14 +24,6 @@ def texts(path: Path, values: list[str], **extra) -> Path:
     return path
 
 
-def run(capsys, argv, exit_code=None):
-    if exit_code is None:
-        main(argv)
-    else:
-        with pytest.raises(SystemExit) as info:
-            main(argv)
-        assert info.value.code == exit_code
-    return capsys.readouterr()
 
 
 def test_score_json_matches_the_libraries(tmp_path, capsys):
