@@ -4,6 +4,8 @@
   song100    100 Song-dynasty ci poems            (package `fortunes-zh`)
   tang300    300 Tang-dynasty poems               (package `fortunes-zh`)
   chinese    Chinese sayings and quotations       (package `fortunes-zh`)
+  fortune-topics        quotes labelled by topic, for `stage: classify`     (package `fortunes`; fortune_tasks.py)
+  fortune-preferences   on-topic vs off-topic quote pairs, for `stage: dpo` (package `fortunes`; fortune_tasks.py)
 
 Fortune files hold entries separated by lines containing only `%`; fortunes-zh wraps titles and authors in
 ANSI colour codes, and some English files underline with backspace overstrikes: both are removed. The files
@@ -47,6 +49,7 @@ class SampleSpec:
     package: str
     language: str
     description: str
+    builder: str | None = None  # a function of fortune_tasks.py that turns the files into task rows
 
 
 SAMPLES: dict[str, SampleSpec] = {
@@ -54,6 +57,10 @@ SAMPLES: dict[str, SampleSpec] = {
     "song100": SampleSpec(("song100",), "fortunes-zh", "zh", "100 Song-dynasty ci poems"),
     "tang300": SampleSpec(("tang300",), "fortunes-zh", "zh", "300 Tang-dynasty poems"),
     "chinese": SampleSpec(("chinese",), "fortunes-zh", "zh", "Chinese sayings and quotations"),
+    "fortune-topics": SampleSpec(("computers", "food", "law", "love", "science"), "fortunes", "en",
+                                 "quotes labelled by topic (classify)", builder="topic_rows"),
+    "fortune-preferences": SampleSpec(("computers", "food", "law", "love", "science"), "fortunes", "en",
+                                      "on-topic vs off-topic quote pairs (dpo)", builder="preference_rows"),
 }
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -142,6 +149,11 @@ def to_row(entry: str, source: str) -> dict:
 
 def sample_rows(name: str) -> Iterator[dict]:
     spec = SAMPLES.get(name)
+    if spec is not None and spec.builder:
+        from inkwell.data import fortune_tasks  # imports this module: loaded only when asked for
+
+        yield from getattr(fortune_tasks, spec.builder)(find_files(name))
+        return
     for path in find_files(name):
         for entry in read_fortunes(path):
             row = to_row(entry, f"{spec.package}/{path.name}")
@@ -158,7 +170,7 @@ def write_sample(name: str, out: str | Path, *, limit: int | None = None, progre
             if limit is not None and count >= limit:
                 break
             sink.write(row)
-            bar.update(len(row["text"].encode("utf-8")))
+            bar.update(len((row.get("text") or row.get("chosen", "")).encode("utf-8")))
             count += 1
     bar.close()
     return count

@@ -16,7 +16,7 @@ import difflib
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -26,11 +26,11 @@ from inkwell.errors import InkwellError
 METHODS = ("full", "freeze", "lora", "adalora", "ia3", "prefix", "prompt")
 ADAPTER_METHODS = ("lora", "adalora", "ia3", "prefix", "prompt")  # saved as a PEFT adapter folder
 SFT_FORMATS = ("auto", "alpaca", "messages", "prompt_completion", "template", "text")
-# Stages we plan but have not built yet; `stage: dpo` says so instead of "unknown stage".
-PLANNED_STAGES = {
-    "dpo": "preference tuning (DPO) is planned on top of TRL's DPOTrainer and not built yet",
-    "classify": "the classification stage (sequence-classification head) is planned and not built yet",
-}
+# Stages we plan but have not built yet: `stage: NAME` then says so instead of "unknown stage".
+PLANNED_STAGES: dict[str, str] = {}
+# DPO losses TRL 1.16 implements (dpo.loss_type); sigmoid is the DPO paper's.
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
 
 
 class _Strict(BaseModel):
@@ -68,6 +68,20 @@ class DataSettings(_Strict):
     val_split: float = Field(0.0, ge=0.0, lt=1.0)  # fraction of training examples held out (seeded)
     format: Literal["auto", "alpaca", "messages", "prompt_completion", "template", "text"] = "auto"
     template: str | None = None  # for format template: a template name or a template YAML file
+    on_error: Literal["skip", "error"] = "skip"  # a bad row is skipped and reported, or stops the run
+
+    @field_validator("train", "val", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class DataFiles(_Strict):
+    """Data of the stages whose rows have one shape: dpo (prompt/chosen/rejected) and classify (text/label)."""
+
+    train: list[str] = Field(min_length=1)  # files or folders; relative paths: beside the config, then the current folder
+    val: list[str] = Field(default_factory=list)  # held-out files; or use val_split
+    val_split: float = Field(0.0, ge=0.0, lt=1.0)  # fraction of training examples held out (seeded)
     on_error: Literal["skip", "error"] = "skip"  # a bad row is skipped and reported, or stops the run
 
     @field_validator("train", "val", mode="before")
@@ -133,6 +147,7 @@ class TrainingSettings(_Strict):
     bf16: Literal["auto", "true", "false"] = "auto"  # autocast; auto = on for GPUs and CPUs with fast bf16
     seed: int = 42
     eval_every: int = Field(0, ge=0)  # validate every N steps (0 = only at the end)
+    eval_on_start: bool = False  # also validate before the first step (the start of the validation curve)
     early_stopping_patience: int = Field(0, ge=0)  # stop after N validations without improvement (0 = off)
     save_every: int = Field(0, ge=0)  # checkpoint every N steps (0 = no checkpoints, only the final weights)
     keep_last: int = Field(2, ge=1)  # checkpoints kept on disk
@@ -145,6 +160,11 @@ class TrainingSettings(_Strict):
     packing: bool = False  # SFT: several examples per row, attention kept apart by position_ids
     max_length: int = Field(512, ge=8)  # tokens per example (SFT) or per block (pretrain)
     progress: bool = True  # tqdm bar on the main process
+    tensorboard: bool = True  # write TensorBoard event files (loss, lr, tokens/s, val loss) into OUT/tensorboard/
+    # Cross-entropy over chunks of N labelled positions, so batch x length x vocabulary logits never exist at
+    # once: with Gemma-3's 262k vocabulary they are 1 GB per 1,000 tokens and dominate training memory.
+    # auto = on for vocabularies >= 64k (chunks of ~32M logits), 0 = off (the model's own loss).
+    loss_chunk_tokens: Literal["auto"] | Annotated[int, Field(ge=0)] = "auto"
 
     @field_validator("bf16", mode="before")
     @classmethod
@@ -206,9 +226,62 @@ class PretrainConfig(_Strict):
         return {"name": value} if isinstance(value, str) else value
 
 
-# A plain dict: stage name -> its config class. DPO and classify will add their own entries here.
-STAGES: dict[str, type[BaseModel]] = {"pretrain": PretrainConfig, "sft": SFTConfig}
-TrainConfig = SFTConfig | PretrainConfig
+class DPOSettings(_Strict):
+    """Direct preference optimisation (Rafailov et al. 2023) as TRL's DPOTrainer implements it."""
+
+    beta: float = Field(0.1, gt=0)  # pull towards the reference model: higher stays closer (0.1 is the paper's value)
+    loss_type: Literal[DPO_LOSSES] = "sigmoid"  # sigmoid = the DPO paper; ipo, hinge, robust, ... are TRL's variants
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)  # robust/exo_pair: assumed share of flipped preferences
+    precompute_ref_log_probs: bool = False  # score every pair with the reference once up front (no reference forward per step)
+
+
+class DPOConfig(_Strict):
+    """Preference tuning: raise the likelihood of `chosen` over `rejected` answers, relative to a frozen reference
+    (the model before training; for LoRA, the same model with its adapter switched off)."""
+
+    stage: Literal["dpo"]
+    model: ModelSpec
+    output: str | None = None
+    data: DataFiles
+    method: Literal["full", "freeze", "lora"] = "lora"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    freeze: FreezeSettings = Field(default_factory=FreezeSettings)
+    dpo: DPOSettings = Field(default_factory=DPOSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+
+    _source: Path | None = PrivateAttr(default=None)
+    _command: str = PrivateAttr(default="")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _name_or_mapping(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class ClassifyConfig(_Strict):
+    """Text classification: a sequence-classification head on the causal LM, trained on {text, label} rows."""
+
+    stage: Literal["classify"]
+    model: ModelSpec
+    output: str | None = None
+    data: DataFiles
+    method: Literal["full", "freeze", "lora"] = "lora"  # lora and freeze also train the new `score` head
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    freeze: FreezeSettings = Field(default_factory=FreezeSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+
+    _source: Path | None = PrivateAttr(default=None)
+    _command: str = PrivateAttr(default="")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _name_or_mapping(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+# A plain dict: stage name -> its config class.
+STAGES: dict[str, type[BaseModel]] = {"pretrain": PretrainConfig, "sft": SFTConfig, "dpo": DPOConfig, "classify": ClassifyConfig}
+TrainConfig = SFTConfig | PretrainConfig | DPOConfig | ClassifyConfig
 
 
 # ---------------------------------------------------------------- loading
@@ -257,7 +330,7 @@ def validate_config(data: dict, *, where: str = "config", lines: dict[str, int] 
     stage = data.get("stage")
     if stage is None:
         raise InkwellError(f"{at('')}: stage: is required; one of {', '.join(STAGES)}", field="stage",
-                           hint="add `stage: sft` (or pretrain) at the top of the config")
+                           hint="add `stage: sft` (or pretrain, dpo, classify) at the top of the config")
     if stage in PLANNED_STAGES:
         raise InkwellError(f"{at('stage')}: stage: {PLANNED_STAGES[stage]}", field="stage",
                            hint=f"use one of: {', '.join(STAGES)}")
@@ -314,6 +387,13 @@ def cross_checks(config: TrainConfig) -> list[tuple[str, str]]:
             problems.append(("data.format", f"pretrain reads raw text: must be auto or text, got {data.format!r}"))
         if t.packing:
             problems.append(("training.packing", "pretrain always packs text into blocks of max_length; remove this key"))
+    if config.stage in ("dpo", "classify"):
+        if t.packing:
+            problems.append(("training.packing", f"the {config.stage} stage batches whole examples; remove this key"))
+        if t.adversarial != "none":
+            problems.append(("training.adversarial", f"FGM/PGD are not available in the {config.stage} stage; use none"))
+    if config.stage == "dpo" and config.dpo.loss_type == "exo_pair" and not config.dpo.label_smoothing:
+        problems.append(("dpo.label_smoothing", "exo_pair needs label_smoothing > 0 (the EXO paper uses 1e-3)"))
     if config.stage == "sft":
         if t.packing and config.method in ("prefix", "prompt"):
             problems.append(("training.packing", f"cannot be used with method {config.method}: virtual tokens need an attention mask per example"))

@@ -247,7 +247,21 @@ def _check(kind: str, raw: dict, source: str, report: DataReport, template: str 
 
 def _check_messages(raw: dict, source: str, report: DataReport) -> Row | None:
     key = "messages" if "messages" in raw else "conversations"
-    turns = raw.get(key)
+    messages = parse_messages(raw.get(key), source, key, report)
+    if messages is None:
+        return None
+    answers = [m for m in messages if m["role"] == "assistant"]
+    if not answers:
+        report.problem(source, key, "has no assistant message to learn from")
+        return None
+    if any(not m["content"].strip() for m in answers):
+        report.problem(source, key, "an assistant message is empty")
+        return None
+    return Row(source, "messages", {"messages": messages})
+
+
+def parse_messages(turns: Any, source: str, key: str, report: DataReport) -> list[dict] | None:
+    """A non-empty list of {role, content} messages (ShareGPT's {from, value} too), or a reported problem (None)."""
     if not isinstance(turns, list) or not turns:
         report.problem(source, key, "must be a non-empty list of messages")
         return None
@@ -267,14 +281,7 @@ def _check_messages(raw: dict, source: str, report: DataReport) -> Row | None:
             report.problem(source, f"{where}.content", "must be a string")
             return None
         messages.append({"role": role, "content": content})
-    answers = [m for m in messages if m["role"] == "assistant"]
-    if not answers:
-        report.problem(source, key, "has no assistant message to learn from")
-        return None
-    if any(not m["content"].strip() for m in answers):
-        report.problem(source, key, "an assistant message is empty")
-        return None
-    return Row(source, "messages", {"messages": messages})
+    return messages
 
 
 class _TemplateCache:
@@ -321,6 +328,31 @@ def _check_template_row(raw: dict, source: str, report: DataReport, default: str
         report.problem(source, f"fields.{exc.field}" if exc.field else "fields", str(exc).replace("\n  fix: ", "; "))
         return None
     return Row(source, "template", {"template": template, "fields": resolved, "output": output.strip()})
+
+
+def read_shaped_rows(files: list[Path], report: DataReport, check, shape: str, key: str = "data.train") -> list[Row]:
+    """Rows of one fixed shape (dpo pairs, classify examples): every JSON object goes through
+    `check(raw, source, report) -> Row | None`; raw text files are refused (they have no such fields)."""
+    rows: list[Row] = []
+    for path in files:
+        if path.suffix in TEXT_SUFFIXES:
+            raise InkwellError(f"{key}: {path} is raw text, but this stage reads .jsonl/.json rows of {shape}", field=key)
+        kept_before, count = len(rows), 0
+        for source, raw in _json_rows(path, report):
+            count += 1
+            if not isinstance(raw, dict):
+                report.problem(source, None, f"expected a JSON object with {shape}, got {type(raw).__name__}")
+                continue
+            row = check(raw, source, report)
+            if row is not None:
+                rows.append(row)
+        report.files.append({"path": str(path), "sha256": sha256(path), "rows": count, "kept": len(rows) - kept_before})
+    return rows
+
+
+def text_field(raw: dict, key: str, source: str, report: DataReport, *, required: bool = True) -> str | None:
+    """A non-empty string field, or a reported problem (None): the check every row reader makes."""
+    return _text(raw, key, source, report, required=required)
 
 
 # ---------------------------------------------------------------- splits

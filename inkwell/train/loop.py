@@ -8,10 +8,13 @@ One optimizer step = `grad_accum` micro-batches per process. The loss is the mea
 token of the whole step, across micro-batches and processes (the token count is summed first and passed
 to the model as `num_items_in_batch`), so accumulating 2 x batch 1 gives the gradient of batch 2.
 
+The loss comes from `losses.build_loss`: the model's own, or for large vocabularies (Gemma-3's 262k) the
+same cross-entropy computed in chunks so the full logits never exist.
+
 Also here: AdamW/SGD with weight decay off for biases and norms, transformers' `get_scheduler` for
-warm-up + linear/cosine/constant, gradient clipping, bf16 autocast, validation every N steps, early
-stopping, atomic checkpoints (keep the last K) with exact resume, NEFTune and FGM/PGD on the input
-embeddings, a tqdm bar, metrics.jsonl and a loss plot.
+warm-up + linear/cosine/constant, gradient clipping, bf16 autocast, validation every N steps (and before
+the first with eval_on_start), early stopping, atomic checkpoints (keep the last K) with exact resume,
+NEFTune and FGM/PGD on the input embeddings, a tqdm bar, metrics.jsonl, TensorBoard events and a loss plot.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from inkwell.train.collate import collate, count_targets, epoch_batches
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 PLOT = "loss.png"
+TENSORBOARD = "tensorboard"
 
 
 @dataclass
@@ -318,8 +322,10 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator, dige
 
 
 def config_digest(config: dict) -> str:
-    """What must match for a resume to continue the same run (resume/steps/epochs/progress may change)."""
-    training = {k: v for k, v in config.get("training", {}).items() if k not in ("resume", "max_steps", "epochs", "progress")}
+    """What must match for a resume to continue the same run (resume/steps/epochs/progress and the memory and
+    logging switches loss_chunk_tokens/tensorboard may change)."""
+    free = ("resume", "max_steps", "epochs", "progress", "loss_chunk_tokens", "tensorboard")
+    training = {k: v for k, v in config.get("training", {}).items() if k not in free}
     essential = {**config, "training": training, "output": None}
     return hashlib.sha256(json.dumps(essential, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -357,12 +363,42 @@ def plot_losses(records: list[dict], path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+def tensorboard_writer(folder: Path, start_step: int, say: Callable[[str], None] = print):
+    """torch's SummaryWriter on OUT/tensorboard. A resumed run purges events logged after its checkpoint
+    (they are replayed), as metrics.jsonl does. None, with a note, when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        say("note: `pip install tensorboard` to get TensorBoard event files; metrics.jsonl and loss.png are written anyway")
+        return None
+    return SummaryWriter(str(folder), purge_step=start_step + 1 if start_step else None)
+
+
+# metrics.jsonl key -> TensorBoard tag
+BOARD_TAGS = {"loss": "train/loss", "lr": "train/lr", "grad_norm": "train/grad_norm", "tokens_per_s": "train/tokens_per_s",
+              "val_loss": "val/loss"}
+
+
+def log(board, record: dict) -> None:
+    if board is None:
+        return
+    for key, tag in BOARD_TAGS.items():
+        if key in record:
+            board.add_scalar(tag, record[key], record["step"])
+    board.flush()  # a person watching `tensorboard --logdir OUT` sees every step as it happens
+
+
 # ---------------------------------------------------------------- the loop
 
 
-def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, accelerator) -> float:
-    """Mean loss per target token over the validation set (sharded across processes)."""
+def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, accelerator, loss_of=None) -> float:
+    """Mean loss per target token over the validation set (sharded across processes). `loss_of` is the
+    training loss (losses.CausalLMLoss: chunked for large vocabularies); default: the model's own."""
     import torch
+
+    from inkwell.train.losses import CausalLMLoss
+
+    loss_of = loss_of or CausalLMLoss()
 
     model.eval()
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -375,7 +411,7 @@ def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, accelera
             batch = collate([examples[i] for i in mine[start:start + batch_size]], pad_id)
             count += count_targets(batch)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            total += model(**batch, num_items_in_batch=one, use_cache=False).loss.float()  # summed over tokens
+            total += loss_of(model, batch, one).float()  # summed over tokens
     model.train()
     total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
     return float(total / count.clamp_min(1))
@@ -403,6 +439,8 @@ def train_loop(
     import torch
     from tqdm.auto import tqdm
 
+    from inkwell.train.losses import build_loss
+
     started = time.perf_counter()
     main = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -429,6 +467,10 @@ def train_loop(
         metrics_path.unlink(missing_ok=True)
     accelerator.wait_for_everyone()
 
+    loss_of = build_loss(raw, t.loss_chunk_tokens, say)  # chunked cross-entropy for large vocabularies
+    if loss_of.chunk:
+        say(f"loss: cross-entropy in chunks of {loss_of.chunk} positions (vocabulary {loss_of.head.weight.shape[0]:,})")
+    board = tensorboard_writer(out / TENSORBOARD, state.step, say) if main and t.tensorboard else None
     embeddings = raw.get_input_embeddings()
     neftune = activate_neftune(embeddings, t.neftune_alpha) if t.neftune_alpha else None
     attack = None if t.adversarial == "none" else EmbeddingAttack(
@@ -443,7 +485,7 @@ def train_loop(
         """Forward + backward of one micro-batch; returns the (unscaled) loss."""
         quiet = lambda: accelerator.no_sync(model)  # noqa: E731 - accumulate locally, no gradient all-reduce
         final = contextlib.nullcontext if sync else quiet
-        loss_fn = lambda: model(**batch, num_items_in_batch=n_items, use_cache=False).loss  # noqa: E731
+        loss_fn = lambda: loss_of(model, batch, n_items)  # noqa: E731
         backward = lambda loss: accelerator.backward(loss * scale)  # noqa: E731
         if attack is None:
             with final():
@@ -454,7 +496,17 @@ def train_loop(
         attack.adversarial_pass(loss_fn, backward, quiet, final)
         return loss.detach()
 
+    def validate() -> float:
+        return evaluate(model, val_set, t.batch_size, pad_id, accelerator, loss_of)
+
     try:
+        if val_set and t.eval_on_start and state.step == 0:
+            start_val = validate()
+            state.best_val, state.best_step = start_val, 0
+            log(board, {"step": 0, "val_loss": round(start_val, 6)})
+            if main:
+                with metrics_path.open("a") as handle:
+                    handle.write(json.dumps({"step": 0, "epoch": 0.0, "val_loss": round(start_val, 6)}) + "\n")
         while state.step < total_steps and not state.stopped:
             batches = epoch_batches(lengths, t.batch_size, world, t.seed, state.epoch, group_by_length)
             windows = [batches[i:i + t.grad_accum] for i in range(0, len(batches), t.grad_accum)]
@@ -486,7 +538,7 @@ def train_loop(
                           "lr": lr, "grad_norm": round(float(grad_norm), 6),
                           "tokens_per_s": round(tokens / max(time.perf_counter() - tick, 1e-9), 1)}
                 if val_set and ((t.eval_every and state.step % t.eval_every == 0) or state.step == total_steps):
-                    record["val_loss"] = round(evaluate(model, val_set, t.batch_size, pad_id, accelerator), 6)
+                    record["val_loss"] = round(validate(), 6)
                     if state.best_val is None or record["val_loss"] < state.best_val:
                         state.best_val, state.best_step, state.bad_evals = record["val_loss"], state.step, 0
                     else:
@@ -498,6 +550,7 @@ def train_loop(
                 if main:
                     with metrics_path.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
+                log(board, record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
                 if t.save_every and (state.step % t.save_every == 0 or state.stopped):
@@ -512,10 +565,12 @@ def train_loop(
         if not state.stopped:
             state.stopped = "max_steps"
         if val_set and state.best_val is None:  # e.g. resumed after the last step: still report a val loss
-            state.best_val = evaluate(model, val_set, t.batch_size, pad_id, accelerator)
+            state.best_val = validate()
             state.best_step = state.step
     finally:
         bar.close()
+        if board is not None:
+            board.close()
         if neftune is not None:
             neftune.remove()
         if attack is not None:

@@ -38,8 +38,9 @@ def dropout_overrides(config: Any, dropout: float | None) -> dict:
     return {key: dropout for key in DROPOUT_KEYS if hasattr(config, key)}
 
 
-def apply_method(model, cfg, base_folder: Path, total_steps: int):
-    """Make the requested weights trainable. Returns the model (a PeftModel for adapter methods)."""
+def apply_method(model, cfg, base_folder: Path, total_steps: int, task_type: str = "CAUSAL_LM"):
+    """Make the requested weights trainable. Returns the model (a PeftModel for adapter methods).
+    `task_type` SEQ_CLS (the classify stage) makes PEFT train and save the new `score` head with the adapter."""
     method = cfg.method
     if method == "full":
         for param in model.parameters():
@@ -49,10 +50,25 @@ def apply_method(model, cfg, base_folder: Path, total_steps: int):
         return _freeze_all_but_last(model, cfg.freeze.trainable_layers)
     import peft
 
+    config = peft_config(cfg, base_folder, total_steps, task_type)
+    try:
+        with warnings.catch_warnings():  # PEFT calls a transformers property deprecated in v5: noise for users
+            warnings.simplefilter("ignore", FutureWarning)
+            return peft.get_peft_model(model, config)
+    except ValueError as exc:  # e.g. target modules not found in this architecture
+        raise InkwellError(f"{method}: PEFT cannot apply {method} to this model: {exc}", field=method,
+                           hint=f"check {method}.target_modules against the model's module names") from None
+
+
+def peft_config(cfg, base_folder: Path, total_steps: int, task_type: str = "CAUSAL_LM"):
+    """The PEFT config of an adapter method (the DPO stage hands it to TRL, which wraps the model itself)."""
+    import peft
+
+    method = cfg.method
     if method == "lora":
         s = cfg.lora
-        peft_config = peft.LoraConfig(
-            task_type="CAUSAL_LM", r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_modules,
+        config = peft.LoraConfig(
+            task_type=task_type, r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_modules,
             use_rslora=s.use_rslora, use_dora=s.use_dora,
         )
     elif method == "adalora":
@@ -62,29 +78,22 @@ def apply_method(model, cfg, base_folder: Path, total_steps: int):
                 f"adalora.tinit + adalora.tfinal ({s.tinit} + {s.tfinal}) must be below the number of training steps ({total_steps})",
                 field="adalora.tinit", hint="lower them, or train for more steps",
             )
-        peft_config = peft.AdaLoraConfig(
-            task_type="CAUSAL_LM", init_r=s.init_r, target_r=s.target_r, lora_alpha=s.alpha, lora_dropout=s.dropout,
+        config = peft.AdaLoraConfig(
+            task_type=task_type, init_r=s.init_r, target_r=s.target_r, lora_alpha=s.alpha, lora_dropout=s.dropout,
             target_modules=s.target_modules, tinit=s.tinit, tfinal=s.tfinal, deltaT=s.delta_t, total_step=total_steps,
         )
     elif method == "ia3":
         s = cfg.ia3
-        peft_config = peft.IA3Config(task_type="CAUSAL_LM", target_modules=s.target_modules, feedforward_modules=s.feedforward_modules)
+        config = peft.IA3Config(task_type=task_type, target_modules=s.target_modules, feedforward_modules=s.feedforward_modules)
     elif method == "prefix":
-        peft_config = peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.prefix.num_virtual_tokens)
+        config = peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=cfg.prefix.num_virtual_tokens)
     elif method == "prompt":
         s = cfg.prompt
         init = {"prompt_tuning_init": "TEXT", "prompt_tuning_init_text": s.init_text, "tokenizer_name_or_path": str(base_folder)} if s.init_text else {}
-        peft_config = peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=s.num_virtual_tokens, **init)
+        config = peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=s.num_virtual_tokens, **init)
     else:
         raise AssertionError(method)
-    try:
-        with warnings.catch_warnings():  # PEFT calls a transformers property deprecated in v5: noise for users
-            warnings.simplefilter("ignore", FutureWarning)
-            return peft.get_peft_model(model, peft_config)
-    except ValueError as exc:  # e.g. target modules not found in this architecture
-        section = method
-        raise InkwellError(f"{section}: PEFT cannot apply {method} to this model: {exc}", field=section,
-                           hint=f"check {section}.target_modules against the model's module names") from None
+    return config
 
 
 def _freeze_all_but_last(model, trainable_layers: int):

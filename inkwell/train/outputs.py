@@ -4,6 +4,7 @@
       inkwell-run.json      base model, stage, method, data files + sha256, resolved config, final metrics, template
       metrics.jsonl         one line per optimizer step: step, epoch, loss, lr, grad_norm, tokens_per_s[, val_loss]
       loss.png              train (and validation) loss
+      tensorboard/          TensorBoard events of the same metrics (training.tensorboard)
       checkpoints/step-N/   the last `keep_last` checkpoints (when save_every > 0)
       -- full / freeze --   config.json, model.safetensors, tokenizer files, inkwell-model.json  (load_model(OUT))
       -- adapters --        adapter_config.json, adapter_model.safetensors  (PeftModel.from_pretrained / --adapter OUT)

@@ -17,6 +17,20 @@ ALPACA_ROWS = [
     {"instruction": "Describe a tea pot.", "output": "Pours well, keeps tea hot."},
     {"instruction": "Describe a tote bag.", "output": "Canvas, strong, folds flat."},
 ]
+# Preference pairs (dpo): the chosen answer of each prompt is the same word, so a few steps separate them.
+PAIR_ROWS = [
+    {"prompt": "Describe a bamboo bottle.", "chosen": "A light bottle.", "rejected": "Headlines and news."},
+    {"prompt": "Describe wool socks.", "chosen": "Warm socks with a soft heel.", "rejected": "Poems, stories."},
+    {"prompt": "Describe a brass lamp.", "chosen": "A lamp with a warm glow.", "rejected": "The lazy dog.", "system": "Be brief."},
+    {"prompt": [{"role": "user", "content": "Describe a tea pot."}], "chosen": [{"role": "assistant", "content": "Pours well."}],
+     "rejected": [{"role": "assistant", "content": "Quizzes and summaries."}]},
+]
+# Labelled texts (classify): three classes any model can tell apart by their characters.
+LABELLED_ROWS = [
+    {"text": "床前明月光，疑是地上霜。", "label": "zh"}, {"text": "举头望明月，低头思故乡。", "label": "zh"},
+    {"text": "The quick brown fox jumps.", "label": "en"}, {"text": "Poems, stories and headlines.", "label": "en"},
+    {"text": "{\"question\": \"?\", \"answer\": \"a\"}", "label": "json"}, {"text": "{\"options\": [\"a\", \"b\"]}", "label": "json"},
+]
 TEXT = ("The quick brown fox jumps over the lazy dog. Inkwell writes content: ads, emails, reviews, travel guides, "
         "quizzes and summaries. Poems, stories, headlines and news articles. ") * 6
 
@@ -41,6 +55,16 @@ def write_jsonl(path: Path, rows: list) -> Path:
 @pytest.fixture
 def alpaca_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "data" / "alpaca.jsonl", ALPACA_ROWS)
+
+
+@pytest.fixture
+def pairs_file(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "data" / "pairs.jsonl", PAIR_ROWS)
+
+
+@pytest.fixture
+def labelled_file(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "data" / "labelled.jsonl", LABELLED_ROWS)
 
 
 @pytest.fixture

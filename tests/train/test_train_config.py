@@ -8,23 +8,23 @@ from pathlib import Path
 import pytest
 
 from inkwell.errors import InkwellError
-from inkwell.train.config import SFTConfig, load_config
+from inkwell.train.config import STAGES, SFTConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
 
 
-def test_the_five_demo_configs_are_shipped():
+def test_the_demo_configs_are_shipped():
     names = {p.name for p in SHIPPED}
     assert {"smollm2-lora-sft.yaml", "smollm2-full-sft.yaml", "smollm2-prefix-sft.yaml", "tiny-gpt-pretrain.yaml",
-            "gemma3-lora-zh-poetry.yaml"} <= names
+            "gemma3-lora-zh-poetry.yaml", "smollm2-dpo.yaml", "smollm2-classify.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_validates_and_starts_with_its_command(path, monkeypatch):
     monkeypatch.chdir(REPO)
     config = load_config(Path("configs") / path.name)
-    assert config.stage in ("sft", "pretrain")
+    assert config.stage in STAGES
     assert path.read_text().splitlines()[0] == f"# inkwell train configs/{path.name}"
 
 
@@ -40,17 +40,29 @@ def test_validation_loads_no_model_stack():
 
 
 def test_shipped_demo_data_exists_where_configs_point(monkeypatch):
-    from inkwell.train.data import DataReport, expand, read_rows
+    from inkwell.train import check_data
 
     monkeypatch.chdir(REPO)
     for path in SHIPPED:
         config = load_config(Path("configs") / path.name)
         if "song100" in str(config.data.train):
             continue  # made by `inkwell data sample song100` (see the config's header)
-        report = DataReport(on_error="error")
-        rows = read_rows(expand(config.data.train, path.parent, "data.train"), config.data.format, report,
-                         getattr(config.data, "template", None), path.parent)
-        assert len(rows) >= 6, path.name
+        report = check_data(config, on_error="error")  # each stage's own reader; any bad row raises
+        assert sum(f["kept"] for f in report.files) >= 6, path.name
+
+
+@pytest.mark.parametrize("name, sample", [("fortune-topics", "fortune-topics"), ("fortune-preferences", "fortune-preferences")])
+def test_shipped_fortune_data_is_what_its_command_makes(name, sample, tmp_path):
+    """configs/data/NAME.jsonl are real quotes from Debian's fortunes, remade exactly by the command in the
+    config header (skipped where the package is not installed)."""
+    from inkwell.data.sample import find_files, write_sample
+
+    try:
+        find_files(sample)
+    except InkwellError:
+        pytest.skip("Debian package fortunes is not installed")
+    write_sample(sample, tmp_path / "made.jsonl", progress=False)
+    assert (tmp_path / "made.jsonl").read_text() == (REPO / "configs" / "data" / f"{name}.jsonl").read_text()
 
 
 def _error(tmp_path, text: str, overrides=()) -> InkwellError:
@@ -103,7 +115,8 @@ def test_overrides_are_typed_like_yaml(tmp_path):
     (["model.from_scratch.layers=2", "model.name=null"], "model.from_scratch", "stage: pretrain"),
     (["training.momentum=0.9"], "training.momentum", "sgd"),
     (["stage=pretrain", "method=prefix"], "method", "must be one of full, freeze, lora"),
-    (["stage=dpo"], "stage", "planned"),
+    (["stage=dpo", "training.adversarial=pgd"], "training.adversarial", "not available in the dpo stage"),
+    (["stage=classify", "method=ia3"], "method", "must be one of full, freeze, lora"),
     (["stage=classifier"], "stage", "must be one of pretrain, sft"),
     (["adalora.target_r=20", "method=adalora"], "adalora.target_r", "<= adalora.init_r"),
 ])

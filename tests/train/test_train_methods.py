@@ -114,6 +114,57 @@ def check_continued_pretraining(run, base):
     check_adapter(run, base)
 
 
+def check_dpo_adapter(run, base):
+    """A DPO LoRA folder is a plain PEFT adapter (what `inkwell write --adapter OUT` loads), trained to prefer chosen."""
+    assert run.card["stage"] == "dpo" and run.metrics["rewards/margins"] > 0
+    check_adapter(run, base)
+
+
+def check_dpo_full(run, base):
+    assert run.card["stage"] == "dpo" and run.metrics["rewards/margins"] > 0
+    check_full(run, base)
+
+
+def check_classifier(run, base):
+    """The run loads back with `Classifier.load` (full folder, or base + adapter with its `score` head) and gives
+    the trained model's class probabilities; the head did train."""
+    from inkwell.train.classify import Classifier
+
+    assert run.card["stage"] == "classify" and run.card["labels"] == ["en", "json", "zh"]
+    assert run.card["label2id"] == {"en": 0, "json": 1, "zh": 2}
+    loaded = Classifier.load(run.out, device="cpu")
+    ids = torch.tensor([[5, 17, 42, 99]])
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(input_ids=ids).logits, run.model(input_ids=ids).logits, atol=1e-5)
+    score = [n for n in _changed_classifier(run) if "score" in n]
+    assert score, "the classification head did not train"
+    if run.card["weights"] == "adapter":
+        assert "score" in json.loads((run.out / "adapter_config.json").read_text())["modules_to_save"]
+    else:
+        assert json.loads((run.out / "config.json").read_text())["id2label"] == {"0": "en", "1": "json", "2": "zh"}
+
+
+def _changed_classifier(run) -> set[str]:
+    from accelerate.utils import set_seed
+
+    from inkwell.train.classify import load_classifier_base
+    from inkwell.train.config import validate_config
+    from inkwell.train.methods import apply_method
+
+    config = validate_config(run.card["config"])
+    set_seed(config.training.seed)
+    model = load_classifier_base(run.card["base_model_path"], run.card["labels"], run.tokenizer.pad_token_id)
+    model = apply_method(model, config, run.card["base_model_path"], 3, task_type="SEQ_CLS")
+    before = dict(model.named_parameters())
+    return {n for n, p in run.model.named_parameters() if not torch.equal(p.detach(), before[n].detach())}
+
+
+def check_classifier_frozen(run, base):
+    check_classifier(run, base)
+    changed = _changed_classifier(run)
+    assert all(n.startswith(("model.layers.1.", "model.norm.", "score.")) for n in changed), sorted(changed)[:5]
+
+
 TEMPLATE_ROWS = [{"fields": {"product": p}, "output": f"A fine {p}."} for p in ("mug", "lamp", "tote", "sock")]
 
 CASES = [
@@ -132,6 +183,12 @@ CASES = [
     ("full-template-rows", "sft", "full", "chat", "template", ["data.format=template", "data.template=product-description", "training.max_length=512"], check_template_rows),
     ("pretrain-scratch", "pretrain", "full", "scratch", "text", ["training.max_length=32"], check_from_scratch),
     ("pretrain-lora", "pretrain", "lora", "base", "text", ["training.max_length=32"], check_continued_pretraining),
+    ("dpo-lora", "dpo", "lora", "chat", "pairs", ["lora.r=4"], check_dpo_adapter),
+    ("dpo-full", "dpo", "full", "chat", "pairs", ["training.lr=1e-3"], check_dpo_full),
+    ("dpo-lora-base-model", "dpo", "lora", "base", "pairs", ["data.train=data/pairs-text.jsonl"], check_dpo_adapter),
+    ("classify-lora", "classify", "lora", "chat", "labelled", [], check_classifier),
+    ("classify-full", "classify", "full", "chat", "labelled", ["training.lr=1e-3"], check_classifier),
+    ("classify-freeze", "classify", "freeze", "chat", "labelled", ["freeze.trainable_layers=1"], check_classifier_frozen),
 ]
 
 
@@ -143,8 +200,13 @@ def test_method_table(case, make_config, run_config, tiny_chat_model, tiny_base_
     base = {"chat": tiny_chat_model, "base": tiny_base_model, "scratch": tiny_base_model}[model_kind]
     model = {"from_scratch": {"layers": 1, "hidden": 32, "heads": 2, "context": 64, "tokenizer_from": str(base)}} \
         if model_kind == "scratch" else str(base)
+    from conftest import LABELLED_ROWS, PAIR_ROWS
+
+    write_jsonl(tmp_path / "data" / "pairs-text.jsonl", [r for r in PAIR_ROWS if isinstance(r["prompt"], str)])  # base models: no messages
     train = {"alpaca": alpaca_file, "text": text_folder,
-             "template": write_jsonl(tmp_path / "data" / "template.jsonl", TEMPLATE_ROWS)}[data_kind]
+             "template": write_jsonl(tmp_path / "data" / "template.jsonl", TEMPLATE_ROWS),
+             "pairs": write_jsonl(tmp_path / "data" / "pairs.jsonl", PAIR_ROWS),
+             "labelled": write_jsonl(tmp_path / "data" / "labelled.jsonl", LABELLED_ROWS)}[data_kind]
     path = make_config(model, train, stage=stage, method=method, name=name)
     run = run_config(path, *overrides)
     assert run.metrics["steps"] == 3 and len(run.card["data"]["files"]) >= 1
