@@ -43,7 +43,11 @@ run: setup
 test: setup-dev
 	$(PY) -m pytest -q
 
+# The llama.cpp column needs llama-cpp-python, which compiles llama.cpp on install (minutes on 2 cores): it is
+# tried here, for the benchmark only; when it cannot be built the column is skipped with a note.
 bench: setup
+	-$(PY) -c "import llama_cpp" 2>/dev/null || $(PIP) install -q llama-cpp-python==0.3.36 diskcache \
+		|| echo "note: llama-cpp-python did not install; the llama.cpp column will be skipped"
 	$(PY) benchmarks/bench_generate.py
 
 clean:

@@ -1,11 +1,20 @@
-"""Generation speed: Inkwell's engine vs plain `model.generate`, same process, model, prompts and settings.
+"""Generation speed and memory: Inkwell's engine vs plain `model.generate` (and llama.cpp when installed).
 
-    python benchmarks/bench_generate.py [--model smollm2-135m-instruct] [--dtype auto] [--new-tokens 128] [--repeats 2]
+    python benchmarks/bench_generate.py [--model smollm2-135m-instruct] [--engine auto] [--precision int8]
+                                        [--new-tokens 128] [--repeats 2] [--bulk 16,64] [--ttft-tokens 500]
 
-Prints single-stream decode tok/s and bulk aggregate tok/s (16 and 64 prompts) for both, and their
-ratios. Both sides decode greedily and exactly `--new-tokens` tokens (end-of-text suppressed), so they do
-the same work. Runs alternate engine / HF and the median is kept, so drift on a shared machine hits both.
-The last line printed is a JSON object of the ratios.
+Cases, same model, prompts and settings on every side:
+- single: one prompt, decode tok/s for `--new-tokens` tokens;
+- bulk16 / bulk64: that many prompts at once, aggregate tok/s;
+- ttft: time to the first token for a `--ttft-tokens`-token prompt;
+- peak RSS of the whole process (each side runs in its own fresh process, so the figure is its own).
+Every side decodes greedily and exactly `--new-tokens` tokens (end-of-text suppressed), so they do the same
+work. Sides alternate (`--repeats` rounds) and the median is kept, so drift on a shared machine hits all.
+HF `generate` runs in the dtype `--hf-dtype auto` picks: bf16 where the CPU has fast bf16 kernels, fp32
+where it does not (bf16 matmuls on such CPUs are ~400x slower, so fp32 is the stronger baseline there).
+llama.cpp (`llama-cpp-python`, on the embedded Q4_1 GGUF, all cores) is measured when it is importable;
+otherwise its column is skipped with a note (`pip install llama-cpp-python` compiles llama.cpp: minutes).
+The last line printed is a JSON object of ratios (ours / theirs; for ttft and RSS lower is better).
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,63 +50,186 @@ def make_prompts(count: int) -> list[list[dict]]:
     return prompts
 
 
-def run_engine(engine, prompts, new_tokens: int) -> float:
+def long_prompt(tokenizer, tokens: int) -> list[dict]:
+    """A chat prompt of about `tokens` tokens: notes on the products above, then a writing task."""
+    notes, i = [], 0
+    while True:
+        notes.append(f"Note {i + 1}: customers liked {TOPICS[i % len(TOPICS)]} for its design and price.")
+        text = " ".join(notes)
+        if len(tokenizer(text)["input_ids"]) >= tokens - 20:
+            return [{"role": "user", "content": text + "\nSummarise these notes as a short article."}]
+        i += 1
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+# ---------------------------------------------------------------- one side, in its own process
+
+
+def arm_inkwell(args, cases) -> dict:
+    from inkwell.generate.runtime import open_engine
     from inkwell.generate.settings import GenerationSettings
 
-    settings = GenerationSettings(max_new_tokens=new_tokens, min_new_tokens=new_tokens, temperature=0,
-                                  repetition_penalty=1.0)
-    engine.batch_size = len(prompts)
-    started = time.perf_counter()
-    results = engine.generate(prompts, settings)
-    elapsed = time.perf_counter() - started
-    return sum(r.completion_tokens for r in results) / elapsed
+    engine = open_engine(args.model, engine=args.engine, precision=args.precision, batch_size=64)
+    kind = type(engine).__name__
+    limit = 64
+    if kind == "OnnxEngine":
+        from inkwell.generate.onnx_engine import MAX_BATCH
+
+        limit = MAX_BATCH
+
+    def run(prompts, new_tokens):
+        settings = GenerationSettings(max_new_tokens=new_tokens, min_new_tokens=new_tokens, temperature=0,
+                                      repetition_penalty=1.0)
+        engine.batch_size = min(len(prompts), limit)  # the ONNX runtime caps a batch at 32 rows
+        started = time.perf_counter()
+        results = engine.generate(prompts, settings)
+        return sum(r.completion_tokens for r in results), time.perf_counter() - started
+
+    return measure(run, engine.tokenizer, args, cases, label=f"inkwell ({kind}, {engine.loaded.dtype})")
 
 
-def run_hf(engine, prompts, new_tokens: int) -> float:
+def arm_hf(args, cases) -> dict:
     import torch
 
-    model, tokenizer = engine.model, engine.tokenizer
-    texts = [engine.render(p) for p in prompts]
+    from inkwell.generate.engine import Engine
+    from inkwell.models.load import load_model
+
+    loaded = load_model(args.model, dtype=args.hf_dtype, device="cpu")
+    engine = Engine(loaded)  # only for its chat template rendering
+    model, tokenizer = loaded.model, loaded.tokenizer
     tokenizer.padding_side = "left"
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(engine.loaded.device)
-    started = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                             pad_token_id=engine.pad_id)
-    elapsed = time.perf_counter() - started
-    return (out.shape[1] - batch["input_ids"].shape[1]) * len(texts) / elapsed
+
+    def run(prompts, new_tokens):
+        texts = [engine.render(p) for p in prompts]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=engine.pad_id)
+        return (out.shape[1] - batch["input_ids"].shape[1]) * len(texts), time.perf_counter() - started
+
+    return measure(run, tokenizer, args, cases, label=f"hf generate ({loaded.dtype})")
+
+
+def arm_llamacpp(args, cases) -> dict:
+    import llama_cpp
+    from transformers import AutoTokenizer
+
+    from inkwell.models.load import resolve
+    from inkwell.models.registry import get_embedded
+
+    gguf = get_embedded(args.model).gguf_path()
+    folder, _ = resolve(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=2048, n_threads=os.cpu_count(), n_batch=512, verbose=False)
+    eos = llm.token_eos()
+
+    def run(prompts, new_tokens):
+        if len(prompts) > 1:
+            return None  # llama-cpp-python decodes one sequence at a time: no bulk column
+        text = tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=False)
+        started = time.perf_counter()
+        out = llm.create_completion(text, max_tokens=new_tokens, temperature=0.0, logit_bias={eos: -1e9})
+        return out["usage"]["completion_tokens"], time.perf_counter() - started
+
+    return measure(run, tokenizer, args, [c for c in cases if c[1] == 1], label="llama.cpp (Q4_1 GGUF)")
+
+
+def measure(run, tokenizer, args, cases, label: str) -> dict:
+    run(make_prompts(1), 4)  # warm-up
+    out: dict = {"label": label}
+    for name, count in cases:
+        done = run(make_prompts(count), args.new_tokens)
+        if done is not None:
+            out[name] = done[0] / done[1]
+    if args.ttft_tokens:
+        prompt = long_prompt(tokenizer, args.ttft_tokens)
+        _, seconds = run([prompt], 1)
+        out["ttft"] = seconds
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+ARMS = {"inkwell": arm_inkwell, "hf": arm_hf, "llamacpp": arm_llamacpp}
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def llamacpp_available() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--engine", default="auto", help="Inkwell's engine: auto | onnx | torch")
+    parser.add_argument("--precision", default="int8", help="ONNX path precision: int8 | int4 | fp32")
+    parser.add_argument("--hf-dtype", default="auto")
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs per case; the median is kept")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating rounds; the median is kept")
     parser.add_argument("--bulk", default="16,64", help="bulk batch sizes")
+    parser.add_argument("--ttft-tokens", type=int, default=500, help="prompt length for time to first token (0: skip)")
+    parser.add_argument("--llamacpp", default="auto", choices=["auto", "off"])
+    parser.add_argument("--arm", choices=sorted(ARMS), help=argparse.SUPPRESS)  # internal: run one side
     args = parser.parse_args()
 
-    from inkwell.generate.engine import Engine
-    from inkwell.models.load import load_model
-
-    loaded = load_model(args.model, dtype=args.dtype, device=args.device)
-    engine = Engine(loaded)
-    print(f"model {loaded.name}  dtype {loaded.dtype}  device {loaded.device}  new tokens {args.new_tokens}", flush=True)
-    run_engine(engine, make_prompts(1), 8)  # warm-up both paths
-    run_hf(engine, make_prompts(1), 8)
-
     cases = [("single", 1)] + [(f"bulk{n}", int(n)) for n in args.bulk.split(",") if n]
-    ratios = {}
+    if args.arm:
+        print(json.dumps(ARMS[args.arm](args, cases)), flush=True)
+        return
+
+    arms = ["inkwell", "hf"]
+    if args.llamacpp == "auto" and args.model == "smollm2-135m-instruct" and llamacpp_available():
+        arms.append("llamacpp")
+    elif args.llamacpp == "auto":
+        print("note: llama.cpp column skipped: llama-cpp-python is not installed (or the model has no embedded GGUF)")
+    passthrough = [a for a in sys.argv[1:]]
+    runs: dict[str, list[dict]] = {arm: [] for arm in arms}
+    for round_ in range(args.repeats):
+        for arm in arms:
+            done = subprocess.run([sys.executable, __file__, *passthrough, "--arm", arm], capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{arm} failed:\n{done.stderr[-2000:]}")
+            runs[arm].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"round {round_ + 1}: {arm} done", file=sys.stderr, flush=True)
+
+    def med(arm: str, key: str) -> float | None:
+        values = [r[key] for r in runs.get(arm, []) if key in r]
+        return statistics.median(values) if values else None
+
+    print(f"model {args.model}  new tokens {args.new_tokens}  repeats {args.repeats}  cpus {os.cpu_count()}")
+    for arm in arms:
+        print(f"  {arm:<9} = {runs[arm][0]['label']}")
+    ratios: dict[str, float] = {}
     for name, count in cases:
-        prompts = make_prompts(count)
-        ours, theirs = [], []
-        for _ in range(args.repeats):
-            ours.append(run_engine(engine, prompts, args.new_tokens))
-            theirs.append(run_hf(engine, prompts, args.new_tokens))
-        a, b = statistics.median(ours), statistics.median(theirs)
-        ratios[f"{name}_vs_hf"] = round(a / b, 3)
-        print(f"{name:<8} prompts {count:>3}  inkwell {a:8.1f} tok/s   hf generate {b:8.1f} tok/s   ratio {a / b:5.2f}", flush=True)
+        ours, hf, cpp = med("inkwell", name), med("hf", name), med("llamacpp", name)
+        line = f"{name:<8} prompts {count:>3}  inkwell {ours:8.1f} tok/s   hf {hf:8.1f} tok/s   ratio {ours / hf:5.2f}"
+        ratios[f"{name}_vs_hf"] = round(ours / hf, 3)
+        if cpp:
+            line += f"   llama.cpp {cpp:7.1f} tok/s   ratio {ours / cpp:5.2f}"
+            ratios[f"{name}_vs_llamacpp"] = round(ours / cpp, 3)
+        print(line)
+    if args.ttft_tokens:
+        ours, hf = med("inkwell", "ttft"), med("hf", "ttft")
+        line = f"ttft     {args.ttft_tokens}-token prompt  inkwell {ours:6.3f} s   hf {hf:6.3f} s   ratio {ours / hf:5.2f}"
+        if med("llamacpp", "ttft"):
+            line += f"   llama.cpp {med('llamacpp', 'ttft'):6.3f} s"
+        print(line)
+        ratios["ttft_vs_hf"] = round(ours / hf, 3)
+    ours, hf = med("inkwell", "peak_rss_mb"), med("hf", "peak_rss_mb")
+    line = f"peak RSS inkwell {ours:7.0f} MB   hf {hf:7.0f} MB   ratio {ours / hf:5.2f}"
+    if med("llamacpp", "peak_rss_mb"):
+        line += f"   llama.cpp {med('llamacpp', 'peak_rss_mb'):7.0f} MB"
+    print(line)
+    ratios["peak_rss_vs_hf"] = round(ours / hf, 3)
     print(json.dumps(ratios))
 
 

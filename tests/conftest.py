@@ -14,6 +14,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The tiny models are far faster on one thread: several OpenMP threads on a shared 2-core machine spin-wait
 # (measured: 24 s vs 99 s wall for the unit tests). Set before torch is imported; override from the shell.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Commands run on the torch engine in tests unless a test picks the ONNX fast path itself: with --engine
+# auto every test's fresh INKWELL_HOME would rebuild an ONNX model (seconds each). The fast path has its
+# own tests (tests/generate/test_onnx_engine.py, tests/integration/test_fast_path_real.py).
+os.environ.setdefault("INKWELL_ENGINE", "torch")
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"

@@ -50,7 +50,9 @@ def sequence_nll(model: Any, ids: Sequence[int], score_from: int = 1, max_length
     if max_length < 2:
         raise ValueError("max_length must be at least 2")
     stride = min(stride or max(1, max_length // 2), max_length - 1) if n > max_length else max_length
-    device = device or str(next(model.parameters()).device)
+    window_logits = getattr(model, "window_logits", None)  # the ONNX fast path scores without a torch module
+    if window_logits is None:
+        device = device or str(next(model.parameters()).device)
     total, count = 0.0, 0
     scored_until = score_from  # every target position below this is done
     begin = 0
@@ -59,8 +61,11 @@ def sequence_nll(model: Any, ids: Sequence[int], score_from: int = 1, max_length
         first = max(scored_until, begin + 1)  # targets need at least one token of context in the window
         if first < end:
             window = torch.tensor([list(ids[begin:end])], device=device)
-            with torch.inference_mode():
-                logits = model(input_ids=window).logits[0].float()
+            if window_logits is not None:
+                logits = torch.as_tensor(window_logits(ids[begin:end])).float()
+            else:
+                with torch.inference_mode():
+                    logits = model(input_ids=window).logits[0].float()
             # logits at window position j predict window token j + 1, i.e. ids[begin + j + 1]
             logprobs = torch.log_softmax(logits[first - begin - 1 : end - begin - 1], dim=-1)
             targets = window[0, first - begin : end - begin]

@@ -232,8 +232,13 @@ def _load_engine(spec: SystemSpec, config: EvalConfig, say: Say):
 
     from inkwell.generate.engine import Engine
     from inkwell.models.load import load_model
+    from inkwell.models.onnx import is_onnx_folder
 
     say(f"[{spec.name}] loading {spec.describe()}")
+    if is_onnx_folder(spec.model):  # a quantised export: generate and score on the ONNX path
+        from inkwell.generate.runtime import open_engine
+
+        return open_engine(spec.model, batch_size=config.batch_size, engine="onnx", progress=say)
     try:
         loaded = load_model(spec.model, adapter=spec.adapter, dtype=config.dtype, device=config.device, progress=say)
     except InkwellError as exc:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,10 +141,14 @@ def prepare_gguf(gguf: Path, out_dir: Path, card: dict, progress: Callable[[str]
         raise InkwellError(f"GGUF file not found: {gguf}", field="model")
     started = time.perf_counter()
     say(f"reading tokenizer from {gguf.name}")
+    # transformers prefers a tokenizer.json/config.json lying beside the GGUF to the file's own (losing e.g. its
+    # eos token and chat template), as in an `inkwell export --merge --gguf` folder: read the file on its own.
+    alone = Path(tempfile.mkdtemp(prefix="inkwell-gguf-"))
+    os.symlink(gguf.resolve(), alone / gguf.name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(alone, gguf_file=gguf.name)
         say("de-quantising weights (once; cached afterwards)")
-        gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        gguf_model = AutoModelForCausalLM.from_pretrained(alone, gguf_file=gguf.name, dtype=torch.float32)
     except InkwellError:
         raise
     except Exception as exc:  # the GGUF reader raises many kinds of errors for unsupported files
@@ -152,6 +157,8 @@ def prepare_gguf(gguf: Path, out_dir: Path, card: dict, progress: Callable[[str]
             field="model",
             hint="check the file is a complete GGUF of a supported architecture (llama, gemma3, qwen2, ...)",
         ) from exc
+    finally:
+        shutil.rmtree(alone, ignore_errors=True)
     # A GGUF-loaded model refuses save_pretrained; build a plain model from its config and copy the weights.
     config_dict = gguf_model.config.to_dict()
     config_dict.pop("quantization_config", None)
