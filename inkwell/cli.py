@@ -30,6 +30,8 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Registry
 AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="PEFT adapter folder to apply on the model.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs and CPUs with fast bf16, else fp32).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")]
+EngineOpt = Annotated[str, typer.Option("--engine", envvar="INKWELL_ENGINE", help="auto | onnx | torch (auto: the ONNX fast path on CPU where it applies, else torch).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="ONNX fast path weights: int8 | int4 | fp32 (int8: within 1% perplexity).")]
 MaxNew = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Most tokens to generate.")]
 MinNew = Annotated[Optional[int], typer.Option("--min-new-tokens", help="Fewest tokens to generate.")]
 Temp = Annotated[Optional[float], typer.Option("--temperature", "-t", help="0 = greedy.")]
@@ -67,14 +69,14 @@ def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _engine(model, adapter, dtype, device, batch_size: int = 16, backend: str = "local", base_url=None, api_key=None):
+def _engine(model, adapter, dtype, device, batch_size: int = 16, backend: str = "local", base_url=None, api_key=None,
+            engine: str = "torch", precision: str = "int8"):
     if backend != "local":
         return _remote_engine(backend, base_url, api_key, model, adapter, batch_size)
-    from inkwell.generate.engine import Engine
-    from inkwell.models.load import load_model
+    from inkwell.generate.runtime import open_engine
 
-    loaded = load_model(model, adapter=adapter, dtype=dtype, device=device, progress=_say)
-    return Engine(loaded, batch_size=batch_size)
+    return open_engine(model, adapter=adapter, dtype=dtype, device=device, batch_size=batch_size, engine=engine,
+                       precision=precision, progress=_say)
 
 
 def _parse_sets(pairs: list[str] | None) -> dict:
@@ -125,6 +127,8 @@ def write(
     seed: Seed = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
+    precision: PrecisionOpt = "int8",
     no_log: NoLog = False,
     as_json: JsonOut = False,
     policy: PolicyOpt = None,
@@ -151,7 +155,8 @@ def write(
 
     GenerationSettings.build(tpl.decoding, overrides)  # validate settings before loading a model
     examples = load_shots(shots, tpl) if shots else None
-    engine = _engine(model, adapter, dtype, device, backend=backend, base_url=base_url, api_key=api_key)
+    engine = _engine(model, adapter, dtype, device, backend=backend, base_url=base_url, api_key=api_key,
+                     engine=engine, precision=precision)
     # With moderation on, output is checked before anyone sees it, so it is not streamed.
     streaming = (sys.stdout.isatty() if stream is None else stream) and not as_json and n == 1 and guard is None
     if stream and guard is not None:
@@ -222,6 +227,8 @@ def generate(
     seed: Seed = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
+    precision: PrecisionOpt = "int8",
     no_log: NoLog = False,
     as_json: JsonOut = False,
 ):
@@ -233,7 +240,7 @@ def generate(
     if not prompt.strip():
         raise InkwellError("the prompt is empty", field="prompt")
     settings = GenerationSettings.build(_decoding(locals(), n))
-    engine = _engine(model, adapter, dtype, device)
+    engine = _engine(model, adapter, dtype, device, engine=engine, precision=precision)
     request = prompt
     if chat:
         request = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
@@ -273,7 +280,7 @@ def batch(
     template: Annotated[Optional[str], typer.Argument(help="Template name.")] = None,
     input: Annotated[Path, typer.Option("--input", "-i", help="Rows: .csv (header = field names) or .jsonl; an `id` column keys the output.")] = ...,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .jsonl, one line per input row.")] = ...,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows generated together.")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows decoding at once; finished rows make room for the next at once.")] = 16,
     resume: Annotated[bool, typer.Option("--resume", help="Skip rows whose id is already in the output.")] = False,
     template_file: Annotated[Optional[Path], typer.Option("--template-file")] = None,
     shots: Annotated[Optional[Path], typer.Option("--shots")] = None,
@@ -292,6 +299,8 @@ def batch(
     seed: Seed = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
+    precision: PrecisionOpt = "int8",
     no_log: NoLog = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     as_json: JsonOut = False,
@@ -313,7 +322,20 @@ def batch(
     if not input.exists():
         raise InkwellError(f"input file not found: {input}", field="input")
     examples = load_shots(shots, tpl) if shots else None
-    engine = _engine(model, adapter, dtype, device, batch_size=batch_size, backend=backend, base_url=base_url, api_key=api_key)
+    if engine == "auto":  # bulk work: the torch engine's continuous batching out-runs the ONNX path's static
+        engine = "torch"  # batches of <= 32 at 64 rows (docs/generation.md has the figures)
+    engine = _engine(model, adapter, dtype, device, batch_size=batch_size, backend=backend, base_url=base_url,
+                     api_key=api_key, engine=engine, precision=precision)
+    scheduler = None
+    from inkwell.generate.engine import Engine
+
+    # The torch engine: rows are fed to a continuous batch as places free up (see generate/batch.py). The
+    # ONNX fast path runs its own static batches of similar-length rows.
+    if type(engine) is Engine:
+        from inkwell.generate.scheduler import ScheduledEngine, Scheduler
+
+        scheduler = Scheduler(engine).start()
+        engine = ScheduledEngine(scheduler)
     store = _store(no_log)
 
     def log(row, item, batch_id):
@@ -330,13 +352,15 @@ def batch(
         _say(f"skipped {input}:{row.line} (id {row.id}): {reason}")
 
     guard = _guard(policy, no_moderation, "batch", no_log)
-    screen = _screen_batch_input(guard, input, output)  # blocked input rows are reported and not run
+    # Moderation: blocked input rows are reported and not run; blocked outputs become failed rows naming
+    # the category; redactions are what is written.
+    hooks = _batch_moderation(guard) if guard is not None else {}
     try:
-        report = run_batch(engine, tpl, screen.path, output, resume=resume, shots=examples, overrides=overrides,
-                           progress=progress, on_result=log, on_error=bad)
+        report = run_batch(engine, tpl, input, output, resume=resume, shots=examples, overrides=overrides,
+                           progress=progress, on_result=log, on_error=bad, **hooks)
     finally:
-        screen.cleanup()
-    _screen_batch_output(guard, report, screen)  # blocked outputs become failed rows naming the category
+        if scheduler is not None:
+            scheduler.close()
     summary = {
         "output": str(report.output), "rows": report.total, "written": report.written,
         "already_done": report.skipped_done, "failed": len(report.failed),
@@ -591,7 +615,7 @@ def train(
     check: Annotated[bool, typer.Option("--check", help="Validate the config and read the data files, then stop (no model is loaded).")] = False,
     as_json: JsonOut = False,
 ):
-    """Train a model: pretrain or sft, with full/freeze/lora/adalora/ia3/prefix/prompt.
+    """Train a model: pretrain, sft, dpo (preference pairs) or classify, with full/freeze/lora/adalora/ia3/prefix/prompt.
 
     Example: inkwell train configs/smollm2-lora-sft.yaml training.lr=1e-4 lora.r=16
     Several GPUs: accelerate launch -m inkwell train CONFIG.yaml (or torchrun --nproc_per_node N -m inkwell train ...)
@@ -600,14 +624,9 @@ def train(
 
     cfg = load_config(config, overrides)  # every key checked before anything heavy is imported
     if check:
-        from inkwell.train.data import DataReport, expand, read_rows
+        from inkwell.train import check_data
 
-        config_dir = cfg._source.parent
-        report = DataReport(on_error=cfg.data.on_error)
-        allowed = ("text",) if cfg.stage == "pretrain" else None
-        for key, specs in (("data.train", cfg.data.train), ("data.val", cfg.data.val)):
-            if specs:
-                read_rows(expand(specs, config_dir, key), cfg.data.format, report, getattr(cfg.data, "template", None), config_dir, allowed)
+        report = check_data(cfg)  # each stage's own row reader
         _say(report.summary())
         _say(f"{config}: config and data are valid ({cfg.stage}, {cfg.method})")
         return
@@ -857,7 +876,7 @@ def data_stats(
 
 @data_app.command("sample")
 def data_sample(
-    name: Annotated[str, typer.Argument(help="fortunes | song100 | tang300 | chinese")],
+    name: Annotated[str, typer.Argument(help="fortunes | song100 | tang300 | chinese | fortune-topics | fortune-preferences")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output JSONL [default: NAME.jsonl].")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many rows.")] = None,
     progress: ProgressOpt = True,
@@ -965,38 +984,29 @@ def _link_audit(guard, item, generation_id: int | None) -> None:
         guard.link(getattr(item, "moderation_audit_id", None), generation_id)
 
 
-def _screen_batch_input(guard, input: Path, output: Path):
-    """Moderate batch input rows before the run; blocked rows are reported and left out."""
-    from inkwell.safety.guard import BatchScreen, scratch_path, screen_batch_input
+def _batch_moderation(guard) -> dict:
+    """run_batch hooks: screen each row's fields before it runs, and each output record before it is written."""
+    from inkwell.safety.guard import decision_summary, redact_value
 
-    if guard is None or not input.exists():
-        return BatchScreen(input)
-    from inkwell.generate.batch import read_rows
+    def screen_input(row) -> dict:
+        return guard.screen_input(row.fields or {})  # raises ModerationBlocked naming the field and category
 
-    screen = screen_batch_input(guard, read_rows(input), input, scratch_path(output))
-    for line, row_id, reason in screen.failed:
-        _say(f"skipped {input}:{line} (id {row_id}): {reason}")
-    if screen.temporary and not any(line.strip() for line in screen.path.read_text(encoding="utf-8").splitlines()):
-        screen.cleanup()
-        raise InkwellError(f"every row of {input} was blocked by moderation or invalid", field="input")
-    return screen
+    def screen_output(record: dict) -> dict:
+        decision, _ = guard.check(record["text"], "output")
+        if decision.blocked:
+            reason = decision.describe()
+            _say(f"blocked output for id {record['id']}: {reason}")
+            record = {k: v for k, v in record.items() if k not in ("text", "data")}
+            return {**record, "error": reason, "moderation": decision_summary(decision)}
+        if decision.action == "redact":
+            record = {**record, "text": decision.text}
+            if "data" in record:
+                record["data"] = redact_value(record["data"], guard.policy)
+        if decision.action != "allow":
+            record = {**record, "moderation": decision_summary(decision)}
+        return record
 
-
-def _screen_batch_output(guard, report, screen) -> None:
-    """Moderate the finished output file; blocked rows become failures naming the category."""
-    report.failed += screen.failed
-    report.total += len(screen.failed)
-    if guard is None:
-        return
-    from inkwell.safety.guard import screen_batch_output
-
-    blocked_ids = set()
-    for row_id, reason in screen_batch_output(guard, report.output):
-        _say(f"blocked output for id {row_id}: {reason}")
-        if row_id not in blocked_ids:
-            report.failed.append((0, row_id, reason))
-            blocked_ids.add(row_id)
-    report.written -= len(blocked_ids)
+    return {"screen_input": screen_input, "screen_output": screen_output}
 
 
 # ---------------------------------------------------------------- serve (and the remote backend)
@@ -1032,6 +1042,8 @@ def serve(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Most rows in one engine batch.")] = 16,
     window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0, help="How long a batch's first request waits for others.")] = 20.0,
     batching: Annotated[str, typer.Option("--batching", help="continuous: requests join a running batch between decode steps; window: each batch runs to its end.")] = "continuous",
+    step_tokens: Annotated[int, typer.Option("--step-tokens", min=1, help="Token budget of one decode step: one per running row, the rest for chunks of joining prompts.")] = 256,
+    max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Rows waiting for a place in a batch; more get 429 (queue_full) with Retry-After.")] = 256,
     max_tokens_limit: Annotated[Optional[int], typer.Option("--max-tokens-limit", min=1, help="Most max_tokens a request may ask (default: the context length).")] = None,
     drain_timeout: Annotated[float, typer.Option("--drain-timeout", min=0, help="On SIGTERM, seconds in-flight requests get to finish.")] = 30.0,
     dtype: DtypeOpt = "auto",
@@ -1061,11 +1073,92 @@ def serve(
         model=model, adapters=adapters, dtype=dtype, device=device, host=host, port=port, api_keys=list(api_key or []),
         api_keys_file=str(api_keys_file) if api_keys_file else None, max_concurrency=max_concurrency,
         rate_limit=rate_limit, batch_size=batch_size, window_ms=window_ms, continuous_batching=batching == "continuous",
+        step_tokens=step_tokens, max_queue=max_queue,
         max_tokens_limit=max_tokens_limit,
         drain_timeout_s=drain_timeout, log_generations=not no_log,
         moderation=not no_moderation, policy=policy,
     )
     run_server(config, say=_say)
+
+
+# ---------------------------------------------------------------- classify (a trained `stage: classify` run)
+
+
+@app.command()
+def classify(
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify ('-' reads one text from standard input).")] = None,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Output folder of `inkwell train` with stage: classify.")] = ...,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="JSONL rows with a \"text\" field to classify instead.")] = None,
+    device: DeviceOpt = "auto",
+    as_json: JsonOut = False,
+):
+    """Label texts with a trained classifier: the label and its probability per text.
+
+    Example: inkwell classify --model runs/smollm2-classify "Cheese -- milk's leap toward immortality."
+    """
+    items = [sys.stdin.read() if text == "-" else text for text in texts or []]
+    if input is not None:
+        if not input.is_file():
+            raise InkwellError(f"file not found: {input}", field="input")
+        for number, line in enumerate(input.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InkwellError(f"{input}:{number}: not valid JSON ({exc.msg})", field="input") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise InkwellError(f"{input}:{number}: field 'text': must be a string", field="input",
+                                   hint='each line: {"text": "..."}')
+            items.append(row["text"])
+    if not items:
+        raise InkwellError("nothing to classify", field="texts", hint='inkwell classify --model RUN "some text"  or  --input rows.jsonl')
+    from inkwell.train.classify import Classifier
+
+    results = Classifier.load(model, device=device).predict(items)
+    if as_json:
+        _print_json([{"text": text, **result} for text, result in zip(items, results)])
+        return
+    for text, result in zip(items, results):
+        preview = " ".join(text.split())
+        typer.echo(f"{result['label']}\t{result['probability']:.3f}\t{preview[:70] + ('...' if len(preview) > 70 else '')}")
+
+
+# ---------------------------------------------------------------- export (inkwell/models/export.py)
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="A run folder from `inkwell train` (or a PEFT adapter / HF model folder).")],
+    to: Annotated[Path, typer.Option("--to", help="Output folder; or a FILE.gguf with --gguf. Written atomically.")],
+    merge: Annotated[bool, typer.Option("--merge", help="Full Hugging Face weights (adapter merged in): inkwell write --model DIR.")] = False,
+    gguf: Annotated[Optional[str], typer.Option("--gguf", metavar="f16|q8_0", help="Write a GGUF file for llama.cpp (q8_0: 8-bit, about half the size).")] = None,
+    quantize: Annotated[Optional[str], typer.Option("--quantize", metavar="int8|int4", help="Write an ONNX model for the fast CPU path (int8: within 1% perplexity; int4: smaller, less accurate).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --to if it exists.")] = False,
+    as_json: JsonOut = False,
+):
+    """Export a trained run: merged full weights (--merge) and/or a GGUF file (--gguf f16|q8_0).
+
+    Example: inkwell export runs/smollm2-lora-sft --merge --gguf q8_0 --to exports/smollm2-ads
+    """
+    from inkwell.models.export import export_model
+
+    result = export_model(run, to, merge=merge, gguf=gguf, quantize=quantize, force=force, say=_say)
+    if as_json:
+        _print_json(result)
+        return
+    if result["merged"]:
+        _say(f"full weights ({result['what']}) -> {result['merged']['path']} ({result['merged']['bytes'] / 1e6:.1f} MB)")
+        _say(f"  use: inkwell write --model {result['merged']['path']}")
+    if result["gguf"]:
+        g = result["gguf"]
+        _say(f"GGUF {g['type']} -> {g['path']} ({g['bytes'] / 1e6:.1f} MB, {g['tensors']} tensors; metadata from {g['model_metadata']})")
+        _say(f"  use: inkwell write --model {g['path']}   (or llama.cpp: llama-cli -m {g['path']})")
+    if result.get("quantized"):
+        q = result["quantized"]
+        _say(f"ONNX {q['precision']} -> {q['path']} ({q['bytes'] / 1e6:.1f} MB)")
+        _say(f"  use: inkwell write --model {q['path']}   (perplexity change: inkwell eval with this folder as a system)")
+    _say(f"done in {result['seconds']:.1f} s")
 
 
 # ---------------------------------------------------------------- entry point

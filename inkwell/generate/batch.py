@@ -1,8 +1,14 @@
 """Batch jobs: one template over thousands of rows (CSV or JSONL), one output line per input row.
 
-Results are appended, a whole line at a time, to `OUT.part` while the job runs; the finished file is
-renamed to `OUT` in one step, so `OUT` is never half-written. `--resume` reads the ids already in
-`OUT.part` (and `OUT`) and skips them. A bad row is reported with its line number and skipped.
+Results are appended, a whole line at a time and in input order, to `OUT.part` while the job runs; the
+finished file is renamed to `OUT` in one step, so `OUT` is never half-written. `--resume` reads the ids
+already in `OUT.part` (and `OUT`) and skips them. A bad row is reported with its line number and skipped.
+
+With an engine that takes concurrent calls (the scheduler's `ScheduledEngine`, as `inkwell batch` uses),
+rows are fed progressively: a few batches' worth are in flight at once, so as rows of the continuous batch
+finish, the next rows join it and the batch stays full. Otherwise rows go `batch_size` at a time.
+Optional hooks screen each row's fields before it runs and each output record before it is written (the
+CLI's moderation), so the output is written once.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -137,8 +145,15 @@ def run_batch(
     progress: bool = True,
     on_result: Callable[[InputRow, ContentResult, str], None] | None = None,
     on_error: Callable[[InputRow, str], None] | None = None,
+    screen_input: Callable[[InputRow], dict] | None = None,
+    screen_output: Callable[[dict], dict] | None = None,
 ) -> BatchReport:
-    """Run the job. `on_result` is called for each finished row (e.g. to log it); `on_error` for each bad row."""
+    """Run the job. `on_result` is called for each finished row (e.g. to log it); `on_error` for each bad row.
+
+    `screen_input(row)` returns the fields to generate from (e.g. redacted) or raises InkwellError to leave
+    the row out (reported via `on_error`). `screen_output(record)` returns the record to write (e.g.
+    redacted); a record with an `error` key counts its row as failed and is not passed to `on_result`.
+    Hooks and callbacks run on the calling thread."""
     from tqdm import tqdm
 
     input_path, output_path = Path(input_path), Path(output_path)
@@ -178,53 +193,149 @@ def run_batch(
         else:
             seen.add(row.id)
             todo.append(row)
+    if screen_input is not None:
+        todo = _screen_inputs(todo, screen_input, report, on_error, input_path)
 
     started = time.perf_counter()
     bar = tqdm(total=len(todo), unit="item", desc=f"batch {template.name}", disable=not progress, dynamic_ncols=True)
-    step = max(1, engine.batch_size)
+
+    def finish(row: InputRow, outcome) -> list[str]:
+        """A row's output lines (on_result called first, so a callback that raises keeps them unwritten)."""
+        if isinstance(outcome, InkwellError):
+            row.error = str(outcome).replace("\n", " ")
+            _fail(report, row, on_error)
+            return []
+        multi = len(outcome) > 1
+        lines, kept, blocked = [], [], None
+        for item in outcome:
+            record = output_record(row, item, engine.loaded.name, template.name, item.generation.sample_index if multi else None)
+            if screen_output is not None:
+                record = screen_output(record)
+                if "error" in record:
+                    blocked = blocked or str(record["error"])
+                else:  # what is kept (and logged) is what was written, redactions included
+                    item.text, item.data = record.get("text", item.text), record.get("data", item.data)
+                    kept.append(item)
+            else:
+                kept.append(item)
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+            report.tokens += item.generation.completion_tokens
+        if on_result:
+            for item in kept:
+                on_result(row, item, report.batch_id)
+        if blocked is not None:
+            report.failed.append((row.line, row.id, blocked))
+        else:
+            report.written += 1
+        return lines
+
     with partial.open("a", encoding="utf-8") as sink:
-        for start in range(0, len(todo), step):
-            chunk = todo[start : start + step]
-            ready: list[InputRow] = []
-            rendered = []
-            settings = None
-            for row in chunk:
-                try:
-                    prompt, settings = prepare(engine, template, row.fields or {}, shots=shots, overrides=overrides)
-                except InkwellError as exc:
-                    row.error = str(exc).replace("\n", " ")
-                    _fail(report, row, on_error)
-                    bar.update(1)
-                    continue
-                ready.append(row)
-                rendered.append(prompt)
-            if not ready:
-                continue
-            outcomes = write_many(engine, template, rendered, settings)
-            lines = []
-            for row, outcome in zip(ready, outcomes):
-                if isinstance(outcome, InkwellError):
-                    row.error = str(outcome).replace("\n", " ")
-                    _fail(report, row, on_error)
-                    continue
-                multi = len(outcome) > 1
-                for item in outcome:
-                    record = output_record(row, item, engine.loaded.name, template.name, item.generation.sample_index if multi else None)
-                    lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-                    report.tokens += item.generation.completion_tokens
-                    if on_result:
-                        on_result(row, item, report.batch_id)
-                report.written += 1
-            sink.write("".join(lines))  # whole lines only; flushed so a kill loses at most this chunk
-            sink.flush()
-            os.fsync(sink.fileno())
-            bar.update(len(ready))
+
+        def write(lines: list[str], count: int) -> None:
+            if lines:  # whole lines only; flushed so a kill loses at most the rows in flight
+                sink.write("".join(lines))
+                sink.flush()
+                os.fsync(sink.fileno())
+            bar.update(count)
             elapsed = time.perf_counter() - started
             bar.set_postfix(tok_s=f"{report.tokens / elapsed:.0f}" if elapsed else "-")
+
+        if getattr(engine, "concurrent", False):
+            _run_progressively(engine, template, todo, shots, overrides, finish, write)
+        else:
+            _run_in_chunks(engine, template, todo, shots, overrides, finish, write, report, on_error)
     bar.close()
     os.replace(partial, output_path)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _screen_inputs(todo: list[InputRow], screen, report: BatchReport, on_error, input_path: Path) -> list[InputRow]:
+    kept: list[InputRow] = []
+    for row in todo:
+        try:
+            row.fields = screen(row)
+        except InkwellError as exc:
+            row.error = str(exc).split("\n")[0]
+            _fail(report, row, on_error)
+            continue
+        kept.append(row)
+    if todo and not kept and not report.skipped_done:
+        raise InkwellError(f"every row of {input_path} was blocked by moderation or invalid", field="input",
+                           hint="see the messages above for each row")
+    return kept
+
+
+def _run_in_chunks(engine, template, todo, shots, overrides, finish, write, report, on_error) -> None:
+    """`batch_size` rows per engine call, each chunk written when it is done."""
+    step = max(1, engine.batch_size)
+    for start in range(0, len(todo), step):
+        ready: list[InputRow] = []
+        rendered = []
+        settings = None
+        for row in todo[start : start + step]:
+            try:
+                prompt, settings = prepare(engine, template, row.fields or {}, shots=shots, overrides=overrides)
+            except InkwellError as exc:
+                row.error = str(exc).replace("\n", " ")
+                _fail(report, row, on_error)
+                write([], 1)
+                continue
+            ready.append(row)
+            rendered.append(prompt)
+        if not ready:
+            continue
+        outcomes = write_many(engine, template, rendered, settings)
+        lines = []
+        for row, outcome in zip(ready, outcomes):
+            lines += finish(row, outcome)
+        write(lines, len(ready))
+
+
+def _run_progressively(engine, template, todo, shots, overrides, finish, write) -> None:
+    """Rows in flight on worker threads (each renders its prompt, generates, retries invalid JSON), written
+    in input order. Keeping `4 x batch_size` rows in flight lets the scheduler fill every place that a
+    finished row frees at the next step; the threads mostly wait on the scheduler."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cancel = threading.Event()
+    worker_engine = engine.with_cancel(cancel) if hasattr(engine, "with_cancel") else engine
+    ahead = max(2, 4 * engine.batch_size)
+
+    def work(row: InputRow):
+        if cancel.is_set():
+            return None
+        try:
+            prompt, settings = prepare(worker_engine, template, row.fields or {}, shots=shots, overrides=overrides)
+            (outcome,) = write_many(worker_engine, template, [prompt], settings)
+        except InkwellError as exc:  # this row only (a prompt the template cannot render, a too-long prompt)
+            return exc
+        return outcome
+
+    in_flight: deque = deque()  # (row, future), in input order
+
+    def drain(wait_for_head: bool) -> None:
+        lines, count = [], 0
+        while in_flight and (in_flight[0][1].done() or (wait_for_head and not count)):
+            row, future = in_flight.popleft()
+            lines += finish(row, future.result())
+            count += 1
+        if count:
+            write(lines, count)
+
+    pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="inkwell-batch")
+    try:
+        for row in todo:
+            while len(in_flight) >= ahead:
+                drain(wait_for_head=True)
+            in_flight.append((row, pool.submit(work, row)))
+            drain(wait_for_head=False)
+        while in_flight:
+            drain(wait_for_head=True)
+    finally:
+        if in_flight:  # interrupted (Ctrl-C, a failing callback): stop the rows still queued or decoding
+            cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _fail(report: BatchReport, row: InputRow, on_error) -> None:

@@ -1,19 +1,21 @@
 """The generation engine: prompts + settings -> results, with optional streaming.
 
-One API for the CLI, batch jobs and the server. The fast path is a lean decode loop that calls the
-model directly with a DynamicCache (no `generate` wrapper): prompts are grouped by length, left-padded,
-prefilled once, then decoded one token per step; rows that finish leave the batch so the rest run on a
-smaller one. Logits processing reuses transformers' warpers. Beam search and adapters that rewrite
-attention inputs (prefix / prompt tuning) go through `model.generate` instead.
+One API for the CLI, batch jobs, evaluation and the server. The fast path is a lean decode loop that calls
+the model directly with a DynamicCache (no `generate` wrapper), run as step-level continuous batching
+(`inkwell.generate.continuous`): prompts, shortest first, are prefilled in chunks under a token budget per
+step, rows join the decoding batch as places free up and leave it as soon as they finish. Logits processing
+reuses transformers' warpers. Beam search and adapters that rewrite attention inputs (prefix / prompt
+tuning) go through `model.generate` instead.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from inkwell.errors import InkwellError
+from inkwell.generate.continuous import DEFAULT_STEP_TOKENS, ContinuousBatch
 from inkwell.generate.settings import GenerationSettings
 
 Prompt = str | list[dict]  # plain text (completion) or chat messages [{"role", "content"}]
@@ -52,35 +54,30 @@ class _Row:
     emitted: int = 0
     finish_reason: str | None = None
     finished_at: float = 0.0
-
-
-def left_pad(prompts: list[list[int]], pad_id: int, device):
-    """Left-pad token lists into one batch: (input_ids, attention_mask, position_ids, padded). Without
-    padding the model's own causal mask is cheaper than one built from a 2-D mask, so callers pass the
-    mask and positions only when `padded` is True."""
-    import torch
-
-    width = max(len(ids) for ids in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, ids in enumerate(prompts):
-        input_ids[i, width - len(ids) :] = torch.tensor(ids)
-        mask[i, width - len(ids) :] = 1
-    input_ids, mask = input_ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return input_ids, mask, positions, bool((mask == 0).any())
+    # Per row, so rows of different requests can share a continuous batch:
+    max_new_tokens: int = 256
+    min_new_tokens: int = 0
+    stop: list[str] = field(default_factory=list)
+    stream: OnDelta | None = None  # on_delta(out_index, text)
+    cancelled: Callable[[], bool] | None = None  # asked once per step; True ends the row ("cancelled")
+    on_done: Callable[["_Row"], None] | None = None  # called once when the row finishes
+    owner: object = None  # whoever queued the row (the scheduler's job)
 
 
 class Engine:
     """Wraps a LoadedModel. `generate()` is the whole API; everything else is plumbing."""
 
-    def __init__(self, loaded, batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(self, loaded, batch_size: int = DEFAULT_BATCH_SIZE, step_tokens: int = DEFAULT_STEP_TOKENS):
         if batch_size < 1:
             raise InkwellError(f"invalid batch size {batch_size}", field="batch_size", hint="use a whole number >= 1")
+        if step_tokens < 1:
+            raise InkwellError(f"invalid step token budget {step_tokens}", field="step_tokens",
+                               hint=f"use a whole number >= 1 (default {DEFAULT_STEP_TOKENS})")
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # most rows decoding at once
+        self.step_tokens = step_tokens  # tokens one step may process: running rows + a chunk of prompts
         self.eos_ids = self._eos_ids()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
 
@@ -140,9 +137,14 @@ class Engine:
         rows = self._make_rows(prompts, settings, seeds)
         use_fast = self.loaded.fast_path and settings.num_beams == 1
         if use_fast:
-            order = sorted(rows, key=lambda r: len(r.prompt_ids))  # group by length: little padding
-            for start in range(0, len(order), self.batch_size):
-                self._decode_batch(order[start : start + self.batch_size], settings, on_delta, should_stop)
+            batch = ContinuousBatch(self, settings, max_rows=self.batch_size, step_tokens=self.step_tokens)
+            for row in rows:
+                row.stream = on_delta
+                if should_stop is not None:
+                    row.cancelled = lambda index=row.out_index: should_stop(index)
+            batch.add(sorted(rows, key=lambda r: len(r.prompt_ids)))  # similar lengths share lanes: little padding
+            while not batch.idle:
+                batch.step()
         else:
             for row_group in self._hf_groups(rows, settings):
                 self._hf_generate(row_group, settings, on_delta)
@@ -197,11 +199,14 @@ class Engine:
                         seed=None if settings.greedy else seed,
                         generator=generator,
                         generated=[],
+                        max_new_tokens=settings.max_new_tokens,
+                        min_new_tokens=settings.min_new_tokens,
+                        stop=list(settings.stop),
                     )
                 )
         return rows
 
-    # ------------------------------------------------------------ the fast path
+    # ------------------------------------------------------------ the fast path (see inkwell.generate.continuous)
 
     def _warpers(self, settings: GenerationSettings):
         from transformers.generation.logits_process import (
@@ -223,112 +228,6 @@ class Engine:
             if float(settings.top_p) < 1.0:
                 processors.append(TopPLogitsWarper(float(settings.top_p)))
         return processors
-
-    def _decode_batch(self, rows: list[_Row], settings: GenerationSettings, on_delta: OnDelta | None,
-                      should_stop: Callable[[int], bool] | None = None) -> None:
-        import torch
-        from transformers import DynamicCache
-
-        device = self.loaded.device
-        model = self.model
-        input_ids, mask, positions, padded = left_pad([r.prompt_ids for r in rows], self.pad_id, device)
-        vocab = model.config.get_text_config().vocab_size
-        penalty = float(settings.repetition_penalty)
-        seen = None
-        if penalty != 1.0:  # only real tokens count as seen (HF would also penalise the padding token)
-            seen = torch.zeros((len(rows), vocab), dtype=torch.bool, device=device)
-            for i, row in enumerate(rows):
-                seen[i, torch.tensor(row.prompt_ids, device=device)] = True
-        warpers = self._warpers(settings)
-        all_ids = input_ids  # kept only when a processor needs the history (no-repeat n-grams)
-        eos = torch.tensor(sorted(self.eos_ids), device=device)
-        needs_text = bool(on_delta) or bool(settings.stop)
-
-        active = list(range(len(rows)))  # batch position -> index into rows
-        cache = DynamicCache(config=model.config)
-        with torch.inference_mode():
-            out = model(
-                input_ids=input_ids,
-                attention_mask=mask if padded else None,
-                position_ids=positions if padded else None,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            next_pos = positions[:, -1:] + 1
-            for step in range(settings.max_new_tokens):
-                logits = out.logits[:, -1, :]
-                if logits.dtype != torch.float32:
-                    logits = logits.float()
-                if logits.shape[-1] > vocab:
-                    logits = logits[:, :vocab]
-                if seen is not None:
-                    picked = torch.where(logits > 0, logits / penalty, logits * penalty)
-                    logits = torch.where(seen, picked, logits)
-                if step < settings.min_new_tokens:
-                    logits[:, eos] = -float("inf")
-                if len(warpers):
-                    logits = warpers(all_ids, logits)
-                if settings.greedy:
-                    tokens = logits.argmax(-1)
-                else:
-                    probs = torch.softmax(logits, dim=-1)
-                    tokens = torch.cat(
-                        [torch.multinomial(probs[b], 1, generator=rows[active[b]].generator) for b in range(len(active))]
-                    )
-                token_list = tokens.tolist()
-                now = time.perf_counter()
-                keep: list[int] = []
-                for b, token in enumerate(token_list):
-                    row = rows[active[b]]
-                    if should_stop is not None and should_stop(row.out_index):  # cancelled: leave the batch now
-                        row.finish_reason, row.finished_at = "cancelled", now
-                        continue
-                    if token in self.eos_ids:
-                        row.finish_reason, row.finished_at = "stop", now
-                        self._flush(row, on_delta, final=True)
-                        continue
-                    row.generated.append(token)
-                    if needs_text and self._update_text(row, settings.stop, on_delta):
-                        row.finish_reason, row.finished_at = "stop", now
-                        continue
-                    if len(row.generated) >= settings.max_new_tokens:
-                        row.finish_reason, row.finished_at = "length", now
-                        self._flush(row, on_delta, final=True)
-                        continue
-                    keep.append(b)
-                if not keep:
-                    break
-                if len(keep) < len(active):  # finished rows leave the batch
-                    index = torch.tensor(keep, device=device)
-                    cache.batch_select_indices(index)
-                    tokens, next_pos = tokens[index], next_pos[index]
-                    if padded:
-                        mask = mask[index]
-                    if seen is not None:
-                        seen = seen[index]
-                    if len(warpers):
-                        all_ids = all_ids[index]
-                    active = [active[b] for b in keep]
-                if seen is not None:
-                    seen[torch.arange(len(active), device=device), tokens] = True
-                if len(warpers):
-                    all_ids = torch.cat([all_ids, tokens[:, None]], dim=-1)
-                if padded:
-                    mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=-1)
-                out = model(
-                    input_ids=tokens[:, None],
-                    attention_mask=mask if padded else None,
-                    position_ids=next_pos if padded else None,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                next_pos = next_pos + 1
-        for row in rows:
-            if row.finish_reason is None:
-                row.finish_reason, row.finished_at = "length", time.perf_counter()
-            if not needs_text or row.finish_reason == "length":
-                self._flush(row, on_delta, final=True)
 
     # ------------------------------------------------------------ text, stop sequences and streaming
 

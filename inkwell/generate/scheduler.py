@@ -3,15 +3,20 @@ of many clients together.
 
 Two levels, picked per batch:
 - *Step-level continuous batching* (the default, on the engine's fast path with a plain KV cache): a
-  running batch admits waiting requests with the same adapter and settings between two decode steps.
-  Their prompts are prefilled together, their KV cache is left-padded to the batch's length and joined
-  on; rows that finish (or whose client left) drop out at once, and a request is answered as soon as its
-  own rows are done. So a request never waits for someone else's long answer to finish.
+  running batch (`inkwell.generate.continuous.ContinuousBatch`) admits waiting requests with the same
+  adapter and sampling settings between two decode steps. Their prompts are prefilled in chunks within a
+  token budget per step (`step_tokens`), interleaved with the decode steps of the running rows, so a long
+  prompt does not stall the streams already running and a burst of newcomers is admitted a budget's worth
+  at a time. Rows that finish (or whose client left) drop out at once, and a request is answered as soon as
+  its own rows are done.
 - *Window batching* (beam search, prefix-tuning adapters, sliding-window caches such as gemma3's): the
   first waiting request waits `window_s` for others, then the batch runs as one `Engine.generate` call.
 In both, a batch forms from idle after `window_s`, so a burst starts together. Admission is first come,
 first served: a waiting request for another adapter or other settings stops later ones from joining the
 running batch, which then drains, and the waiting request opens the next one (no starvation).
+
+The queue is bounded (`max_waiting` rows): beyond it `submit` raises `QueueFull` (the server answers 429
+with Retry-After), or, with `block=True` (in-process callers such as batch jobs), waits for room.
 
 Multi-adapter serving: the base model is loaded once, LoRA adapters are attached *unmerged* as named PEFT
 adapters, and every batch runs with exactly one adapter active (or none), so requests for different
@@ -38,7 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from inkwell.errors import InkwellError
-from inkwell.generate.engine import Engine, GenerationResult, Prompt, left_pad
+from inkwell.generate.continuous import ContinuousBatch, PrefixCache, plain_cache
+from inkwell.generate.engine import Engine, GenerationResult, Prompt
 from inkwell.generate.settings import GenerationSettings
 
 log = logging.getLogger("inkwell.scheduler")
@@ -46,13 +52,23 @@ log = logging.getLogger("inkwell.scheduler")
 # The first request of a batch waits this long for company. 20 ms is under one decode step of the
 # embedded models on a CPU, so a lone request barely notices it, while a burst lands in one batch.
 WINDOW_S = 0.02
-LORA_FAMILY = ("LORA", "IA3", "ADALORA")
+# Rows that may wait for a place in a batch. A few batches' worth: a burst queues, a flood is told to back off.
+MAX_WAITING_ROWS = 256
+LORA_FAMILY = ("LORA", "IA3", "ADALORA")  # adapters that only add to weights: switchable, fast path
 # Settings a continuous batch tracks per job; the others (sampling, penalties) must match to share a batch.
-PER_JOB_SETTINGS = ("max_new_tokens", "min_new_tokens", "stop", "num_return_sequences")  # adapters that only add to weights: switchable, fast path
+PER_JOB_SETTINGS = ("max_new_tokens", "min_new_tokens", "stop", "num_return_sequences")
 
 
 class JobCancelled(InkwellError):
     """The job was cancelled (client gone) before it ran."""
+
+
+class QueueFull(InkwellError):
+    """The scheduler's queue is at its bound; `retry_after_s` estimates when there will be room."""
+
+    def __init__(self, message: str, retry_after_s: float, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(eq=False)
@@ -122,13 +138,21 @@ class Scheduler:
         *,
         window_s: float = WINDOW_S,
         max_batch_rows: int | None = None,
+        step_tokens: int | None = None,
+        max_waiting: int = MAX_WAITING_ROWS,
         select_adapter: Callable[[str | None], contextlib.AbstractContextManager] | None = None,
         continuous: bool = True,
     ):
+        if max_waiting < 1:
+            raise InkwellError(f"invalid queue bound {max_waiting}", field="max_queue", hint="use 1 or more rows")
         self.engine = engine
         self.continuous = continuous and supports_continuous(engine)
         self.window_s = window_s
         self.max_batch_rows = max_batch_rows or engine.batch_size
+        self.step_tokens = step_tokens or engine.step_tokens
+        if self.step_tokens < 1:
+            raise InkwellError(f"invalid step token budget {self.step_tokens}", field="step_tokens", hint="use 1 or more")
+        self.max_waiting = max_waiting
         self.select_adapter = select_adapter or _no_adapters
         # A second Engine view with its own tokenizer, for request threads (render / count tokens) while the
         # scheduler thread decodes: HF fast tokenizers must not be borrowed by two threads at once.
@@ -141,6 +165,10 @@ class Scheduler:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._batch: ContinuousBatch | None = None
+        self._batch_key: str | None = None
+        self._adapter = contextlib.ExitStack()  # the running continuous batch's adapter, active for its life
+        self._prefixes: dict[str | None, PrefixCache] = {}  # KV of recent prompt starts, per adapter
+        self._job_s = 5.0  # moving average of a request's time in the scheduler, for Retry-After estimates
         self.batches = 0  # batches started (tests and metrics read it)
 
     # ------------------------------------------------------------ public API
@@ -150,18 +178,33 @@ class Scheduler:
         self._thread.start()
         return self
 
-    def submit(self, job: GenerationJob) -> GenerationJob:
+    def submit(self, job: GenerationJob, block: bool = False) -> GenerationJob:
+        """Queue a job. When `max_waiting` rows already wait: raise QueueFull, or with `block` wait for room
+        (until the job is cancelled: JobCancelled). A job larger than the bound is taken into an empty queue."""
         with self._cond:
-            if self._closed:
-                raise InkwellError("the generation scheduler is shut down", field="model")
+            while True:
+                if self._closed:
+                    raise InkwellError("the generation scheduler is shut down", field="model")
+                waiting = self._waiting_rows()
+                if not waiting or waiting + job.rows <= self.max_waiting:
+                    break
+                if not block:
+                    batches_ahead = waiting / max(1, self.max_batch_rows)
+                    raise QueueFull(
+                        f"the generation queue is full ({waiting} rows waiting, the limit is {self.max_waiting})",
+                        retry_after_s=min(60.0, max(1.0, batches_ahead * self._job_s)), field="max_queue",
+                        hint="retry after a short wait, or raise the queue bound (inkwell serve --max-queue)")
+                if job.cancelled:
+                    raise JobCancelled("the request was cancelled before it ran")
+                self._cond.wait(0.1)  # woken when jobs leave the queue; the timeout re-checks cancellation
             self._pending.append(job)
             self._cond.notify_all()
         return job
 
     def run(self, prompts: Sequence[Prompt], settings: GenerationSettings, adapter: str | None = None,
             on_delta: Callable[[int, str], None] | None = None) -> list[GenerationResult]:
-        """Submit and wait (blocking). Not for the scheduler thread itself."""
-        return self.submit(GenerationJob(prompts, settings, adapter=adapter, on_delta=on_delta)).wait()
+        """Submit (waiting for room in the queue) and wait for the results. Not for the scheduler thread."""
+        return self.submit(GenerationJob(prompts, settings, adapter=adapter, on_delta=on_delta), block=True).wait()
 
     def tokenize(self, fn: Callable[[Engine], Any]) -> Any:
         """Run `fn(front_engine)` for render / encode / count_tokens from a request thread."""
@@ -190,6 +233,9 @@ class Scheduler:
         for job in leftover:
             self._finish(job, error=InkwellError("the server shut down before this request ran"))
 
+    def _waiting_rows(self) -> int:
+        return sum(job.rows for job in self._pending if not job.cancelled)
+
     # ------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
@@ -211,12 +257,12 @@ class Scheduler:
                         self._cond.wait(left)
                     if self.continuous and leader.settings.num_beams == 1:
                         try:
-                            self._batch = ContinuousBatch(self, leader)
+                            self._open_batch(leader)
                         except Exception as exc:  # noqa: BLE001 - e.g. an unknown adapter: fail that job only
                             self._pending.remove(leader)
+                            self._cond.notify_all()
                             self._finish(leader, error=exc)
                             continue
-                        self.batches += 1
                     else:
                         window = self._take(leader)
                         self._running = window
@@ -234,34 +280,85 @@ class Scheduler:
             if batch is None:
                 continue
             try:
-                batch.step(newcomers)
+                self._admit(batch, newcomers)
+                batch.step()
             except Exception as exc:  # noqa: BLE001 - handed to the batch's jobs; the loop must survive
                 log.exception("a decode step failed")
-                batch.fail(exc, newcomers)
+                for job in dict.fromkeys([*(row.owner for row in batch.all_rows()), *newcomers]):
+                    if not job.done:
+                        self._finish(job, error=exc)
+                batch.clear()
             with self._cond:
                 self._running = [job for job in self._running if not job.done]
-                if batch.empty:
-                    batch.close()
-                    self._batch = None
+                if batch.idle:
+                    self._close_batch()
 
-    def _admissible(self, batch: "ContinuousBatch") -> list[GenerationJob]:
+    def _open_batch(self, leader: GenerationJob) -> None:
+        settings = dataclasses.replace(leader.settings, stop=list(leader.settings.stop), seed=None)
+        self._adapter.enter_context(self.select_adapter(leader.adapter))  # one adapter for the batch's life
+        try:
+            self._batch = ContinuousBatch(self.engine, settings, max_rows=self.max_batch_rows, step_tokens=self.step_tokens,
+                                          prefix_cache=self._prefixes.setdefault(leader.adapter, PrefixCache()))
+        except BaseException:
+            self._adapter.close()
+            raise
+        self._batch_key = self._key(leader)
+        self.batches += 1
+
+    def _close_batch(self) -> None:
+        self._batch, self._batch_key = None, None
+        self._adapter.close()
+
+    def _admissible(self, batch: ContinuousBatch) -> list[GenerationJob]:
         """Remove and return waiting jobs that can join `batch` now: oldest first, stopping at the first that
         cannot (another adapter or settings, or no room), so nothing waiting is overtaken for long."""
-        room = self.max_batch_rows - len(batch.rows)
+        room = self.max_batch_rows - batch.occupied
         taken: list[GenerationJob] = []
         keep: list[GenerationJob] = []
         blocked = False
         for job in self._pending:
             if job.cancelled:
                 self._finish(job, error=JobCancelled("the request was cancelled before it ran"))
-            elif not blocked and self._key(job) == batch.key and (job.rows <= room or (not batch.rows and not taken)):
+            elif not blocked and self._key(job) == self._batch_key and (job.rows <= room or (not batch.occupied and not taken)):
                 taken.append(job)
                 room -= job.rows
             else:
                 blocked = True
                 keep.append(job)
+        if len(keep) < len(self._pending):
+            self._cond.notify_all()  # room in the queue for blocked submitters
         self._pending = keep
         return taken
+
+    def _admit(self, batch: ContinuousBatch, jobs: list[GenerationJob]) -> None:
+        """Queue the jobs' rows on the batch (each job's prompt errors fail that job only)."""
+        for job in jobs:
+            try:
+                rows = self.engine._make_rows(job.prompts, job.settings, seeds=[job.seed] * len(job.prompts))
+            except Exception as exc:  # noqa: BLE001 - e.g. a prompt too long for the context
+                self._finish(job, error=exc)
+                continue
+            stream = _stream_to(job)
+            for row in rows:
+                row.owner, row.stream, row.cancelled, row.on_done = job, stream, job._cancelled.is_set, self._row_done
+            job.started_at = time.monotonic()
+            job._rows, job._open, job._t0 = rows, len(rows), time.perf_counter()
+            batch.add(rows)
+
+    def _row_done(self, row) -> None:
+        job = row.owner
+        job._open -= 1
+        if job._open:
+            return
+        results = [
+            GenerationResult(
+                text=r.text, prompt_tokens=len(r.prompt_ids), completion_tokens=len(r.generated or []),
+                finish_reason=r.finish_reason or "length", latency_s=round(r.finished_at - job._t0, 4),
+                prompt_index=r.prompt_index, sample_index=r.sample_index, seed=r.seed,
+            )
+            for r in job._rows
+        ]
+        self._finish(job, results=results)
 
     def _key(self, job: GenerationJob) -> str:
         return job.batch_key(continuous=self.continuous and job.settings.num_beams == 1)
@@ -284,6 +381,7 @@ class Scheduler:
             else:
                 keep.append(job)
         self._pending = keep
+        self._cond.notify_all()
         return batch
 
     def _run(self, batch: list[GenerationJob]) -> None:
@@ -345,6 +443,8 @@ class Scheduler:
     def _finish(self, job: GenerationJob, results: list[GenerationResult] | None = None,
                 error: BaseException | None = None) -> None:
         job.results, job.error = results, error
+        if results is not None:  # a rough time per request, for QueueFull's Retry-After
+            self._job_s = 0.8 * self._job_s + 0.2 * (time.monotonic() - job.submitted_at)
         job._done.set()
         if job.on_done is not None:
             try:
@@ -359,256 +459,17 @@ class Scheduler:
 def supports_continuous(engine) -> bool:
     """Continuous batching joins KV caches row-wise, which needs the fast path and a plain per-layer cache
     (sliding-window layers, as in gemma3, keep a rolling window that cannot simply be padded)."""
-    try:
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-
-        if not getattr(engine.loaded, "fast_path", False):
-            return False
-        cache = DynamicCache(config=engine.model.config)
-        return bool(cache.layers) and all(type(layer) is DynamicLayer for layer in cache.layers)
-    except Exception:  # an unusual model or cache API: fall back to window batching
-        return False
-
-
-class ContinuousBatch:
-    """The rows being decoded together: their KV cache, attention mask, positions and sampling state.
-    Lives on the scheduler thread. Mirrors the engine's fast decode loop (and reuses its helpers for
-    logits warpers, stop sequences and streaming), with rows joining between steps."""
-
-    def __init__(self, scheduler: Scheduler, leader: GenerationJob):
-        self.engine = scheduler.engine
-        self.finish = scheduler._finish
-        self.key = scheduler._key(leader)
-        self.adapter = leader.adapter
-        self.settings = dataclasses.replace(leader.settings, stop=list(leader.settings.stop), seed=None)
-        self.warpers = self.engine._warpers(self.settings)
-        self.penalty = float(self.settings.repetition_penalty)
-        self.vocab = self.engine.model.config.get_text_config().vocab_size
-        self.rows: list = []  # engine _Row objects, one per batch position
-        self.owners: list[GenerationJob] = []  # the job of each batch position
-        self.cache = None
-        self.mask = None  # (rows, length) 1 for real tokens; None while nothing is padded
-        self.next_pos = None  # (rows, 1) position of the next token
-        self.tokens = None  # (rows,) the last sampled tokens: the next step's input
-        self.seen = None  # (rows, vocab) tokens seen, for the repetition penalty
-        self.history = None  # (rows, length) ids, only when a logits processor needs them
-        self._adapter = contextlib.ExitStack()
-        self._adapter.enter_context(scheduler.select_adapter(self.adapter))  # one adapter for the batch's life
-
-    @property
-    def empty(self) -> bool:
-        return not self.rows
-
-    def close(self) -> None:
-        self._adapter.close()
-
-    def fail(self, exc: BaseException, newcomers: list[GenerationJob] = ()) -> None:
-        """A step raised: every job in the batch (or joining it) gets the error; the batch empties."""
-        for job in dict.fromkeys([*self.owners, *newcomers]):
-            if not job.done:
-                self.finish(job, error=exc)
-        self.rows, self.owners = [], []
-        self.cache = self.mask = self.next_pos = self.seen = self.history = self.tokens = None
-
-    # ------------------------------------------------------------ one step
-
-    def step(self, newcomers: list[GenerationJob]) -> None:
-        import torch
-
-        parts = []
-        with torch.inference_mode():
-            if self.rows:
-                parts.append(self._decode())
-            if newcomers:
-                logits = self._admit(newcomers)
-                if logits is not None:
-                    parts.append(logits)
-            if parts:
-                self._sample(torch.cat(parts) if len(parts) > 1 else parts[0])
-
-    def _decode(self):
-        import torch
-
-        if self.mask is not None:
-            self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=-1)
-        out = self.engine.model(
-            input_ids=self.tokens[:, None],
-            attention_mask=self.mask,
-            position_ids=self.next_pos,  # per row: rows joined at different times sit at different positions
-            past_key_values=self.cache,
-            use_cache=True,
-        )
-        self.next_pos = self.next_pos + 1
-        return out.logits[:, -1, :]
-
-    def _admit(self, jobs: list[GenerationJob]):
-        """Prefill the newcomers' prompts together and join their cache onto the batch's."""
-        import torch
-        from transformers import DynamicCache
-
-        engine, device = self.engine, self.engine.loaded.device
-        rows, owners = [], []
-        for job in jobs:
-            try:
-                job_rows = engine._make_rows(job.prompts, job.settings, seeds=[job.seed] * len(job.prompts))
-            except Exception as exc:  # noqa: BLE001 - e.g. a prompt too long for the context: only this job fails
-                self.finish(job, error=exc)
-                continue
-            job.started_at = time.monotonic()
-            job._rows, job._open, job._t0 = job_rows, len(job_rows), time.perf_counter()
-            rows += job_rows
-            owners += [job] * len(job_rows)
-        if not rows:
-            return None
-        ids, mask, positions, padded = left_pad([r.prompt_ids for r in rows], engine.pad_id, device)
-        cache = DynamicCache(config=engine.model.config)
-        out = engine.model(input_ids=ids, attention_mask=mask if padded else None,
-                           position_ids=positions if padded else None, past_key_values=cache, use_cache=True,
-                           logits_to_keep=1)
-        seen = None
-        if self.penalty != 1.0:
-            seen = torch.zeros((len(rows), self.vocab), dtype=torch.bool, device=device)
-            for i, row in enumerate(rows):
-                seen[i, torch.tensor(row.prompt_ids, device=device)] = True
-        self._join(cache, mask, positions[:, -1:] + 1, seen, ids, padded)
-        self.rows += rows
-        self.owners += owners
-        return out.logits[:, -1, :]
-
-    def _join(self, cache, mask, next_pos, seen, ids, padded: bool) -> None:
-        import torch
-        import torch.nn.functional as F
-
-        if self.cache is None:  # the first rows of the batch
-            self.cache, self.mask, self.next_pos, self.seen = cache, mask if padded else None, next_pos, seen
-            self.history = ids if len(self.warpers) else None
-            return
-        old_len, new_len = self.cache.get_seq_length(), cache.get_seq_length()
-        length = max(old_len, new_len)
-        for mine, theirs in zip(self.cache.layers, cache.layers):  # left-pad both to one length, then stack rows
-            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, length - old_len, 0)), F.pad(theirs.keys, (0, 0, length - new_len, 0))])
-            mine.values = torch.cat([F.pad(mine.values, (0, 0, length - old_len, 0)), F.pad(theirs.values, (0, 0, length - new_len, 0))])
-        old_mask = self.mask if self.mask is not None else torch.ones((len(self.rows), old_len), dtype=torch.long, device=mask.device)
-        self.mask = torch.cat([F.pad(old_mask, (length - old_len, 0)), F.pad(mask, (length - new_len, 0))])
-        self.next_pos = torch.cat([self.next_pos, next_pos])
-        if self.seen is not None:
-            self.seen = torch.cat([self.seen, seen])
-        if self.history is not None:
-            pad = self.engine.pad_id
-            width = max(self.history.shape[1], ids.shape[1])
-            self.history = torch.cat([F.pad(self.history, (width - self.history.shape[1], 0), value=pad),
-                                      F.pad(ids, (width - ids.shape[1], 0), value=pad)])
-
-    def _sample(self, logits) -> None:
-        import torch
-
-        engine, settings, device = self.engine, self.settings, self.engine.loaded.device
-        if logits.dtype != torch.float32:
-            logits = logits.float()
-        if logits.shape[-1] > self.vocab:
-            logits = logits[:, : self.vocab]
-        if self.seen is not None:
-            picked = torch.where(logits > 0, logits / self.penalty, logits * self.penalty)
-            logits = torch.where(self.seen, picked, logits)
-        young = [b for b, row in enumerate(self.rows) if len(row.generated) < self.owners[b].settings.min_new_tokens]
-        if young:
-            eos = torch.tensor(sorted(engine.eos_ids), device=device)
-            logits[torch.tensor(young, device=device)[:, None], eos] = -float("inf")
-        if len(self.warpers):
-            logits = self.warpers(self.history, logits)
-        if settings.greedy:
-            tokens = logits.argmax(-1)
-        else:
-            probs = torch.softmax(logits, dim=-1)
-            tokens = torch.cat([torch.multinomial(probs[b], 1, generator=row.generator) for b, row in enumerate(self.rows)])
-        now = time.perf_counter()
-        keep: list[int] = []
-        for b, token in enumerate(tokens.tolist()):
-            row, job = self.rows[b], self.owners[b]
-            stream, stops = _stream_to(job), job.settings.stop
-            if job.cancelled:
-                row.finish_reason = "cancelled"
-            elif token in engine.eos_ids:
-                row.finish_reason = "stop"
-                engine._flush(row, stream, final=True)
-            else:
-                row.generated.append(token)
-                if (stream or stops) and engine._update_text(row, stops, stream):
-                    row.finish_reason = "stop"
-                elif len(row.generated) >= job.settings.max_new_tokens:
-                    row.finish_reason = "length"
-                    engine._flush(row, stream, final=True)
-                else:
-                    keep.append(b)
-                    continue
-            row.finished_at = now
-            self._row_done(job, row)
-        if len(keep) < len(self.rows):  # finished rows leave the batch
-            index = torch.tensor(keep, device=device, dtype=torch.long)
-            self.cache.batch_select_indices(index)
-            tokens, self.next_pos = tokens[index], self.next_pos[index]
-            if self.mask is not None:
-                self.mask = self.mask[index]
-            if self.seen is not None:
-                self.seen = self.seen[index]
-            if self.history is not None:
-                self.history = self.history[index]
-            self.rows = [self.rows[b] for b in keep]
-            self.owners = [self.owners[b] for b in keep]
-            left = True
-        else:
-            left = False
-        self.tokens = tokens
-        if not self.rows:
-            self.cache = self.mask = self.next_pos = self.seen = self.history = self.tokens = None
-            return
-        if self.seen is not None:
-            self.seen[torch.arange(len(self.rows), device=device), tokens] = True
-        if self.history is not None:
-            self.history = torch.cat([self.history, tokens[:, None]], dim=-1)
-        if left:
-            self._trim()
-
-    def _trim(self) -> None:
-        """Drop the cache columns that only held padding for rows that have left, so a batch that never
-        empties (steady traffic) keeps a cache as long as its longest live row, not as its age."""
-        if self.history is not None:
-            longest = max(len(r.prompt_ids) + len(r.generated) for r in self.rows)
-            self.history = self.history[:, -longest:]
-        if self.mask is None:
-            return
-        first = int(self.mask.any(0).int().argmax())  # the first column any row still uses
-        if first:
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
-            self.mask = self.mask[:, first:]
-        if bool(self.mask.all()):
-            self.mask = None  # nothing padded any more: the model's own causal mask is cheaper
-
-    def _row_done(self, job: GenerationJob, row) -> None:
-        if row.finish_reason == "cancelled":
-            row.text = self.engine._decode(row.generated)
-        job._open -= 1
-        if job._open:
-            return
-        results = [
-            GenerationResult(
-                text=r.text, prompt_tokens=len(r.prompt_ids), completion_tokens=len(r.generated or []),
-                finish_reason=r.finish_reason or "length", latency_s=round(r.finished_at - job._t0, 4),
-                prompt_index=r.prompt_index, sample_index=r.sample_index, seed=r.seed,
-            )
-            for r in job._rows
-        ]
-        self.finish(job, results=results)
+    return bool(getattr(engine.loaded, "fast_path", False)) and plain_cache(engine.model)
 
 
 def _stream_to(job: GenerationJob) -> Callable[[int, str], None] | None:
     """The job's on_delta, guarded like the window path's (a broken callback cancels only its job)."""
-    if job.on_delta is None or job.cancelled:
+    if job.on_delta is None:
         return None
 
     def deliver(index: int, text: str) -> None:
+        if job.cancelled:
+            return
         job.emitted = True
         try:
             job.on_delta(index, text)
@@ -691,17 +552,29 @@ def adapter_selector(model) -> Callable[[str | None], contextlib.AbstractContext
 class ScheduledEngine:
     """Looks like an Engine (`loaded`, `batch_size`, `render`, `encode`, `count_tokens`, `generate`) but
     queues its generations on a Scheduler, so code written for Engine (`content.write_many`, batch jobs)
-    shares batches with everything else. Use it from any thread but the scheduler's."""
+    shares batches with everything else. Use it from any thread but the scheduler's; several threads may
+    call `generate` at once (`concurrent`), which is how batch jobs keep a continuous batch full.
+
+    `block`: when the scheduler's queue is full, wait for room (in-process callers) instead of raising
+    QueueFull (the server, which answers 429)."""
+
+    concurrent = True
 
     def __init__(self, scheduler: Scheduler, adapter: str | None = None, adapter_path: str | None = None,
-                 cancel: threading.Event | None = None):
+                 cancel: threading.Event | None = None, block: bool = True):
         self.scheduler = scheduler
         self.adapter = adapter
+        self.adapter_path = adapter_path
         loaded = scheduler.engine.loaded
         self.loaded = dataclasses.replace(loaded, adapter=adapter_path) if adapter else loaded
-        self.batch_size = scheduler.engine.batch_size
+        self.batch_size = scheduler.max_batch_rows
         self.tokenizer = scheduler.front.tokenizer
+        self.block = block
         self.cancelled = cancel or threading.Event()  # set it to cancel the running and any later generate()
+
+    def with_cancel(self, cancel: threading.Event) -> "ScheduledEngine":
+        """The same engine with its own cancel switch (e.g. one per batch job)."""
+        return ScheduledEngine(self.scheduler, self.adapter, self.adapter_path, cancel=cancel, block=self.block)
 
     def render(self, prompt: Prompt) -> str:
         return self.scheduler.tokenize(lambda engine: engine.render(prompt))
@@ -716,9 +589,6 @@ class ScheduledEngine:
                  on_delta: Callable[[int, str], None] | None = None) -> list[GenerationResult]:
         if self.cancelled.is_set():
             raise JobCancelled("the request was cancelled")
-        job = self.scheduler.submit(GenerationJob(prompts, settings or GenerationSettings(), adapter=self.adapter,
-                                                  on_delta=on_delta))
-        while not job._done.wait(0.1):
-            if self.cancelled.is_set():
-                job.cancel()
-        return job.wait()
+        job = GenerationJob(prompts, settings or GenerationSettings(), adapter=self.adapter, on_delta=on_delta)
+        job._cancelled = self.cancelled  # cancelling this engine cancels its jobs, queued or running
+        return self.scheduler.submit(job, block=self.block).wait()

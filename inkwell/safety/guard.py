@@ -21,11 +21,7 @@ store's `moderation_audit` table (text hash only; PII findings are stored as pla
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.safety.moderate import ModerationResult, Policy
@@ -172,96 +168,3 @@ def decision_summary(result: ModerationResult) -> dict:
         "action": result.action, "categories": result.categories, "policy": result.policy,
         "findings": [{"type": f.type, "start": f.start, "end": f.end} for f in result.findings],
     }
-
-
-# -------------------------------------------------------------------- batch jobs
-
-
-@dataclass
-class BatchScreen:
-    """Inputs screened before a batch job: the file to run (the original when nothing changed) and rows
-    that will not run, as (line, id, reason)."""
-
-    path: Path
-    failed: list[tuple[int, str, str]] = field(default_factory=list)
-    redacted: int = 0
-    temporary: bool = False
-
-    def cleanup(self) -> None:
-        if self.temporary:
-            self.path.unlink(missing_ok=True)
-
-
-def screen_batch_input(guard: Guard, rows: Iterable[Any], original: Path, scratch: Path) -> BatchScreen:
-    """Moderate the fields of every input row (objects with `.line`, `.id`, `.fields`, `.error`, as read by
-    the batch reader). When a row is blocked or redacted, a JSONL copy is written to `scratch` with the same
-    line numbers (blank lines elsewhere), so the batch runner's own messages still point at the user's lines."""
-    rows = list(rows)
-    failed: list[tuple[int, str, str]] = []
-    screened: dict[int, dict] = {}
-    changed = 0
-    for row in rows:
-        if row.error or row.fields is None:
-            continue
-        try:
-            fields = guard.screen_input(row.fields)
-        except ModerationBlocked as exc:
-            failed.append((row.line, row.id, str(exc).split("\n")[0]))
-            continue
-        if fields != row.fields:
-            changed += 1
-        screened[row.line] = {"id": row.id, "fields": fields}
-    if not failed and not changed:
-        return BatchScreen(original)
-    # Rows the reader already rejected are reported here, since they are not copied.
-    failed += [(row.line, row.id, row.error) for row in rows if row.error]
-    last = max((row.line for row in rows), default=0)
-    scratch.parent.mkdir(parents=True, exist_ok=True)
-    with scratch.open("w", encoding="utf-8") as handle:
-        for line in range(1, last + 1):
-            record = screened.get(line)
-            handle.write((json.dumps(record, ensure_ascii=False) if record else "") + "\n")
-    return BatchScreen(scratch, sorted(failed), changed, temporary=True)
-
-
-def screen_batch_output(guard: Guard, output: Path) -> list[tuple[str, str]]:
-    """Moderate the `text` of every record in a finished batch output file, rewriting it atomically:
-    `block` replaces the record's text and data with an `error` naming the category (the row counts as
-    failed), `redact` rewrites text and data, `flag` adds a `moderation` key. Records that already carry a
-    `moderation` key or an `error` (an earlier run, with --resume) are left alone. Returns (id, reason) for
-    each blocked record."""
-    from inkwell.home import atomic_write
-
-    blocked: list[tuple[str, str]] = []
-    if not output.exists():
-        return blocked
-    with output.open(encoding="utf-8") as src, atomic_write(output) as dst:
-        for line in src:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                dst.write(line)
-                continue
-            if not isinstance(record, dict) or "moderation" in record or "error" in record or not isinstance(record.get("text"), str):
-                dst.write(line)
-                continue
-            result, _ = guard.check(record["text"], "output")
-            if result.blocked:
-                reason = result.describe()
-                blocked.append((str(record.get("id")), reason))
-                record = {k: v for k, v in record.items() if k not in ("text", "data")}
-                record["error"] = reason
-                record["moderation"] = decision_summary(result)
-            elif result.action == "redact":
-                record["text"] = result.text
-                if "data" in record:
-                    record["data"] = redact_value(record["data"], guard.policy)
-                record["moderation"] = decision_summary(result)
-            elif result.action == "flag":
-                record["moderation"] = decision_summary(result)
-            dst.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return blocked
-
-
-def scratch_path(output: Path) -> Path:
-    return output.with_name(f".{output.name}.{os.getpid()}.screened-input.jsonl")

@@ -28,10 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inkwell.errors import InkwellError
 from inkwell.generate.engine import GenerationResult
-from inkwell.generate.scheduler import GenerationJob, JobCancelled
+from inkwell.generate.scheduler import GenerationJob, JobCancelled, QueueFull
 from inkwell.generate.settings import GenerationSettings
 from inkwell.safety import ModerationBlocked
-from inkwell.serve.errors import APIError, bad_request, from_inkwell, internal, moderation_blocked
+from inkwell.serve.errors import APIError, bad_request, from_inkwell, internal, moderation_blocked, too_many
 from inkwell.serve.moderation import StreamScreen, choice_note, headers_for, screen_fields, screen_prompts
 from inkwell.serve.schemas import ChatCompletionRequest, CompletionRequest, ContentRequest
 from inkwell.serve.state import ServerState
@@ -380,6 +380,8 @@ def create_app(state: ServerState) -> FastAPI:
                 raise
             except JobCancelled:
                 return Response(status_code=499)
+            except QueueFull as exc:
+                raise queue_full(exc) from None
             except InkwellError as exc:
                 raise from_inkwell(exc) from None
         finally:
@@ -507,7 +509,10 @@ class _Call:
         self.job = GenerationJob(prompts, settings, adapter=adapter, on_delta=self._delta, on_done=self._done)
 
     def start(self) -> None:
-        self.state.scheduler.submit(self.job)
+        try:
+            self.state.scheduler.submit(self.job)
+        except QueueFull as exc:
+            raise queue_full(exc) from None
 
     def cancel(self) -> None:
         self.job.cancel()
@@ -548,6 +553,13 @@ async def _wait_disconnect(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def queue_full(exc: QueueFull) -> APIError:
+    """The scheduler's queue is at its bound: 429 with Retry-After (back-pressure, not a failure)."""
+    detail = str(exc).split("\n")[0]  # without the CLI-style "fix:" line
+    return too_many(f"The server is busy: {detail}; retry after the Retry-After seconds.", exc.retry_after_s,
+                    "queue_full")
 
 
 def _error_for(exc: BaseException) -> tuple[int, APIError]:

@@ -107,7 +107,10 @@ class StreamScreen:
         self.texts[index] += delta
 
     def due(self, index: int) -> bool:
-        return len(self.texts[index]) - self.checked[index] >= CHECK_EVERY
+        grown = len(self.texts[index]) - self.checked[index]
+        if not self.sent[index]:  # nothing shown yet: check as soon as something could be released (first token)
+            return grown > 0 and len(self.texts[index]) > HOLD_CHARS
+        return grown >= CHECK_EVERY
 
     def release(self, index: int) -> str:
         """Check the row so far (not audited unless it blocks) and return what can be sent now."""

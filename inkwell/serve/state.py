@@ -32,6 +32,8 @@ class ServeConfig:
     rate_limit: str | None = None  # e.g. "60/min" per key (per client address when there are no keys)
     batch_size: int = 16  # rows per engine batch: on CPUs throughput stops growing around 16-32
     window_ms: float = 20.0  # how long a batch's first request waits for others to join
+    step_tokens: int = 256  # tokens one decode step may process: one per running row + a chunk of prompts
+    max_queue: int = 256  # rows waiting for a place in a batch; beyond it requests get 429 (queue_full)
     continuous_batching: bool = True  # requests join a running batch between decode steps (else: window batching)
     max_tokens_limit: int | None = None  # the most max_tokens a request may ask for (default: the context length)
     default_max_tokens: int = 256  # when a request leaves max_tokens out
@@ -107,6 +109,7 @@ class ServerState:
             self.base_id = served_name(engine.loaded.name)
             self.base_aliases = {self.base_id, engine.loaded.name}
             self.scheduler = Scheduler(engine, window_s=self.config.window_ms / 1000,
+                                       step_tokens=self.config.step_tokens, max_waiting=self.config.max_queue,
                                        select_adapter=adapter_selector(engine.model),
                                        continuous=self.config.continuous_batching).start()
             self.status = "ready"
@@ -151,7 +154,9 @@ class ServerState:
     def engine_for(self, adapter: str | None, cancel: threading.Event | None = None):
         from inkwell.generate.scheduler import ScheduledEngine
 
-        return ScheduledEngine(self.scheduler, adapter, self.adapters.get(adapter) if adapter else None, cancel=cancel)
+        # block=False: a full queue is answered with 429 + Retry-After rather than a request thread left waiting.
+        return ScheduledEngine(self.scheduler, adapter, self.adapters.get(adapter) if adapter else None, cancel=cancel,
+                               block=False)
 
     # ------------------------------------------------------------ history
 

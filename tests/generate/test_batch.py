@@ -345,3 +345,102 @@ def test_non_utf8_input_is_an_inkwell_error(tmp_path, template):
     assert info.value.field == "input"
     with pytest.raises(InkwellError, match="UTF-8"):
         run_batch(EchoEngine(), template, src, tmp_path / "out.jsonl", progress=False)
+
+
+# ------------------------------------------------------------------ rows fed progressively (concurrent engines)
+
+
+class SlowEchoEngine(EchoEngine):
+    """A concurrent fake: rows for products named 'slow ...' take longer, so rows finish out of input order."""
+
+    concurrent = True
+
+    def __init__(self, batch_size=2):
+        super().__init__(batch_size)
+        import threading
+
+        self.lock = threading.Lock()
+        self.active = self.most_active = 0
+
+    def generate(self, prompts, settings, on_delta=None):
+        import time
+
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        try:
+            time.sleep(0.3 if "slow" in prompts[0][-1]["content"] else 0.01)
+            with self.lock:
+                return super().generate(prompts, settings, on_delta)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def test_rows_in_flight_together_are_written_in_input_order(tmp_path, template):
+    products = ["slow pen", "cup", "mug", "slow bag", "hat", "box", "lid"]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "product": p} for i, p in enumerate(products)])
+    out = tmp_path / "out.jsonl"
+    engine = SlowEchoEngine(batch_size=2)
+    report = run_batch(engine, template, src, out, progress=False)
+    records = read_out(out)
+    assert [r["id"] for r in records] == [f"r{i}" for i in range(len(products))]
+    assert [r["text"] for r in records] == [f"blurb: Describe {p} in a friendly tone." for p in products]
+    assert report.written == len(products) and engine.most_active > 2  # rows overtook the slow ones
+
+
+def test_scheduled_batch_interruption_resume_and_output_equal_the_engine(tmp_path, template, tiny_engine):
+    from inkwell.generate.scheduler import ScheduledEngine, Scheduler
+
+    ids = [f"k{i}" for i in range(7)]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "product": "thing " * (1 + n % 4) + i} for n, i in enumerate(ids)])
+    out = tmp_path / "out.jsonl"
+    sched = Scheduler(Engine(tiny_engine.loaded, batch_size=2), step_tokens=16).start()
+    try:
+        engine = ScheduledEngine(sched)
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(engine, template, src, out, progress=False, on_result=Interrupt(3))
+        assert [r["id"] for r in read_out(tmp_path / "out.jsonl.part")] == ids[:3]
+        assert sched.waiting == 0 and sched.running == 0  # the rows still in flight were cancelled
+        report = run_batch(engine, template, src, out, resume=True, progress=False)
+    finally:
+        sched.close()
+    assert report.skipped_done == 3 and report.written == 4
+    records = read_out(out)
+    assert [r["id"] for r in records] == ids
+    fresh = tmp_path / "fresh.jsonl"  # greedy: the same text as the engine writes batch_size rows at a time
+    run_batch(Engine(tiny_engine.loaded, batch_size=3), template, src, fresh, progress=False)
+    assert [r["text"] for r in read_out(fresh)] == [r["text"] for r in records]
+
+
+def test_screen_hooks_redact_and_block_inputs_and_outputs(tmp_path, template):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "product": "pen"}, {"id": "b", "product": "BAD input"},
+                                              {"id": "c", "product": "cup secret"}, {"id": "d", "product": "mug"}])
+    out = tmp_path / "out.jsonl"
+
+    def screen_input(row):
+        if "BAD" in row.fields["product"]:
+            raise InkwellError("input blocked (category: bad)\nsecond line", field="product")
+        return {**row.fields, "product": row.fields["product"].replace("secret", "[X]")}
+
+    def screen_output(record):
+        if "mug" in record["text"]:
+            return {"id": record["id"], "error": "output blocked (category: mugs)"}
+        return {**record, "text": record["text"].upper()}
+
+    logged, errors = [], []
+    report = run_batch(EchoEngine(), template, src, out, progress=False, screen_input=screen_input,
+                       screen_output=screen_output, on_result=lambda row, item, _: logged.append((row.id, item.text)),
+                       on_error=lambda row, reason: errors.append((row.id, reason)))
+    records = {r["id"]: r for r in read_out(out)}
+    assert sorted(records) == ["a", "c", "d"]  # the blocked input never ran; the blocked output is a record
+    assert records["c"]["text"] == "BLURB: DESCRIBE CUP [X] IN A FRIENDLY TONE." and records["c"]["fields"]["product"] == "cup [X]"
+    assert "text" not in records["d"] and "mugs" in records["d"]["error"]
+    assert errors == [("b", "input blocked (category: bad)")]
+    assert [row_id for row_id, _ in logged] == ["a", "c"] and logged[1][1].startswith("BLURB")  # what was written
+    assert report.written == 2 and sorted(row_id for _, row_id, _ in report.failed) == ["b", "d"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl", "tiny-blurb.yaml"]  # no scratch copy
+
+    with pytest.raises(InkwellError, match="every row"):
+        run_batch(EchoEngine(), template, src, tmp_path / "none.jsonl", progress=False,
+                  screen_input=lambda row: (_ for _ in ()).throw(InkwellError("blocked")))

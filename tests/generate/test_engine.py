@@ -418,3 +418,34 @@ def test_chat_messages_on_a_model_without_chat_template(tiny_base_engine):
 def test_results_serialise(tiny_engine):
     data = tiny_engine.generate(["Poems"], greedy(max_new_tokens=3))[0].to_dict()
     assert set(data) >= {"text", "prompt_tokens", "completion_tokens", "finish_reason", "latency_s", "prompt_index", "sample_index", "seed"}
+
+
+# ------------------------------------------------------------------ continuous batching inside one call
+
+
+@pytest.mark.parametrize("engine_name", ["tiny_engine", "sharp_engine"])
+def test_chunked_prefill_and_rows_joining_mid_way_match_hf(request, engine_name):
+    # batch_size=2 and a budget of 5 tokens a step: every prompt is prefilled in chunks of 2-5 tokens, and
+    # rows of different lengths join the running batch as others leave, at other positions in its cache
+    base = request.getfixturevalue(engine_name)
+    engine = Engine(base.loaded, batch_size=2, step_tokens=5)
+    prompts = [*PROMPTS, "Poems, stories, headlines and news articles. " * 6]
+    lengths = [10, 3, 14, 6, 12, 8, 11]
+    rows = [(prompt, length) for prompt, length in zip(prompts, lengths)]
+    jobs = [engine.generate([prompt], greedy(max_new_tokens=length, min_new_tokens=length))[0] for prompt, length in rows]
+    for (prompt, length), result in zip(rows, jobs):
+        text, _ = hf_generate(base, prompt, max_new_tokens=length, min_new_tokens=length, do_sample=False)
+        assert result.text == text, prompt
+    together = engine.generate(prompts, greedy(max_new_tokens=9))
+    assert [r.text for r in together] == [r.text for r in base.generate(prompts, greedy(max_new_tokens=9))]
+
+
+def test_chunked_prefill_keeps_seeded_sampling_reproducible(sharp_engine):
+    chunked = Engine(sharp_engine.loaded, batch_size=3, step_tokens=4)
+    settings = sampling(max_new_tokens=10, num_return_sequences=2, seed=5)
+    assert [r.text for r in chunked.generate(PROMPTS, settings)] == [r.text for r in sharp_engine.generate(PROMPTS, settings)]
+
+
+def test_bad_step_token_budget(tiny_engine):
+    with pytest.raises(InkwellError, match="step token budget"):
+        Engine(tiny_engine.loaded, step_tokens=0)

@@ -261,3 +261,20 @@ def test_stream_screen_does_not_judge_an_unfinished_word(tmp_path):
     early = screen.release(0)  # "ass" may still become "assembly": not judged yet
     screen.add(0, "embly line works")
     assert early + screen.finish(0) == text + "embly line works"
+
+
+def test_stream_screen_releases_the_first_words_as_soon_as_the_hold_window_allows(tmp_path):
+    from inkwell.serve.moderation import HOLD_CHARS
+
+    screen = _screen(tmp_path, {"test_block": ("block", "badword")})
+    text, released = "", ""
+    for word in "one two three four five six seven eight nine ten".split():
+        text += word + " "
+        screen.add(0, word + " ")
+        if screen.due(0):
+            released = screen.release(0)
+            if released:
+                break
+    # "one " is released with the first word that takes the text past the hold window ("... six ", 28
+    # characters), not at the next fixed check (at 40): a lower time to first token, the same hold-back
+    assert released == "one " and len(text) == 28 and len(text) - HOLD_CHARS == 4

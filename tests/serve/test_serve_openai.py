@@ -161,6 +161,34 @@ def test_concurrency_limit_is_429_with_retry_after(tiny_chat_model, tmp_path):
         server.stop()
 
 
+def test_a_full_generation_queue_is_429_queue_full_with_retry_after(tiny_chat_model, tmp_path):
+    # batch_size 8 and max_queue 1: one request with n=8 fills the batch, a second waits, a third is told to back off
+    server = start_server(tiny_chat_model, tmp_path, max_queue=1, loader=hooked_loader(delay=0.02))
+    try:
+        body = {"model": "tiny-chat", "prompt": "Poems", "max_tokens": 300, "min_tokens": 300, "n": 8, "stream": True}
+        with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=30) as first:
+            lines = first.iter_lines()
+            next(lines)  # eight rows decoding: the batch is full
+            waiting = threading.Thread(target=lambda: server.client().completions.create(
+                model="tiny-chat", prompt="Poems", max_tokens=2), daemon=True)
+            waiting.start()
+            deadline = time.monotonic() + 20
+            while server.state.scheduler.waiting < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with pytest.raises(openai.RateLimitError) as info:
+                server.client().chat.completions.create(model="tiny-chat", messages=CHAT, max_tokens=2)
+            assert info.value.body["code"] == "queue_full" and info.value.body["type"] == "server_busy"
+            assert int(info.value.response.headers["retry-after"]) >= 1
+            content = httpx.post(f"{server.url}/v1/content/headline", json={"fields": {"text": "Bamboo"}, "max_tokens": 2},
+                                 timeout=30)  # the content endpoint says the same
+            assert content.status_code == 429 and content.json()["error"]["code"] == "queue_full"
+            assert int(content.headers["retry-after"]) >= 1
+        waiting.join(30)  # the stream was closed (client gone): the waiting request ran
+        assert not waiting.is_alive()
+    finally:
+        server.stop()
+
+
 def test_engine_failure_is_500_without_internals(tiny_chat_model, tmp_path):
     server = start_server(tiny_chat_model, tmp_path, loader=hooked_loader(fail_at=1))
     try:

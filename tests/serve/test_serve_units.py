@@ -241,7 +241,7 @@ def test_a_batch_that_never_empties_keeps_a_short_cache(tiny_engine):
 
     def watch(_index, _text):
         batch = sched._batch
-        row = next(r for r, job in zip(batch.rows, batch.owners) if job is long)
+        row = next(r for r in batch.rows if r.owner is long)
         lengths.append((batch.cache.get_seq_length(), len(row.prompt_ids) + len(row.generated)))
 
     try:

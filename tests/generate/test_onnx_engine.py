@@ -1,0 +1,231 @@
+"""The ONNX fast path on a tiny random llama: same results as the torch engine where it must be, cached builds,
+clear fallbacks. Real-model speed and the int8 perplexity guard are in tests/integration/test_fast_path_real.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("onnxruntime_genai")
+
+from inkwell.errors import InkwellError  # noqa: E402
+from inkwell.generate.settings import GenerationSettings  # noqa: E402
+
+PROMPTS = [
+    [{"role": "user", "content": "Write a product description for a bamboo water bottle."}],
+    [{"role": "user", "content": "Poems"}],
+    "The quick brown fox",
+    [{"role": "system", "content": "Inkwell writes content."}, {"role": "user", "content": "ads, emails, reviews"}],
+]
+GREEDY = dict(temperature=0, repetition_penalty=1.0, max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INKWELL_MODEL_CACHE", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def onnx_fp32(tiny_chat_model, cache):
+    from inkwell.generate.runtime import open_engine
+
+    return open_engine(str(tiny_chat_model), engine="onnx", precision="fp32", batch_size=4)
+
+
+def _texts(results):
+    return [(r.text, r.completion_tokens, r.finish_reason) for r in results]
+
+
+def test_fp32_greedy_equals_torch_engine_token_for_token(onnx_fp32, tiny_engine):
+    settings = GenerationSettings(**GREEDY)
+    assert type(onnx_fp32).__name__ == "OnnxEngine"
+    ours = onnx_fp32.generate(PROMPTS, settings)
+    theirs = tiny_engine.generate(PROMPTS, settings)
+    assert _texts(ours) == _texts(theirs)
+    assert any(r.completion_tokens > 5 for r in ours)  # it really generated
+
+
+def test_batched_equals_solo_with_right_padding(onnx_fp32):
+    # Chat prompts contain the end-of-turn token, which is also the pad id: padding must not mask it.
+    settings = GenerationSettings(**GREEDY)
+    together = _texts(onnx_fp32.generate(PROMPTS, settings))
+    alone = [_texts(onnx_fp32.generate([p], settings))[0] for p in PROMPTS]
+    assert together == alone
+
+
+def test_repetition_penalty_and_min_tokens_match_torch(onnx_fp32, tiny_engine):
+    settings = GenerationSettings(temperature=0, repetition_penalty=1.3, min_new_tokens=12, max_new_tokens=20)
+    ours = onnx_fp32.generate(PROMPTS, settings)
+    assert _texts(ours) == _texts(tiny_engine.generate(PROMPTS, settings))
+    assert all(r.completion_tokens >= 12 for r in ours)
+
+
+def test_sampling_is_reproducible_per_seed_and_differs_across_seeds(onnx_fp32):
+    settings = GenerationSettings(temperature=1.0, top_p=0.95, top_k=0, max_new_tokens=16, seed=11)
+    first = _texts(onnx_fp32.generate(PROMPTS[:2], settings))
+    assert first == _texts(onnx_fp32.generate(PROMPTS[:2], settings))
+    # a prompt's seeded text does not depend on which other prompts share its batch
+    assert first[1] == _texts(onnx_fp32.generate([PROMPTS[1]], settings, seeds=[11]))[0]
+    other = _texts(onnx_fp32.generate(PROMPTS[:2], GenerationSettings(**dict(settings.to_dict(), seed=12))))
+    assert other != first
+
+
+def test_streaming_concatenates_to_the_text_and_stop_sequences_cut(onnx_fp32):
+    settings = GenerationSettings(**GREEDY)
+    full = onnx_fp32.generate([PROMPTS[0]], settings)[0].text
+    assert len(full) > 4
+    stop = full[2:4]
+    pieces: list[str] = []
+    result = onnx_fp32.generate([PROMPTS[0]], GenerationSettings(**GREEDY, stop=[stop]),
+                                on_delta=lambda i, text: pieces.append(text))[0]
+    assert result.finish_reason == "stop"
+    assert stop not in result.text and full.startswith(result.text)
+    assert "".join(pieces) == result.text
+
+
+def test_cancellation_ends_the_row(onnx_fp32):
+    calls = {"n": 0}
+
+    def should_stop(index: int) -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    result = onnx_fp32.generate([PROMPTS[0]], GenerationSettings(**GREEDY), should_stop=should_stop)[0]
+    assert result.finish_reason == "cancelled" and result.completion_tokens <= 3
+
+
+def test_beam_search_falls_back_to_torch_with_a_notice(tiny_chat_model, cache, tiny_engine):
+    from inkwell.generate.runtime import open_engine
+
+    notes: list[str] = []
+    engine = open_engine(str(tiny_chat_model), engine="onnx", precision="fp32", progress=notes.append)
+    settings = GenerationSettings(num_beams=2, temperature=0, max_new_tokens=8)
+    result = engine.generate([PROMPTS[0]], settings)
+    assert result[0].text == tiny_engine.generate([PROMPTS[0]], settings)[0].text
+    assert any("beam search runs on the torch engine" in n for n in notes)
+
+
+def test_build_is_cached_and_keyed_by_precision(tiny_chat_model, cache, monkeypatch):
+    from inkwell.models import onnx
+
+    first = onnx.build_onnx(str(tiny_chat_model), precision="fp32")
+    calls = []
+    monkeypatch.setattr(onnx, "_run_builder", lambda *a, **k: calls.append(a))
+    assert onnx.build_onnx(str(tiny_chat_model), precision="fp32") == first
+    assert calls == []  # second time: straight from the cache
+    assert json.loads((first / onnx.CARD).read_text())["precision"] == "fp32"
+
+
+def test_int8_is_close_to_full_precision_on_logits(tiny_chat_model, cache, onnx_fp32):
+    from inkwell.generate.runtime import open_engine
+
+    int8 = open_engine(str(tiny_chat_model), engine="onnx", precision="int8")
+    ids = onnx_fp32.encode(PROMPTS[0])
+    full, quant = onnx_fp32.model.window_logits(ids), int8.model.window_logits(ids)
+    assert full.shape == quant.shape == (len(ids), onnx_fp32.vocab)
+    assert abs(full - quant).max() < 0.05 * abs(full).max()
+
+
+def test_adapter_key_changes_when_the_adapter_changes(tiny_chat_model, tmp_path, cache):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from inkwell.models import onnx
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+                           LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.save_pretrained(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    key_a = onnx.source_key(tiny_chat_model, tmp_path / "a", "fp32")
+    assert onnx.source_key(tiny_chat_model, tmp_path / "b", "fp32") == key_a  # same content, same key
+    weights = tmp_path / "b" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
+    assert onnx.source_key(tiny_chat_model, tmp_path / "b", "fp32") != key_a
+    assert onnx.source_key(tiny_chat_model, None, "int8") != onnx.source_key(tiny_chat_model, None, "fp32")
+
+
+def test_lora_adapter_runs_merged_on_the_fast_path(tiny_chat_model, tmp_path, cache):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from inkwell.generate.engine import Engine
+    from inkwell.generate.runtime import open_engine
+    from inkwell.models.load import load_model
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+                           LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"],
+                                      init_lora_weights=False))
+    model.save_pretrained(tmp_path / "lora")
+    settings = GenerationSettings(**GREEDY)
+    fast = open_engine(str(tiny_chat_model), adapter=str(tmp_path / "lora"), engine="onnx", precision="fp32")
+    plain = Engine(load_model(str(tiny_chat_model), adapter=str(tmp_path / "lora"), dtype="fp32", device="cpu"))
+    base = open_engine(str(tiny_chat_model), engine="onnx", precision="fp32")
+    assert _texts(fast.generate(PROMPTS, settings)) == _texts(plain.generate(PROMPTS, settings))
+    assert _texts(fast.generate(PROMPTS, settings)) != _texts(base.generate(PROMPTS, settings))
+
+
+def test_prefix_adapter_is_refused_on_onnx_and_auto_falls_back(tiny_chat_model, tmp_path, cache):
+    from peft import PrefixTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from inkwell.generate.runtime import open_engine
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+                           PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    model.save_pretrained(tmp_path / "prefix")
+    with pytest.raises(InkwellError, match="prefix_tuning adapters"):
+        open_engine(str(tiny_chat_model), adapter=str(tmp_path / "prefix"), engine="onnx")
+    notes: list[str] = []
+    engine = open_engine(str(tiny_chat_model), adapter=str(tmp_path / "prefix"), engine="auto", progress=notes.append)
+    assert type(engine).__name__ == "Engine"
+    assert any("using the torch engine" in n for n in notes)
+
+
+def test_unknown_engine_and_precision_name_the_field(tiny_chat_model, cache):
+    from inkwell.generate.runtime import open_engine
+
+    with pytest.raises(InkwellError) as err:
+        open_engine(str(tiny_chat_model), engine="tensorrt")
+    assert err.value.field == "engine"
+    with pytest.raises(InkwellError) as err:
+        open_engine(str(tiny_chat_model), engine="onnx", precision="int3")
+    assert err.value.field == "precision"
+
+
+def test_onnx_folder_is_a_model_and_scores_perplexity(tiny_chat_model, cache, onnx_fp32, tiny_engine):
+    from inkwell.evaluate.perplexity import sequence_nll
+    from inkwell.generate.runtime import open_engine
+
+    folder = onnx_fp32.onnx_dir
+    engine = open_engine(str(folder))
+    assert type(engine).__name__ == "OnnxEngine" and engine.loaded.chat
+    settings = GenerationSettings(**GREEDY)
+    assert _texts(engine.generate(PROMPTS, settings)) == _texts(tiny_engine.generate(PROMPTS, settings))
+    ids = tiny_engine.encode(PROMPTS[0])
+    ours, n = sequence_nll(engine.model, ids, 1)
+    theirs, m = sequence_nll(tiny_engine.model, ids, 1)
+    assert n == m and ours == pytest.approx(theirs, rel=1e-4)
+    with pytest.raises(InkwellError, match="torch engine cannot load it"):
+        open_engine(str(folder), engine="torch")
+
+
+def test_cli_write_and_batch_on_the_onnx_engine(tiny_chat_model, cache, tmp_path, capsys, monkeypatch):
+    from cli_helpers import run
+
+    monkeypatch.delenv("INKWELL_ENGINE", raising=False)  # the product default: auto
+    out, err = run(capsys, ["generate", "Poems", "--model", str(tiny_chat_model), "--temperature", "0",
+                            "--max-new-tokens", "8", "--json", "--no-log"])
+    assert json.loads(out)["usage"]["completion_tokens"] > 0
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"id": i, "text": f"item {i} is new"}) + "\n" for i in range(5)))
+    out, err = run(capsys, ["batch", "headline", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "--model",
+                            str(tiny_chat_model), "--max-new-tokens", "6", "--no-log", "--json", "--no-moderation",
+                            "--engine", "onnx", "--precision", "fp32"])
+    assert json.loads(out)["written"] == 5
+    _, err = run(capsys, ["generate", "Poems", "--model", str(tiny_chat_model), "--engine", "tpu"], exit_code=2)
+    assert "unknown engine" in err and "Traceback" not in err
