@@ -20,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Iterator
 
-from inkwell.data.sample import read_fortunes
+from inkwell.data.fortune_files import read_fortunes
 
 # fortune file -> how the prompt names it. Five files whose subjects barely overlap.
 TOPICS = {"computers": "computers", "food": "food", "law": "the law", "love": "love", "science": "science"}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from inkwell.data.fortune_files import read_fortunes
 from inkwell.data.rows import JsonlSink, progress_bar
 from inkwell.errors import InkwellError
 
@@ -63,7 +64,6 @@ SAMPLES: dict[str, SampleSpec] = {
                                       "on-topic vs off-topic quote pairs (dpo)", builder="preference_rows"),
 }
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _ZH_HEADER = re.compile(r"^\s*(题目|作者)\s*[:：]\s*(.*?)\s*$")
 _BARE_TITLE = re.compile(r"^\s*《[^》]+》\s*$")
 
@@ -89,51 +89,6 @@ def find_files(name: str) -> list[Path]:
     )
 
 
-def _strip_ansi(text: str) -> str:
-    # Repeated: fortunes-zh has escapes nested inside escapes ("\x1b[;\x1b[34;1mm"); one pass leaves "\x1b[;m".
-    while "\x1b" in text:
-        stripped = _ANSI.sub("", text)
-        if stripped == text:
-            return text.replace("\x1b", "")
-        text = stripped
-    return text
-
-
-def _apply_backspaces(text: str) -> str:
-    """Terminal overstrikes ("_\bU" prints an underlined U): each backspace erases the character before it."""
-    if "\b" not in text:
-        return text
-    out: list[str] = []
-    for ch in text:
-        if ch == "\b":
-            if out:
-                out.pop()
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def clean_entry(text: str) -> str:
-    return _apply_backspaces(_strip_ansi(text)).strip("\n").rstrip()
-
-
-def read_fortunes(path: Path) -> Iterator[str]:
-    """Entries of one fortune file, streamed."""
-    block: list[str] = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if line.rstrip("\r\n") == "%":
-                entry = clean_entry("".join(block))
-                if entry.strip():
-                    yield entry
-                block = []
-            else:
-                block.append(line)
-    entry = clean_entry("".join(block))
-    if entry.strip():
-        yield entry
-
-
 def to_row(entry: str, source: str) -> dict:
     """One entry -> {"text", "source"}; Chinese poems also get "title" and "author" from their header lines."""
     row: dict = {}
@@ -150,7 +105,7 @@ def to_row(entry: str, source: str) -> dict:
 def sample_rows(name: str) -> Iterator[dict]:
     spec = SAMPLES.get(name)
     if spec is not None and spec.builder:
-        from inkwell.data import fortune_tasks  # imports this module: loaded only when asked for
+        from inkwell.data import fortune_tasks  # loaded only when asked for
 
         yield from getattr(fortune_tasks, spec.builder)(find_files(name))
         return
