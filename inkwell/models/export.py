@@ -132,6 +132,10 @@ def source_gguf(spec: str | None, depth: int = 0) -> Path | None:
     if not path.is_dir():
         return None
     card = read_card(path)
+    if card.get("name") in EMBEDDED_MODELS and card.get("source_package"):  # an embedded model's cache folder:
+        found = source_gguf(card["name"], depth + 1)  # the installed package's file (the cache may be shared
+        if found is not None:                        # between environments, each with its own copy)
+            return found
     if card.get("source_gguf") and Path(card["source_gguf"]).exists():
         return Path(card["source_gguf"])
     run_card = json.loads((path / RUN_CARD).read_text()) if (path / RUN_CARD).exists() else {}
