@@ -357,24 +357,8 @@ class ContinuousBatch:
         keep: list[int] = []
         for b, token in enumerate(tokens.tolist()):
             row = self.rows[b]
-            if row.cancelled is not None and row.cancelled():
-                row.finish_reason = "cancelled"
-                row.text = engine._decode(row.generated)
-            elif token in engine.eos_ids:
-                row.finish_reason = "stop"
-                engine._flush(row, row.stream)
-            else:
-                row.generated.append(token)
-                if (row.stream or row.stop) and engine._update_text(row, row.stop, row.stream):
-                    row.finish_reason = "stop"
-                elif len(row.generated) >= row.max_new_tokens:
-                    row.finish_reason = "length"
-                    engine._flush(row, row.stream)
-                else:
-                    keep.append(b)
-                    continue
-            row.finished_at = now
-            self._done(row)
+            if engine._advance(row, token, now):
+                keep.append(b)
         left = len(keep) < len(self.rows)
         if left:  # finished rows leave the batch
             index = torch.tensor(keep, device=device, dtype=torch.long)

@@ -83,10 +83,13 @@ class Engine:
 
     # ------------------------------------------------------------ prompts
 
+    def _config_eos(self) -> list:
+        """End-of-text ids the model's configuration names (besides the tokenizer's)."""
+        return [getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)]
+
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
-        config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        for value in (config_eos, self.tokenizer.eos_token_id):
+        for value in (*self._config_eos(), self.tokenizer.eos_token_id):
             if isinstance(value, int):
                 ids.add(value)
             elif isinstance(value, (list, tuple)):
@@ -94,6 +97,29 @@ class Engine:
         if not ids:
             raise InkwellError("the tokenizer defines no end-of-text token", field="model")
         return ids
+
+    def _advance(self, row: _Row, token: int, now: float) -> bool:
+        """Take one decoded token for a row: True while the row goes on; otherwise its finish_reason is set
+        (cancelled, stop: end of text or a stop sequence, length), its text final and on_done called."""
+        if row.cancelled is not None and row.cancelled():
+            row.finish_reason = "cancelled"
+            row.text = self._decode(row.generated)
+        elif token in self.eos_ids:
+            row.finish_reason = "stop"
+            self._flush(row, row.stream)
+        else:
+            row.generated.append(token)
+            if (row.stream or row.stop) and self._update_text(row, row.stop, row.stream):
+                row.finish_reason = "stop"
+            elif len(row.generated) >= row.max_new_tokens:
+                row.finish_reason = "length"
+                self._flush(row, row.stream)
+            else:
+                return True
+        row.finished_at = now
+        if row.on_done is not None:
+            row.on_done(row)
+        return False
 
     def render(self, prompt: Prompt) -> str:
         """The exact text the model sees (chat template applied for message lists)."""

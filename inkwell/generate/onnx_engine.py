@@ -48,18 +48,9 @@ class OnnxEngine(Engine):
         self.batch_size = min(self.batch_size, MAX_BATCH)
         self.model = _Scorer(self)  # what perplexity scoring calls; there is no torch module on this path
 
-    def _eos_ids(self) -> set[int]:
-        ids: set[int] = set()
-        path = Path(self.loaded.path) / "generation_config.json"
-        config_eos = json.loads(path.read_text()).get("eos_token_id") if path.exists() else None
-        for value in (config_eos, self._genai_eos, self.tokenizer.eos_token_id):
-            if isinstance(value, int):
-                ids.add(value)
-            elif isinstance(value, (list, tuple)):
-                ids.update(int(v) for v in value)
-        if not ids:
-            raise InkwellError("the tokenizer defines no end-of-text token", field="model")
-        return ids
+    def _config_eos(self) -> list:
+        path = Path(self.loaded.path) / "generation_config.json"  # no torch module here: read the file
+        return [json.loads(path.read_text()).get("eos_token_id") if path.exists() else None, self._genai_eos]
 
     @staticmethod
     def unsupported(settings: GenerationSettings) -> str | None:
@@ -131,7 +122,6 @@ class OnnxEngine(Engine):
         picker = None if (settings.greedy and float(settings.repetition_penalty) == 1.0
                           and settings.min_new_tokens == 0) else _Picker(self, rows, settings)
         live = list(range(len(rows)))
-        eos = self.eos_ids
         while live:
             if picker is not None:
                 generator.set_logits(picker.choose(generator.get_logits(), live))
@@ -140,28 +130,10 @@ class OnnxEngine(Engine):
             now = time.perf_counter()
             still: list[int] = []
             for b in live:
-                row, token = rows[b], int(tokens[b])
-                if row.cancelled is not None and row.cancelled():
-                    row.finish_reason = "cancelled"
-                    row.text = self._decode(row.generated)
-                elif token in eos:
-                    row.finish_reason = "stop"
-                    self._flush(row, row.stream)
-                else:
-                    row.generated.append(token)
+                if self._advance(rows[b], int(tokens[b]), now):
+                    still.append(b)
                     if picker is not None:
-                        picker.saw(b, token)
-                    if (row.stream or row.stop) and self._update_text(row, row.stop, row.stream):
-                        row.finish_reason = "stop"
-                    elif len(row.generated) >= row.max_new_tokens:
-                        row.finish_reason = "length"
-                        self._flush(row, row.stream)
-                    else:
-                        still.append(b)
-                        continue
-                row.finished_at = now
-                if row.on_done is not None:
-                    row.on_done(row)
+                        picker.saw(b, int(tokens[b]))
             live = still
             if live and generator.is_done():  # the runtime stopped every row (its max_length): count as length
                 for b in live:
