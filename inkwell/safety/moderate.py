@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Protocol
 
 from inkwell.errors import InkwellError
-from inkwell.safety.injection import find_injection
+from inkwell.safety.injection import INJECTION_PATTERNS, find_injection
 from inkwell.safety.normalize import Folded, fold, invisible_kind, is_invisible
-from inkwell.safety.pii import PII_TYPES, check_types, detect_pii
+from inkwell.safety.partial import open_start
+from inkwell.safety.pii import PII_TYPES, check_types, detect_pii, open_pii_start
 from inkwell.safety.policy import (
     ACTIONS, ClassifierRule, InjectionRule, InvisibleRule, PiiRule, RegexRule, ResolvedCategory, ResolvedPolicy,
     TermsRule, find_policy, resolve_policy,
@@ -73,6 +74,15 @@ class ModerationResult:
 class Matcher(Protocol):
     def find(self, text: str, folded: Folded) -> list[tuple[str, int, int]]: ...
 
+    def open_start(self, text: str, folded: Folded) -> int | None:
+        """Where a finding may still be growing at the end of an unfinished text (None: nowhere)."""
+        ...
+
+
+def _open_folded(patterns, folded: Folded) -> int | None:
+    start = open_start(patterns, folded.text)
+    return None if start is None else folded.span(start, start + 1)[0]
+
 
 class _TermsMatcher:
     def __init__(self, rule: TermsRule, folder: Path):
@@ -90,6 +100,9 @@ class _TermsMatcher:
         if self.pattern is None:
             return []
         return [(self.type, *folded.span(*m.span())) for m in self.pattern.finditer(folded.text)]
+
+    def open_start(self, text, folded):
+        return None if self.pattern is None else _open_folded([self.pattern], folded)
 
 
 class _RegexMatcher:
@@ -110,6 +123,9 @@ class _RegexMatcher:
                 hits += [(self.type, m.start(), m.end()) for m in pattern.finditer(text) if m.end() > m.start()]
         return hits
 
+    def open_start(self, text, folded):
+        return _open_folded(self.patterns, folded) if self.normalize else open_start(self.patterns, text)
+
 
 class _InjectionMatcher:
     def __init__(self, rule: InjectionRule):
@@ -122,6 +138,9 @@ class _InjectionMatcher:
     def find(self, text, folded):
         return [(self.type, *folded.span(s, e)) for s, e in find_injection(folded.text, self.extra) if e > s]
 
+    def open_start(self, text, folded):
+        return _open_folded([*INJECTION_PATTERNS, *self.extra], folded)
+
 
 class _PiiMatcher:
     def __init__(self, rule: PiiRule):
@@ -129,6 +148,9 @@ class _PiiMatcher:
 
     def find(self, text, folded):
         return [(m.type, m.start, m.end) for m in detect_pii(text, self.types)]
+
+    def open_start(self, text, folded):
+        return open_pii_start(text, self.types)
 
 
 _JOINERS = {"\u200c", "\u200d"}
@@ -152,6 +174,9 @@ class _InvisibleMatcher:
                 else:
                     hits.append((kind, i, i + 1))
         return hits
+
+    def open_start(self, text, folded):
+        return None  # one character is one finding: nothing grows
 
 
 _CLASSIFIERS: dict[str, tuple] = {}
@@ -193,6 +218,9 @@ class _ClassifierMatcher:
             probs = torch.softmax(model(**batch).logits[0].float(), dim=-1).tolist()
         names = model.config.id2label
         return [(self.type, 0, len(text)) for i, p in enumerate(probs) if names.get(i, str(i)) in self.labels and p >= self.threshold]
+
+    def open_start(self, text, folded):
+        return None  # judges the whole text, not spans: what was released passed it
 
 
 def _matcher(rule, folder: Path) -> Matcher:
@@ -251,6 +279,14 @@ class Policy:
         if action == "redact":
             out = self._redact(text, findings, actions, salt)
         return ModerationResult(action, categories, findings, out, self.name, direction, actions)
+
+    def open_start(self, text: str, direction: str = "output") -> int:
+        """How far an unfinished text (a stream) is decided: the earliest offset where any rule of a category
+        for `direction` has a match that runs into the end and may still grow (len(text) when none does)."""
+        folded = fold(text)
+        starts = [start for cat in self.categories.values() if direction == "any" or direction in cat.spec.applies_to
+                  for matcher in cat.matchers if (start := matcher.open_start(text, folded)) is not None]
+        return min(starts, default=len(text))
 
     def _redact(self, text: str, findings: list[Finding], actions: dict[str, str], salt: str | None) -> str:
         @dataclass

@@ -222,6 +222,27 @@ _NEEDS: dict[str, Callable[[str], bool]] = {
 }
 
 
+# The patterns behind each type, for `open_pii_start` (validation steps cannot run on half a candidate).
+PATTERNS: dict[str, tuple[re.Pattern, ...]] = {
+    "api_key": (_API_KEYS, _ASSIGNED_SECRET),
+    "credential_url": (_CRED_URL,),
+    "email": (_EMAIL,),
+    "cn_id": (_CN_ID,),
+    "bank_card": (_CARD,),
+    "phone": (_CN_MOBILE, _INTL_PHONE, _NANP_PHONE),
+    "ipv6": (_IPV6,),
+    "ipv4": (_IPV4,),
+}
+
+
+def open_pii_start(text: str, types: Iterable[str] | None = None) -> int | None:
+    """Where personal data may still be growing at the end of an unfinished text (`inkwell.safety.partial`)."""
+    from inkwell.safety.partial import open_start
+
+    text = text if text.isascii() else text.translate(_FULLWIDTH)  # one character for one: offsets hold
+    return open_start([p for name in check_types(types) for p in PATTERNS[name]], text)
+
+
 def check_types(types: Iterable[str] | None) -> list[str]:
     from inkwell.errors import InkwellError
 

@@ -6,8 +6,9 @@ the `x-inkwell-moderation` header (`flag:profanity; redact:pii`) and a `moderati
 
 Streaming: text cannot be judged before it exists, so each streamed row is screened cumulatively by
 `StreamScreen`. Text is released to the client only after a check of everything generated so far passed,
-and the last few characters (an incomplete word, a partial e-mail or key) are held back until more text
-shows what they are; on a block the app sends an SSE error event and `[DONE]`, and the blocked text is never
+and the end that is still undecided (an unfinished word, and wherever a rule's pattern runs into the end and
+may still grow: `+1 555`, `john.smith@exa`, `kill` before `yourself`; `Policy.open_start`) is held back until
+more text shows what it is. Ordinary prose is released word by word from the first word; on a block the app sends an SSE error event and `[DONE]`, and the blocked text is never
 sent. Intermediate checks are not audited; the final decision of each row (or the block) is.
 """
 
@@ -20,8 +21,7 @@ from inkwell.safety.guard import decision_summary
 from inkwell.safety.moderate import Finding
 
 HEADER = "x-inkwell-moderation"
-HOLD_CHARS = 24  # characters at the end of a streamed row held back until more text follows
-CHECK_EVERY = 16  # new characters between two checks of a streamed row
+CHECK_EVERY = 16  # new characters between two checks of a streamed row (after its first release)
 _CJK = 0x2E80  # code points from here on (CJK, kana, hangul) have no spaces between words
 
 
@@ -108,8 +108,8 @@ class StreamScreen:
 
     def due(self, index: int) -> bool:
         grown = len(self.texts[index]) - self.checked[index]
-        if not self.sent[index]:  # nothing shown yet: check as soon as something could be released (first token)
-            return grown > 0 and len(self.texts[index]) > HOLD_CHARS
+        if not self.sent[index]:  # nothing shown yet: check on every new token (time to first token)
+            return grown > 0
         return grown >= CHECK_EVERY
 
     def release(self, index: int) -> str:
@@ -120,7 +120,8 @@ class StreamScreen:
         result = self.guard.policy.moderate(complete, "output")
         if result.blocked:
             self._block(complete)
-        cut = self._cut(text, len(complete), result.findings, self.sent[index])
+        decided = min(len(complete), self.guard.policy.open_start(text, "output"))
+        cut = self._cut(text, decided, result.findings, self.sent[index])
         return self._emit(index, cut, result)
 
     def finish(self, index: int) -> str:
@@ -145,9 +146,9 @@ class StreamScreen:
 
     @staticmethod
     def _cut(text: str, judged: int, findings: list[Finding], sent: int) -> int:
-        """How far the text can be released: inside the judged part, HOLD_CHARS before the end, at a space
-        (so a growing e-mail, URL or key is held whole) unless the text is CJK, and never inside a finding."""
-        limit = min(judged, len(text) - HOLD_CHARS)
+        """How far the text can be released: inside the judged and decided part, at a space unless the text is
+        CJK, and never inside a finding."""
+        limit = judged
         if limit <= sent:
             return sent
         space = max((i for i in range(sent, limit) if text[i].isspace()), default=-1)

@@ -263,18 +263,34 @@ def test_stream_screen_does_not_judge_an_unfinished_word(tmp_path):
     assert early + screen.finish(0) == text + "embly line works"
 
 
-def test_stream_screen_releases_the_first_words_as_soon_as_the_hold_window_allows(tmp_path):
-    from inkwell.serve.moderation import HOLD_CHARS
-
+def test_stream_screen_releases_prose_from_the_first_word(tmp_path):
     screen = _screen(tmp_path, {"test_block": ("block", "badword")})
-    text, released = "", ""
-    for word in "one two three four five six seven eight nine ten".split():
-        text += word + " "
-        screen.add(0, word + " ")
-        if screen.due(0):
-            released = screen.release(0)
-            if released:
-                break
-    # "one " is released with the first word that takes the text past the hold window ("... six ", 28
-    # characters), not at the next fixed check (at 40): a lower time to first token, the same hold-back
-    assert released == "one " and len(text) == 28 and len(text) - HOLD_CHARS == 4
+    screen.add(0, "Once")  # the word arrives first, its space with the next token
+    assert screen.due(0) and screen.release(0) == ""  # "Once" may still grow: not judged yet
+    screen.add(0, " upon")
+    assert screen.due(0) and screen.release(0) == "Once "  # no fixed hold-back before the first text
+    rest = _feed(screen, [" a", " time", " there", " was", " a", " lighthouse", " keeper", " who"])
+    assert rest.startswith("upon a time") and "Once " + rest + screen.finish(0) == (
+        "Once upon a time there was a lighthouse keeper who")
+
+
+def test_stream_screen_holds_a_growing_phone_number_until_it_can_be_redacted_whole(tmp_path):
+    screen = _screen(tmp_path, {"test_redact": ("redact", "secretword")})  # extends the default: PII redacted
+    sent = _feed(screen, ["Call ", "+1 ", "555 "])
+    assert sent == "Call "  # "+1 555 " may be the start of a phone number: held
+    sent += _feed(screen, ["0134 ", "5678 ", "today and then some more text follows "])
+    sent += screen.finish(0)
+    assert "555" not in sent and sent.startswith("Call [") and sent.endswith("today and then some more text follows ")
+    assert screen.result(0).action == "redact"
+
+
+def test_stream_screen_holds_the_start_of_a_blocked_phrase(tmp_path):
+    from inkwell.safety import ModerationBlocked
+
+    screen = _screen(tmp_path, {"test_block": ("block", "kill yourself", "terms")})
+    sent = _feed(screen, ["the ", "hero ", "will ", "kill "]) + screen.release(0)  # check now, not when due
+    assert sent == "the hero will "  # "kill" may become "kill yourself"
+    with pytest.raises(ModerationBlocked):
+        sent += _feed(screen, ["your", "self ", "now "])
+        sent += screen.finish(0)
+    assert "kill" not in sent
