@@ -31,7 +31,7 @@ AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="PEFT adapt
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs and CPUs with fast bf16, else fp32).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")]
 EngineOpt = Annotated[str, typer.Option("--engine", envvar="INKWELL_ENGINE", help="auto | onnx | torch (auto: the ONNX fast path on CPU where it applies, else torch).")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="ONNX fast path weights: int8 | int4 | fp32 (int8: within 1% perplexity).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="ONNX fast path weights: auto | int4 | int8 | fp32 (auto: int4 where the model's 4-bit GGUF grid is kept exactly, else int8).")]
 MaxNew = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Most tokens to generate.")]
 MinNew = Annotated[Optional[int], typer.Option("--min-new-tokens", help="Fewest tokens to generate.")]
 Temp = Annotated[Optional[float], typer.Option("--temperature", "-t", help="0 = greedy.")]
@@ -70,7 +70,7 @@ def _say(message: str) -> None:
 
 
 def _engine(model, adapter, dtype, device, batch_size: int = 16, backend: str = "local", base_url=None, api_key=None,
-            engine: str = "torch", precision: str = "int8"):
+            engine: str = "torch", precision: str = "auto"):
     if backend != "local":
         return _remote_engine(backend, base_url, api_key, model, adapter, batch_size)
     from inkwell.generate.runtime import open_engine
@@ -128,7 +128,7 @@ def write(
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     engine: EngineOpt = "auto",
-    precision: PrecisionOpt = "int8",
+    precision: PrecisionOpt = "auto",
     no_log: NoLog = False,
     as_json: JsonOut = False,
     policy: PolicyOpt = None,
@@ -228,7 +228,7 @@ def generate(
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     engine: EngineOpt = "auto",
-    precision: PrecisionOpt = "int8",
+    precision: PrecisionOpt = "auto",
     no_log: NoLog = False,
     as_json: JsonOut = False,
 ):
@@ -300,7 +300,7 @@ def batch(
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     engine: EngineOpt = "auto",
-    precision: PrecisionOpt = "int8",
+    precision: PrecisionOpt = "auto",
     no_log: NoLog = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     as_json: JsonOut = False,

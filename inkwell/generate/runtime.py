@@ -21,7 +21,7 @@ ENGINES = ("auto", "torch", "onnx")
 
 
 def open_engine(model: str | None = None, *, adapter: str | None = None, dtype: str = "auto",
-                device: str = "auto", batch_size: int = 16, engine: str = "auto", precision: str = "int4",
+                device: str = "auto", batch_size: int = 16, engine: str = "auto", precision: str = "auto",
                 progress: Callable[[str], None] | None = None):
     from inkwell.generate.engine import Engine
     from inkwell.models.load import load_model, pick_device
@@ -69,7 +69,8 @@ def open_engine(model: str | None = None, *, adapter: str | None = None, dtype: 
         return plain()
     from inkwell.generate.onnx_engine import OnnxEngine
 
-    return OnnxEngine(onnx_dir, light_model(model, adapter, precision, progress), batch_size=batch_size,
+    built = read_onnx_card(onnx_dir).get("precision", precision)  # auto -> what it resolved to
+    return OnnxEngine(onnx_dir, light_model(model, adapter, built, progress), batch_size=batch_size,
                       fallback=plain, notice=progress)
 
 

@@ -23,11 +23,15 @@ from typing import Callable
 
 from inkwell.errors import InkwellError
 from inkwell.home import models_dir
+from inkwell.models.onnx_exact import grid4, repack
 
-# int4: 4-bit weights in blocks of 32 with int8 activations in the matmuls (accuracy level 4) - the fastest
-# here, and within 3% perplexity of the full-precision model (docs/generation.md has the figures).
-# int8: 8-bit weights, closer to full precision. fp32: no quantisation (the equality tests use it).
+# int4: 4-bit weights in blocks of 32 with int8 activations in the matmuls (accuracy level 4). For a model
+# de-quantised from a 4-bit GGUF (the embedded ones) the GGUF's own grid is re-packed without loss
+# (`onnx_exact.py`): +0.4% perplexity; re-quantising other weights to int4 costs far more (+37% on SmolLM2).
+# int8: 8-bit weights, within 1% perplexity of any model, slower. fp32: no quantisation (equality tests).
+# auto: int4 where its weights are exact (a 4-bit GGUF source, no adapter), else int8.
 PRECISIONS = ("int4", "int8", "fp32")
+CHOICES = ("auto", *PRECISIONS)
 BUILDER_OPTIONS = {
     "int4": ["--extra_options", "int4_accuracy_level=4", "int4_block_size=32"],
     "int8": [],
@@ -69,7 +73,8 @@ def source_key(folder: Path, adapter: Path | None, precision: str) -> str:
     import onnxruntime_genai
 
     digest = hashlib.sha256()
-    digest.update(f"{precision}|{onnxruntime_genai.__version__}|{BUILDER_OPTIONS[precision]}".encode())
+    repack = "|exact-grid-v1" if precision == "int4" else ""
+    digest.update(f"{precision}|{onnxruntime_genai.__version__}|{BUILDER_OPTIONS[precision]}{repack}".encode())
     digest.update((folder / "config.json").read_bytes())
     for weights in sorted(folder.glob("*.safetensors")):
         stat = weights.stat()
@@ -106,8 +111,8 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
     from inkwell.models.load import adapter_base, resolve
     from inkwell.models.registry import DEFAULT_MODEL
 
-    if precision not in PRECISIONS:
-        raise InkwellError(f"unknown precision {precision!r}", field="precision", hint=f"use one of: {', '.join(PRECISIONS)}")
+    if precision not in CHOICES:
+        raise InkwellError(f"unknown precision {precision!r}", field="precision", hint=f"use one of: {', '.join(CHOICES)}")
     adapter_dir = Path(adapter).expanduser() if adapter else None
     if adapter_dir is not None and not (adapter_dir / "adapter_config.json").exists():
         raise InkwellError(f"'{adapter_dir}' is not a PEFT adapter folder: adapter_config.json is missing",
@@ -116,6 +121,8 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
         spec = adapter_base(adapter_dir)
     folder, source_card = resolve(spec or DEFAULT_MODEL, progress)
     check_supported(folder, adapter_dir)
+    if precision == "auto":
+        precision = auto_precision(folder, adapter_dir)
     key = source_key(folder, adapter_dir, precision)
     out = models_dir() / "onnx" / f"{folder.name}-{precision}-{key}"
     if (out / CARD).exists():
@@ -131,13 +138,33 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
             progress(f"building the {precision} ONNX model for the fast path (once; cached)")
         target = Path(scratch) / "onnx"
         _run_builder(source, target, precision, Path(scratch) / "cache")
-        _card_write(target, folder, adapter_dir, precision, key, source_card)
+        grid = repack(target, source) if precision == "int4" else None
+        if grid and grid["kept"] and progress:
+            progress(f"note: {grid['kept']} of {grid['kept'] + grid['exact']} matmuls are not on a 4-bit grid and were "
+                     "rounded to int4 (expect a perplexity loss; --precision int8 stays within 1%)")
+        _card_write(target, folder, adapter_dir, precision, key, source_card, grid)
         try:
             os.replace(target, out)  # atomic: a half-built folder never has the card at `out`
         except OSError:  # another process finished first
             if not (out / CARD).exists():
                 raise
     return out
+
+
+def auto_precision(folder: Path, adapter: Path | None) -> str:
+    """int4 when the weights sit on a 4-bit grid the ONNX path can hold exactly (checked on the first layer's
+    projections), else int8. A merged LoRA adapter moves the weights off the grid."""
+    if adapter is not None:
+        return "int8"
+    from safetensors import safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), "pt") as handle:
+            names = [n for n in handle.keys() if n.startswith("model.layers.0.") and n.endswith("_proj.weight")]
+            if names:
+                exact = all(grid4(handle.get_tensor(n).float().numpy()) is not None for n in names)
+                return "int4" if exact else "int8"
+    return "int8"
 
 
 def _merge(spec: str, adapter: Path, to: Path) -> Path:
@@ -163,9 +190,12 @@ def _run_builder(source: Path, target: Path, precision: str, cache: Path) -> Non
                                   hint="use --engine torch; the plain path runs every model transformers loads")
 
 
-def _card_write(target: Path, folder: Path, adapter: Path | None, precision: str, key: str, source_card: dict) -> None:
+def _card_write(target: Path, folder: Path, adapter: Path | None, precision: str, key: str, source_card: dict,
+                grid: dict | None = None) -> None:
     card = {"source": str(folder), "adapter": str(adapter) if adapter else None, "precision": precision, "key": key,
             "name": source_card.get("name", folder.name)}
+    if grid is not None:  # int4: how many matmuls kept the source's exact grid (the rest: the builder's rounding)
+        card["int4_exact"] = grid
     if "chat" in source_card:
         card["chat"] = bool(source_card["chat"])
     (target / CARD).write_text(json.dumps(card, indent=2))

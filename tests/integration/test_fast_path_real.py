@@ -1,7 +1,8 @@
 """The ONNX fast path on the real SmolLM2: the quality guards of the fast-inference work.
 
 - full precision (fp32 ONNX): greedy output equals plain HF `generate` token for token on a fixed prompt set;
-- quantised (int8, the default precision): perplexity on a fixed text within 3% of the full-precision model.
+- quantised (int8; int4, the embedded model's default, which keeps its GGUF's 4-bit grid exactly): perplexity on
+  a fixed text within 3% of the full-precision model.
 """
 
 from __future__ import annotations
@@ -48,15 +49,26 @@ def test_fp32_onnx_greedy_equals_hf_generate(smollm2):
         assert text == tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
-def test_int8_perplexity_within_3_percent_of_full_precision(smollm2):
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_quantised_perplexity_within_3_percent_of_full_precision(smollm2, precision):
     from inkwell.evaluate.perplexity import perplexity
     from inkwell.generate.runtime import open_engine
+    from inkwell.models.onnx import build_onnx, read_onnx_card
 
     text = fixed_text()
     full = perplexity(smollm2.model, smollm2.tokenizer, [text], max_length=512)
-    int8 = open_engine("smollm2-135m-instruct", engine="onnx", precision="int8")
-    quant = perplexity(int8.model, int8.tokenizer, [text], max_length=512)
+    fast = open_engine("smollm2-135m-instruct", engine="onnx", precision=precision)
+    if precision == "int4":  # every matmul re-packed from the Q4_1 GGUF, the head from its Q8_0 embedding
+        card = read_onnx_card(build_onnx("smollm2-135m-instruct", precision="int4"))
+        assert card["int4_exact"] == {"exact": 150, "kept": 0, "head": "int8-exact"}
+    quant = perplexity(fast.model, fast.tokenizer, [text], max_length=512)
     assert full.tokens == quant.tokens > 1000
     change = quant.perplexity / full.perplexity - 1
-    print(f"perplexity fp32 {full.perplexity:.3f}  int8 {quant.perplexity:.3f}  change {change:+.2%}")
+    print(f"perplexity fp32 {full.perplexity:.3f}  {precision} {quant.perplexity:.3f}  change {change:+.2%}")
     assert abs(change) < 0.03
+
+
+def test_auto_precision_is_int4_for_the_embedded_model():
+    from inkwell.models.onnx import build_onnx, read_onnx_card
+
+    assert read_onnx_card(build_onnx("smollm2-135m-instruct", precision="auto"))["precision"] == "int4"
