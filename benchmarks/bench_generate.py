@@ -1,7 +1,8 @@
 """Generation speed and memory: Inkwell's engine vs plain `model.generate` (and llama.cpp when installed).
 
-    python benchmarks/bench_generate.py [--model smollm2-135m-instruct] [--engine auto] [--precision int8]
+    python benchmarks/bench_generate.py [--model smollm2-135m-instruct] [--engine auto] [--precision auto]
                                         [--new-tokens 128] [--repeats 2] [--bulk 16,64] [--ttft-tokens 500]
+                                        [--hf-dtype bf16] [--hf-reference fp32]
 
 Cases, same model, prompts and settings on every side:
 - single: one prompt, decode tok/s for `--new-tokens` tokens;
@@ -10,8 +11,10 @@ Cases, same model, prompts and settings on every side:
 - peak RSS of the whole process (each side runs in its own fresh process, so the figure is its own).
 Every side decodes greedily and exactly `--new-tokens` tokens (end-of-text suppressed), so they do the same
 work. Sides alternate (`--repeats` rounds) and the median is kept, so drift on a shared machine hits all.
-HF `generate` runs in the dtype `--hf-dtype auto` picks: bf16 where the CPU has fast bf16 kernels, fp32
-where it does not (bf16 matmuls on such CPUs are ~400x slower, so fp32 is the stronger baseline there).
+HF `generate` runs in bf16 (`--hf-dtype`, the baseline the targets are written against) and, as a second
+reference, in fp32 (`--hf-reference`, `none` to skip), printed as `*_vs_hf_fp32`: on a CPU without bf16 matrix
+units bf16 is the faster plain-HF dtype for one stream (half the weight bytes) but the slower one for batches
+and long prompts (no bf16 kernels), so each case is also compared with whichever HF dtype did it faster.
 llama.cpp (`llama-cpp-python`, on the embedded Q4_1 GGUF, all cores) is measured when it is importable;
 otherwise its column is skipped with a note (`pip install llama-cpp-python` compiles llama.cpp: minutes).
 The last line printed is a JSON object of ratios (ours / theirs; for ttft and RSS lower is better).
@@ -153,7 +156,11 @@ def measure(run, tokenizer, args, cases, label: str) -> dict:
     return out
 
 
-ARMS = {"inkwell": arm_inkwell, "hf": arm_hf, "llamacpp": arm_llamacpp}
+def arm_hf_reference(args, cases) -> dict:
+    return arm_hf(argparse.Namespace(**{**vars(args), "hf_dtype": args.hf_reference}), cases)
+
+
+ARMS = {"inkwell": arm_inkwell, "hf": arm_hf, "hf_ref": arm_hf_reference, "llamacpp": arm_llamacpp}
 
 
 # ---------------------------------------------------------------- the driver
@@ -171,8 +178,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--engine", default="auto", help="Inkwell's engine: auto | onnx | torch")
-    parser.add_argument("--precision", default="int8", help="ONNX path precision: int8 | int4 | fp32")
-    parser.add_argument("--hf-dtype", default="auto")
+    parser.add_argument("--precision", default="auto", help="ONNX path precision: auto | int4 | int8 | fp32")
+    parser.add_argument("--hf-dtype", default="bf16", help="plain HF baseline dtype (the targets' baseline)")
+    parser.add_argument("--hf-reference", default="fp32", help="second plain HF dtype to compare with (none: skip)")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds; the median is kept")
     parser.add_argument("--bulk", default="16,64", help="bulk batch sizes")
@@ -186,7 +194,7 @@ def main() -> None:
         print(json.dumps(ARMS[args.arm](args, cases)), flush=True)
         return
 
-    arms = ["inkwell", "hf"]
+    arms = ["inkwell", "hf"] + (["hf_ref"] if args.hf_reference != "none" else [])
     if args.llamacpp == "auto" and args.model == "smollm2-135m-instruct" and llamacpp_available():
         arms.append("llamacpp")
     elif args.llamacpp == "auto":
@@ -210,9 +218,12 @@ def main() -> None:
         print(f"  {arm:<9} = {runs[arm][0]['label']}")
     ratios: dict[str, float] = {}
     for name, count in cases:
-        ours, hf, cpp = med("inkwell", name), med("hf", name), med("llamacpp", name)
+        ours, hf, cpp, ref = med("inkwell", name), med("hf", name), med("llamacpp", name), med("hf_ref", name)
         line = f"{name:<8} prompts {count:>3}  inkwell {ours:8.1f} tok/s   hf {hf:8.1f} tok/s   ratio {ours / hf:5.2f}"
         ratios[f"{name}_vs_hf"] = round(ours / hf, 3)
+        if ref:
+            line += f"   hf {args.hf_reference} {ref:7.1f} tok/s   ratio {ours / ref:5.2f}"
+            ratios[f"{name}_vs_hf_{args.hf_reference}"] = round(ours / ref, 3)
         if cpp:
             line += f"   llama.cpp {cpp:7.1f} tok/s   ratio {ours / cpp:5.2f}"
             ratios[f"{name}_vs_llamacpp"] = round(ours / cpp, 3)
@@ -220,12 +231,18 @@ def main() -> None:
     if args.ttft_tokens:
         ours, hf = med("inkwell", "ttft"), med("hf", "ttft")
         line = f"ttft     {args.ttft_tokens}-token prompt  inkwell {ours:6.3f} s   hf {hf:6.3f} s   ratio {ours / hf:5.2f}"
+        if med("hf_ref", "ttft"):
+            line += f"   hf {args.hf_reference} {med('hf_ref', 'ttft'):6.3f} s   ratio {ours / med('hf_ref', 'ttft'):5.2f}"
+            ratios[f"ttft_vs_hf_{args.hf_reference}"] = round(ours / med("hf_ref", "ttft"), 3)
         if med("llamacpp", "ttft"):
             line += f"   llama.cpp {med('llamacpp', 'ttft'):6.3f} s"
         print(line)
         ratios["ttft_vs_hf"] = round(ours / hf, 3)
     ours, hf = med("inkwell", "peak_rss_mb"), med("hf", "peak_rss_mb")
     line = f"peak RSS inkwell {ours:7.0f} MB   hf {hf:7.0f} MB   ratio {ours / hf:5.2f}"
+    if med("hf_ref", "peak_rss_mb"):
+        line += f"   hf {args.hf_reference} {med('hf_ref', 'peak_rss_mb'):7.0f} MB"
+        ratios[f"peak_rss_vs_hf_{args.hf_reference}"] = round(ours / med("hf_ref", "peak_rss_mb"), 3)
     if med("llamacpp", "peak_rss_mb"):
         line += f"   llama.cpp {med('llamacpp', 'peak_rss_mb'):7.0f} MB"
     print(line)
