@@ -148,14 +148,35 @@ class _Scorer:
 
     def __init__(self, engine: OnnxEngine):
         self.engine = engine
+        self._model = None
+
+    def _og_model(self):
+        """The graph with logits at every position (generation's graph keeps only the last one), loaded on the
+        first score; folders built before that split have one graph with every position."""
+        import json
+
+        import onnxruntime_genai as og
+
+        from inkwell.models.onnx_logits import ALL_LOGITS
+
+        if self._model is None:
+            folder = self.engine.onnx_dir
+            if (folder / ALL_LOGITS).exists():
+                config = og.Config(str(folder))
+                config.overlay(json.dumps({"model": {"decoder": {"filename": ALL_LOGITS}}}))
+                self._model = og.Model(config)
+            else:
+                self._model = self.engine.og_model
+        return self._model
 
     def window_logits(self, ids: Sequence[int]):
         import numpy as np
         import onnxruntime_genai as og
 
-        params = og.GeneratorParams(self.engine.og_model)
+        model = self._og_model()
+        params = og.GeneratorParams(model)
         params.set_search_options(max_length=len(ids) + 1, batch_size=1)
-        generator = og.Generator(self.engine.og_model, params)
+        generator = og.Generator(model, params)
         generator.append_tokens(np.array([list(ids)], dtype=np.int32))
         return np.array(generator.get_output("logits"))[0]
 

@@ -245,6 +245,20 @@ def adapter_base(adapter_dir: Path) -> str | None:
     return None
 
 
+def refuse_classifier(adapter_dir: Path) -> None:
+    """A classify run's adapter carries a label head, not a language-model head: say so instead of failing
+    somewhere inside PEFT."""
+    import json
+
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    run = adapter_dir / "inkwell-run.json"
+    stage = json.loads(run.read_text()).get("stage") if run.exists() else None
+    if stage == "classify" or config.get("task_type") not in (None, "CAUSAL_LM"):
+        raise InkwellError(f"'{adapter_dir}' is a classifier (stage: classify): it labels texts and cannot write them",
+                           field="adapter", hint=f"use `inkwell classify --model {adapter_dir} TEXT`, or an adapter "
+                           "trained with stage pretrain, sft or dpo")
+
+
 def load_model(
     spec: str | None = None,
     *,
@@ -271,6 +285,7 @@ def load_model(
                 field="adapter",
                 hint="point --adapter at a folder written by `inkwell train` or peft's save_pretrained",
             )
+        refuse_classifier(adapter_dir)
         if spec is None:
             spec = adapter_base(adapter_dir)
     spec = spec or DEFAULT_MODEL

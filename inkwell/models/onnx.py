@@ -24,6 +24,7 @@ from typing import Callable
 from inkwell.errors import InkwellError
 from inkwell.home import models_dir
 from inkwell.models.onnx_exact import grid4, repack
+from inkwell.models.onnx_logits import last_position_logits
 
 # int4: 4-bit weights in blocks of 32 with int8 activations in the matmuls (accuracy level 4). For a model
 # de-quantised from a 4-bit GGUF (the embedded ones) the GGUF's own grid is re-packed without loss
@@ -73,8 +74,8 @@ def source_key(folder: Path, adapter: Path | None, precision: str) -> str:
     import onnxruntime_genai
 
     digest = hashlib.sha256()
-    repack = "|exact-grid-v1" if precision == "int4" else ""
-    digest.update(f"{precision}|{onnxruntime_genai.__version__}|{BUILDER_OPTIONS[precision]}{repack}".encode())
+    rewrites = ("|exact-grid-v1" if precision == "int4" else "") + "|last-logits-v1"
+    digest.update(f"{precision}|{onnxruntime_genai.__version__}|{BUILDER_OPTIONS[precision]}{rewrites}".encode())
     digest.update((folder / "config.json").read_bytes())
     for weights in sorted(folder.glob("*.safetensors")):
         stat = weights.stat()
@@ -139,6 +140,7 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
         target = Path(scratch) / "onnx"
         _run_builder(source, target, precision, Path(scratch) / "cache")
         grid = repack(target, source) if precision == "int4" else None
+        last_position_logits(target)
         if grid and grid["kept"] and progress:
             progress(f"note: {grid['kept']} of {grid['kept'] + grid['exact']} matmuls are not on a 4-bit grid and were "
                      "rounded to int4 (expect a perplexity loss; --precision int8 stays within 1%)")

@@ -119,6 +119,8 @@ def test_build_is_cached_and_keyed_by_precision(tiny_chat_model, cache, monkeypa
     assert onnx.build_onnx(str(tiny_chat_model), precision="fp32") == first
     assert calls == []  # second time: straight from the cache
     assert json.loads((first / onnx.CARD).read_text())["precision"] == "fp32"
+    # generation's graph computes logits at the last position only; scoring's keeps every position
+    assert (first / "model.all-logits.onnx").exists()
 
 
 def test_int8_is_close_to_full_precision_on_logits(tiny_chat_model, cache, onnx_fp32):

@@ -216,3 +216,15 @@ def test_broken_adapter_is_an_inkwell_error(tiny_chat_model, tmp_path):
     with pytest.raises(InkwellError) as info:
         load_model(str(tiny_chat_model), adapter=str(folder), dtype="fp32", device="cpu")
     assert info.value.field == "adapter"
+
+
+def test_a_classifier_adapter_is_refused_with_the_command_to_use(tiny_chat_model, tmp_path):
+    run = tmp_path / "topics"
+    run.mkdir()
+    (run / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "task_type": "SEQ_CLS",
+                                                         "base_model_name_or_path": str(tiny_chat_model)}))
+    (run / "inkwell-run.json").write_text(json.dumps({"stage": "classify", "labels": ["a", "b"]}))
+    with pytest.raises(InkwellError) as info:
+        load_model(str(tiny_chat_model), adapter=str(run))
+    assert info.value.field == "adapter" and "is a classifier" in str(info.value)
+    assert "inkwell classify --model" in info.value.hint
