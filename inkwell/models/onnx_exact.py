@@ -108,6 +108,7 @@ def repack(onnx_dir: Path, hf_folder: Path) -> dict:
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if attrs.get("bits") != 4 or attrs.get("block_size") != BLOCK or len(node.input) != 3:
+            stats["kept"] += 1  # not the builder's symmetric int4 layout: left as built
             continue
         if node.name == "/lm_head/MatMul_Q4":
             stats["head"] = _repack_head(node, graph, inits, weights)
@@ -162,12 +163,15 @@ def _repack_head(node, graph, inits, weights) -> str:
     for attr in node.attribute:
         if attr.name == "bits":
             attr.i = 8
-    for other in graph.node:  # the embedding lookup reads the same tensors, through a reshape to [N, K/2]
+    views = {b_name}  # a tied embedding's lookup reads the same tensors, through a reshape to [N, K/2]
+    for other in graph.node:
         if other.op_type == "Reshape" and other.input[0] == b_name:
             shape = f"{b_name}/inkwell_shape8"
             graph.initializer.append(numpy_helper.from_array(np.array([n, nb * BLOCK], dtype=np.int64), shape))
             other.input[1] = shape
-        if other.op_type == "GatherBlockQuantized":
+            views.add(other.output[0])
+    for other in graph.node:
+        if other.op_type == "GatherBlockQuantized" and other.input[0] in views:
             zero = f"{b_name}/inkwell_zero8"
             graph.initializer.append(numpy_helper.from_array(np.full((n, nb), 128, dtype=np.uint8), zero))
             del other.input[3:]
