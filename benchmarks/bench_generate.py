@@ -2,7 +2,7 @@
 
     python benchmarks/bench_generate.py [--model smollm2-135m-instruct] [--engine auto] [--precision auto]
                                         [--new-tokens 128] [--repeats 2] [--bulk 16,64] [--ttft-tokens 500]
-                                        [--hf-dtype bf16] [--hf-reference fp32]
+                                        [--hf-dtype bf16] [--hf-reference fp32] [--batch-engine torch]
 
 Cases, same model, prompts and settings on every side:
 - single: one prompt, decode tok/s for `--new-tokens` tokens;
@@ -17,6 +17,7 @@ units bf16 is the faster plain-HF dtype for one stream (half the weight bytes) b
 and long prompts (no bf16 kernels), so each case is also compared with whichever HF dtype did it faster.
 llama.cpp (`llama-cpp-python`, on the embedded Q4_1 GGUF, all cores) is measured when it is importable;
 otherwise its column is skipped with a note (`pip install llama-cpp-python` compiles llama.cpp: minutes).
+The bulk cases also run on the engine `inkwell batch` picks (`--batch-engine`, keys `*_batch_vs_hf`).
 The last line printed is a JSON object of ratios (ours / theirs; for ttft and RSS lower is better).
 """
 
@@ -156,11 +157,19 @@ def measure(run, tokenizer, args, cases, label: str) -> dict:
     return out
 
 
+def arm_batch_engine(args, cases) -> dict:
+    """The bulk cases on the engine `inkwell batch` runs under --engine auto (torch: its continuous batching
+    measured faster than the ONNX path at 64 rows)."""
+    bulk = [c for c in cases if c[1] > 1]
+    return arm_inkwell(argparse.Namespace(**{**vars(args), "engine": args.batch_engine, "ttft_tokens": 0}), bulk)
+
+
 def arm_hf_reference(args, cases) -> dict:
     return arm_hf(argparse.Namespace(**{**vars(args), "hf_dtype": args.hf_reference}), cases)
 
 
-ARMS = {"inkwell": arm_inkwell, "hf": arm_hf, "hf_ref": arm_hf_reference, "llamacpp": arm_llamacpp}
+ARMS = {"inkwell": arm_inkwell, "batch": arm_batch_engine, "hf": arm_hf, "hf_ref": arm_hf_reference,
+        "llamacpp": arm_llamacpp}
 
 
 # ---------------------------------------------------------------- the driver
@@ -186,6 +195,8 @@ def main() -> None:
     parser.add_argument("--bulk", default="16,64", help="bulk batch sizes")
     parser.add_argument("--ttft-tokens", type=int, default=500, help="prompt length for time to first token (0: skip)")
     parser.add_argument("--llamacpp", default="auto", choices=["auto", "off"])
+    parser.add_argument("--batch-engine", default="torch",
+                        help="also run the bulk cases on the engine `inkwell batch` uses (none: skip)")
     parser.add_argument("--arm", choices=sorted(ARMS), help=argparse.SUPPRESS)  # internal: run one side
     args = parser.parse_args()
 
@@ -195,6 +206,8 @@ def main() -> None:
         return
 
     arms = ["inkwell", "hf"] + (["hf_ref"] if args.hf_reference != "none" else [])
+    if args.batch_engine != "none" and any(count > 1 for _, count in cases):
+        arms.append("batch")
     if args.llamacpp == "auto" and args.model == "smollm2-135m-instruct" and llamacpp_available():
         arms.append("llamacpp")
     elif args.llamacpp == "auto":
@@ -224,6 +237,10 @@ def main() -> None:
         if ref:
             line += f"   hf {args.hf_reference} {ref:7.1f} tok/s   ratio {ours / ref:5.2f}"
             ratios[f"{name}_vs_hf_{args.hf_reference}"] = round(ours / ref, 3)
+        batch = med("batch", name)
+        if batch:
+            line += f"   inkwell batch ({args.batch_engine}) {batch:7.1f} tok/s   ratio {batch / hf:5.2f}"
+            ratios[f"{name}_batch_vs_hf"] = round(batch / hf, 3)
         if cpp:
             line += f"   llama.cpp {cpp:7.1f} tok/s   ratio {ours / cpp:5.2f}"
             ratios[f"{name}_vs_llamacpp"] = round(ours / cpp, 3)
@@ -243,6 +260,9 @@ def main() -> None:
     if med("hf_ref", "peak_rss_mb"):
         line += f"   hf {args.hf_reference} {med('hf_ref', 'peak_rss_mb'):7.0f} MB"
         ratios[f"peak_rss_vs_hf_{args.hf_reference}"] = round(ours / med("hf_ref", "peak_rss_mb"), 3)
+    if med("batch", "peak_rss_mb"):
+        line += f"   inkwell batch ({args.batch_engine}) {med('batch', 'peak_rss_mb'):7.0f} MB"
+        ratios["peak_rss_batch_vs_hf"] = round(med("batch", "peak_rss_mb") / hf, 3)
     if med("llamacpp", "peak_rss_mb"):
         line += f"   llama.cpp {med('llamacpp', 'peak_rss_mb'):7.0f} MB"
     print(line)
