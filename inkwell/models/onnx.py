@@ -29,7 +29,7 @@ from inkwell.models.onnx_logits import last_position_logits
 # int4: 4-bit weights in blocks of 32 with int8 activations in the matmuls (accuracy level 4). For a model
 # de-quantised from a 4-bit GGUF (the embedded ones) the GGUF's own grid is re-packed without loss
 # (`onnx_exact.py`): +0.4% perplexity; re-quantising other weights to int4 costs far more (+37% on SmolLM2).
-# int8: 8-bit weights, within 1% perplexity of any model, slower. fp32: no quantisation (equality tests).
+# int8: 8-bit weights for any model (+0.3% perplexity on SmolLM2), slower. fp32: no quantisation (equality tests).
 # auto: int4 where its weights are exact (a 4-bit GGUF source, no adapter), else int8.
 PRECISIONS = ("int4", "int8", "fp32")
 CHOICES = ("auto", *PRECISIONS)
@@ -143,7 +143,7 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
         last_position_logits(target)
         if grid and grid["kept"] and progress:
             progress(f"note: {grid['kept']} of {grid['kept'] + grid['exact']} matmuls are not on a 4-bit grid and were "
-                     "rounded to int4 (expect a perplexity loss; --precision int8 stays within 1%)")
+                     "rounded to int4 (expect a perplexity loss; --precision int8 loses far less)")
         _card_write(target, folder, adapter_dir, precision, key, source_card, grid)
         try:
             os.replace(target, out)  # atomic: a half-built folder never has the card at `out`
