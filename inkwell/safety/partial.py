@@ -15,13 +15,22 @@ from typing import Iterable
 import regex
 
 WINDOW = 2048  # characters before the end that are searched: findings longer than this are not held whole
-_COMPILED: dict[tuple[str, int], "regex.Pattern"] = {}
+FALLBACK_HOLD = 24  # a pattern `regex` cannot compile (a policy's own syntax quirk): hold this many characters
+_FLAGS = {re.IGNORECASE: regex.IGNORECASE, re.MULTILINE: regex.MULTILINE, re.DOTALL: regex.DOTALL,
+          re.VERBOSE: regex.VERBOSE, re.ASCII: regex.ASCII}  # the two modules number some flags differently
+_COMPILED: dict[tuple[str, int], "regex.Pattern | None"] = {}
 
 
-def _compiled(pattern: re.Pattern) -> "regex.Pattern":
+def _compiled(pattern: re.Pattern) -> "regex.Pattern | None":
     key = (pattern.pattern, pattern.flags)
     if key not in _COMPILED:
-        _COMPILED[key] = regex.compile(pattern.pattern, pattern.flags & (re.IGNORECASE | re.MULTILINE | re.DOTALL))
+        try:
+            flags = 0
+            for theirs, ours in _FLAGS.items():
+                flags |= ours if pattern.flags & theirs else 0
+            _COMPILED[key] = regex.compile(pattern.pattern, flags)
+        except regex.error:
+            _COMPILED[key] = None
     return _COMPILED[key]
 
 
@@ -32,7 +41,12 @@ def open_start(patterns: Iterable[re.Pattern], text: str) -> int | None:
     start = max(0, end - WINDOW)
     best: int | None = None
     for pattern in patterns:
-        for match in _compiled(pattern).finditer(text, start, partial=True):
+        compiled = _compiled(pattern)
+        if compiled is None:
+            hold = max(0, end - FALLBACK_HOLD)
+            best = hold if best is None else min(best, hold)
+            continue
+        for match in compiled.finditer(text, start, partial=True):
             if match.end() == end and match.end() > match.start():
                 best = match.start() if best is None else min(best, match.start())
                 break
