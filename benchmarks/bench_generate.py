@@ -230,41 +230,47 @@ def main() -> None:
     for arm in arms:
         print(f"  {arm:<9} = {runs[arm][0]['label']}")
     ratios: dict[str, float] = {}
+
+    def column(line: str, arm: str, key: str, label: str, fmt: str, unit: str, ours: float | None = None,
+               ratio_key: str | None = None, show_ratio: bool = True) -> str:
+        """Append another side's figure (our ratio to it printed and/or recorded) when that side ran."""
+        theirs = med(arm, key)
+        if not theirs:
+            return line
+        line += f"   {label} {theirs:{fmt}} {unit}"
+        if ours is not None and show_ratio:
+            line += f"   ratio {ours / theirs:5.2f}"
+        if ours is not None and ratio_key:
+            ratios[ratio_key] = round(ours / theirs, 3)
+        return line
+
+    ref, batch_label = args.hf_reference, f"inkwell batch ({args.batch_engine})"
     for name, count in cases:
-        ours, hf, cpp, ref = med("inkwell", name), med("hf", name), med("llamacpp", name), med("hf_ref", name)
+        ours, hf = med("inkwell", name), med("hf", name)
         line = f"{name:<8} prompts {count:>3}  inkwell {ours:8.1f} tok/s   hf {hf:8.1f} tok/s   ratio {ours / hf:5.2f}"
         ratios[f"{name}_vs_hf"] = round(ours / hf, 3)
-        if ref:
-            line += f"   hf {args.hf_reference} {ref:7.1f} tok/s   ratio {ours / ref:5.2f}"
-            ratios[f"{name}_vs_hf_{args.hf_reference}"] = round(ours / ref, 3)
+        line = column(line, "hf_ref", name, f"hf {ref}", "7.1f", "tok/s", ours, f"{name}_vs_hf_{ref}")
         batch = med("batch", name)
         if batch:
-            line += f"   inkwell batch ({args.batch_engine}) {batch:7.1f} tok/s   ratio {batch / hf:5.2f}"
+            line += f"   {batch_label} {batch:7.1f} tok/s   ratio {batch / hf:5.2f}"
             ratios[f"{name}_batch_vs_hf"] = round(batch / hf, 3)
-        if cpp:
-            line += f"   llama.cpp {cpp:7.1f} tok/s   ratio {ours / cpp:5.2f}"
-            ratios[f"{name}_vs_llamacpp"] = round(ours / cpp, 3)
+        line = column(line, "llamacpp", name, "llama.cpp", "7.1f", "tok/s", ours, f"{name}_vs_llamacpp")
         print(line)
     if args.ttft_tokens:
         ours, hf = med("inkwell", "ttft"), med("hf", "ttft")
         line = f"ttft     {args.ttft_tokens}-token prompt  inkwell {ours:6.3f} s   hf {hf:6.3f} s   ratio {ours / hf:5.2f}"
-        if med("hf_ref", "ttft"):
-            line += f"   hf {args.hf_reference} {med('hf_ref', 'ttft'):6.3f} s   ratio {ours / med('hf_ref', 'ttft'):5.2f}"
-            ratios[f"ttft_vs_hf_{args.hf_reference}"] = round(ours / med("hf_ref", "ttft"), 3)
-        if med("llamacpp", "ttft"):
-            line += f"   llama.cpp {med('llamacpp', 'ttft'):6.3f} s"
+        line = column(line, "hf_ref", "ttft", f"hf {ref}", "6.3f", "s", ours, f"ttft_vs_hf_{ref}")
+        line = column(line, "llamacpp", "ttft", "llama.cpp", "6.3f", "s")
         print(line)
         ratios["ttft_vs_hf"] = round(ours / hf, 3)
     ours, hf = med("inkwell", "peak_rss_mb"), med("hf", "peak_rss_mb")
     line = f"peak RSS inkwell {ours:7.0f} MB   hf {hf:7.0f} MB   ratio {ours / hf:5.2f}"
-    if med("hf_ref", "peak_rss_mb"):
-        line += f"   hf {args.hf_reference} {med('hf_ref', 'peak_rss_mb'):7.0f} MB"
-        ratios[f"peak_rss_vs_hf_{args.hf_reference}"] = round(ours / med("hf_ref", "peak_rss_mb"), 3)
+    line = column(line, "hf_ref", "peak_rss_mb", f"hf {ref}", "7.0f", "MB", ours, f"peak_rss_vs_hf_{ref}",
+                  show_ratio=False)
     if med("batch", "peak_rss_mb"):
-        line += f"   inkwell batch ({args.batch_engine}) {med('batch', 'peak_rss_mb'):7.0f} MB"
+        line += f"   {batch_label} {med('batch', 'peak_rss_mb'):7.0f} MB"
         ratios["peak_rss_batch_vs_hf"] = round(med("batch", "peak_rss_mb") / hf, 3)
-    if med("llamacpp", "peak_rss_mb"):
-        line += f"   llama.cpp {med('llamacpp', 'peak_rss_mb'):7.0f} MB"
+    line = column(line, "llamacpp", "peak_rss_mb", "llama.cpp", "7.0f", "MB")
     print(line)
     ratios["peak_rss_vs_hf"] = round(ours / hf, 3)
     print(json.dumps(ratios))

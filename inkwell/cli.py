@@ -1098,19 +1098,15 @@ def classify(
     """
     items = [sys.stdin.read() if text == "-" else text for text in texts or []]
     if input is not None:
-        if not input.is_file():
-            raise InkwellError(f"file not found: {input}", field="input")
-        for number, line in enumerate(input.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InkwellError(f"{input}:{number}: not valid JSON ({exc.msg})", field="input") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise InkwellError(f"{input}:{number}: field 'text': must be a string", field="input",
+        from inkwell.data.rows import read_jsonl
+
+        for row in read_jsonl(input, progress=False):
+            if row.error:
+                raise InkwellError(f"{row.where}: {row.error}", field="input", hint='each line: {"text": "..."}')
+            if not isinstance(row.record.get("text"), str):
+                raise InkwellError(f"{row.where}: field 'text': must be a string", field="input",
                                    hint='each line: {"text": "..."}')
-            items.append(row["text"])
+            items.append(row.record["text"])
     if not items:
         raise InkwellError("nothing to classify", field="texts", hint='inkwell classify --model RUN "some text"  or  --input rows.jsonl')
     from inkwell.train.classify import Classifier

@@ -161,11 +161,19 @@ def auto_precision(folder: Path, adapter: Path | None) -> str:
     from safetensors import safe_open
 
     for path in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(path), "pt") as handle:
-            names = [n for n in handle.keys() if n.startswith("model.layers.0.") and n.endswith("_proj.weight")]
-            if names:
-                exact = all(grid4(handle.get_tensor(n).float().numpy()) is not None for n in names)
-                return "int4" if exact else "int8"
+        # numpy first: this runs on every start of the fast path, which must not import torch (time, memory);
+        # torch only for dtypes numpy lacks (bfloat16)
+        for framework in ("np", "pt"):
+            try:
+                with safe_open(str(path), framework) as handle:
+                    names = [n for n in handle.keys() if n.startswith("model.layers.0.") and n.endswith("_proj.weight")]
+                    if not names:
+                        break
+                    tensors = [handle.get_tensor(n) for n in names]
+            except (TypeError, ValueError):
+                continue
+            tensors = [t if framework == "np" else t.float().numpy() for t in tensors]
+            return "int4" if all(grid4(t) is not None for t in tensors) else "int8"
     return "int8"
 
 

@@ -180,7 +180,20 @@ class TrainingSettings(_Strict):
 # ---------------------------------------------------------------- stages
 
 
-class SFTConfig(_Strict):
+class _Stage(_Strict):
+    """What every stage's config shares besides its fields: where it was read from and the command line, and a
+    bare string accepted for `model` (a name or path)."""
+
+    _source: Path | None = PrivateAttr(default=None)  # the YAML file (relative data paths start beside it)
+    _command: str = PrivateAttr(default="")
+
+    @field_validator("model", mode="before", check_fields=False)
+    @classmethod
+    def _name_or_mapping(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class SFTConfig(_Stage):
     """Supervised fine-tuning: loss on the response tokens only."""
 
     stage: Literal["sft"]
@@ -196,16 +209,8 @@ class SFTConfig(_Strict):
     prompt: VirtualTokenSettings = Field(default_factory=VirtualTokenSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
 
-    _source: Path | None = PrivateAttr(default=None)  # the YAML file (relative data paths start beside it)
-    _command: str = PrivateAttr(default="")
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _name_or_mapping(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-
-class PretrainConfig(_Strict):
+class PretrainConfig(_Stage):
     """Next-token prediction on raw text packed into fixed blocks (continued pretraining or from scratch)."""
 
     stage: Literal["pretrain"]
@@ -217,14 +222,6 @@ class PretrainConfig(_Strict):
     freeze: FreezeSettings = Field(default_factory=FreezeSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
 
-    _source: Path | None = PrivateAttr(default=None)
-    _command: str = PrivateAttr(default="")
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _name_or_mapping(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
 
 class DPOSettings(_Strict):
     """Direct preference optimisation (Rafailov et al. 2023) as TRL's DPOTrainer implements it."""
@@ -235,7 +232,7 @@ class DPOSettings(_Strict):
     precompute_ref_log_probs: bool = False  # score every pair with the reference once up front (no reference forward per step)
 
 
-class DPOConfig(_Strict):
+class DPOConfig(_Stage):
     """Preference tuning: raise the likelihood of `chosen` over `rejected` answers, relative to a frozen reference
     (the model before training; for LoRA, the same model with its adapter switched off)."""
 
@@ -249,16 +246,8 @@ class DPOConfig(_Strict):
     dpo: DPOSettings = Field(default_factory=DPOSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
 
-    _source: Path | None = PrivateAttr(default=None)
-    _command: str = PrivateAttr(default="")
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _name_or_mapping(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-
-class ClassifyConfig(_Strict):
+class ClassifyConfig(_Stage):
     """Text classification: a sequence-classification head on the causal LM, trained on {text, label} rows."""
 
     stage: Literal["classify"]
@@ -269,14 +258,6 @@ class ClassifyConfig(_Strict):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     freeze: FreezeSettings = Field(default_factory=FreezeSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
-
-    _source: Path | None = PrivateAttr(default=None)
-    _command: str = PrivateAttr(default="")
-
-    @field_validator("model", mode="before")
-    @classmethod
-    def _name_or_mapping(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
 
 
 # A plain dict: stage name -> its config class.
