@@ -30,7 +30,7 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Registry
 AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="PEFT adapter folder to apply on the model.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs and CPUs with fast bf16, else fp32).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")]
-EngineOpt = Annotated[str, typer.Option("--engine", envvar="INKWELL_ENGINE", help="auto | onnx | torch (auto: the ONNX fast path on CPU where it applies, else torch).")]
+EngineOpt = Annotated[str, typer.Option("--engine", envvar="INKWELL_ENGINE", help="auto | native | onnx | torch (auto on CPU: native for a llama GGUF, else ONNX where it applies, else torch).")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="ONNX fast path weights: auto | int4 | int8 | fp32 (auto: int4 where the model's 4-bit GGUF grid is kept exactly, else int8).")]
 MaxNew = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Most tokens to generate.")]
 MinNew = Annotated[Optional[int], typer.Option("--min-new-tokens", help="Fewest tokens to generate.")]
@@ -1128,7 +1128,7 @@ def export(
     run: Annotated[Path, typer.Argument(help="A run folder from `inkwell train` (or a PEFT adapter / HF model folder).")],
     to: Annotated[Path, typer.Option("--to", help="Output folder; or a FILE.gguf with --gguf. Written atomically.")],
     merge: Annotated[bool, typer.Option("--merge", help="Full Hugging Face weights (adapter merged in): inkwell write --model DIR.")] = False,
-    gguf: Annotated[Optional[str], typer.Option("--gguf", metavar="f16|q8_0", help="Write a GGUF file for llama.cpp (q8_0: 8-bit, about half the size).")] = None,
+    gguf: Annotated[Optional[str], typer.Option("--gguf", metavar="f16|q8_0|q4_1|q4_0", help="Write a GGUF file for llama.cpp (q8_0: 8-bit, about half the size; q4_1/q4_0: 4-bit matrices, which Inkwell's native CPU engine runs fastest).")] = None,
     quantize: Annotated[Optional[str], typer.Option("--quantize", metavar="int8|int4", help="Write an ONNX model for the fast CPU path (int8: within 1% perplexity; int4: smaller, less accurate).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --to if it exists.")] = False,
     as_json: JsonOut = False,

@@ -1,12 +1,14 @@
-"""Pick the engine a command runs on: the ONNX fast path on CPU where it applies, the torch engine otherwise.
+"""Pick the engine a command runs on: a CPU fast path where one applies, the torch engine otherwise.
 
-    engine = open_engine("smollm2-135m-instruct")                 # auto: ONNX int4 on CPU, torch on GPU
+    engine = open_engine("smollm2-135m-instruct")                 # auto: native on CPU, torch on GPU
     engine = open_engine(model, adapter=run_dir, engine="torch")  # always the plain path
 
-`auto` takes the ONNX path when the device is the CPU, the dtype is left to us, onnxruntime-genai is
-installed, the architecture is supported and any adapter folds into the weights (LoRA, IA3, AdaLoRA);
-otherwise it says why in one line and runs on torch. The figures behind this choice are in
-docs/generation.md (benchmarks/bench_generate.py measures them).
+On the CPU, with the dtype left to us, `auto` tries in this order:
+1. native - Inkwell's decoder on the model's own GGUF blocks (a llama-architecture GGUF in Q4_0/Q4_1/Q8_0,
+   no adapter, `--precision auto`): the fastest single stream;
+2. onnx - ONNX Runtime GenAI (other architectures, adapters folded into the weights, int4/int8/fp32);
+3. torch - anything else, with a one-line note saying why.
+The figures behind this order are in docs/generation.md (benchmarks/bench_generate.py measures them).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Callable
 
 from inkwell.errors import InkwellError
 
-ENGINES = ("auto", "torch", "onnx")
+ENGINES = ("auto", "native", "onnx", "torch")
 
 
 def open_engine(model: str | None = None, *, adapter: str | None = None, dtype: str = "auto",
@@ -55,6 +57,10 @@ def open_engine(model: str | None = None, *, adapter: str | None = None, dtype: 
         return plain()
     if engine == "auto" and (pick_device(device) != "cpu" or dtype not in ("auto", "fp32")):
         return plain()  # GPUs and explicit dtypes: the torch engine (bf16 + SDPA on CUDA)
+    if engine in ("auto", "native"):
+        native = open_native(model, adapter, precision, batch_size, plain, progress, required=engine == "native")
+        if native is not None:
+            return native
     from inkwell.models.onnx import FastPathUnavailable, build_onnx, runtime_available
 
     if engine == "auto" and not runtime_available():
@@ -70,8 +76,49 @@ def open_engine(model: str | None = None, *, adapter: str | None = None, dtype: 
     from inkwell.generate.onnx_engine import OnnxEngine
 
     built = read_onnx_card(onnx_dir).get("precision", precision)  # auto -> what it resolved to
-    return OnnxEngine(onnx_dir, light_model(model, adapter, built, progress), batch_size=batch_size,
+    return OnnxEngine(onnx_dir, light_model(model, adapter, f"onnx-{built}", progress), batch_size=batch_size,
                       fallback=plain, notice=progress)
+
+
+def open_native(model: str | None, adapter: str | None, precision: str, batch_size: int, plain, progress,
+                required: bool):
+    """The native engine, or None (with the reason said when it is worth saying) where it does not apply.
+    `required` (--engine native): every reason is an error naming the flag to change."""
+    from inkwell.generate.native import NativeUnavailable
+
+    def skip(reason: str, loud: bool = False):
+        if required:
+            raise InkwellError(f"the native engine cannot run this: {reason}", field="engine",
+                               hint="use --engine auto (it picks the ONNX or torch path)")
+        if loud and progress:
+            progress(f"note: {reason}; using another engine")
+        return None
+
+    if adapter:
+        return skip("an adapter runs on the ONNX path (merged into the weights there)")
+    if precision != "auto":
+        return skip(f"--precision {precision} runs on the ONNX path (the native engine uses the GGUF's own blocks)")
+    from inkwell.models.load import resolve
+    from inkwell.models.registry import DEFAULT_MODEL
+
+    spec = model or DEFAULT_MODEL
+    folder, card = resolve(spec, progress)
+    gguf = (card or {}).get("source_gguf")
+    if not gguf or not Path(gguf).exists():
+        return skip("the model has no GGUF file behind it")
+    arch = json.loads((folder / "config.json").read_text()).get("model_type")
+    if arch != "llama":  # before opening the GGUF: reading a large vocabulary's metadata takes seconds
+        return skip(f"the native engine runs llama-architecture models (this one is {arch})")
+    from inkwell.generate.native import Decoder
+    from inkwell.generate.native_engine import NativeEngine
+
+    try:
+        decoder = Decoder.open(gguf)
+    except NativeUnavailable as exc:  # the model's shape: a quiet skip; the machine (no compiler...): a note
+        return skip(exc.args[0], loud=exc.machine)
+    label = f"native-{decoder.config['blocks']}"
+    return NativeEngine(Path(gguf), light_model(spec, None, label, progress), batch_size=batch_size,
+                        fallback=plain, notice=progress, decoder=decoder)
 
 
 def onnx_folder_model(folder: Path, card: dict):
@@ -91,7 +138,7 @@ def onnx_folder_model(folder: Path, card: dict):
                        info=card)
 
 
-def light_model(model: str | None, adapter: str | None, precision: str, progress=None):
+def light_model(model: str | None, adapter: str | None, label: str, progress=None):
     """A LoadedModel with the tokenizer and facts but no torch weights: the ONNX path never needs them,
     so a process on it stays small (peak RSS is one of the fast path's targets)."""
     from transformers import AutoTokenizer
@@ -109,6 +156,6 @@ def light_model(model: str | None, adapter: str | None, precision: str, progress
     context = card.get("context_length") or config.get("max_position_embeddings") or 2048
     return LoadedModel(model=None, tokenizer=tokenizer, name=spec, path=folder,
                        chat=bool(card.get("chat", tokenizer.chat_template is not None)), context_length=int(context),
-                       device="cpu", dtype=f"onnx-{precision}", adapter=str(adapter) if adapter else None,
+                       device="cpu", dtype=label, adapter=str(adapter) if adapter else None,
                        fast_path=True, info=card)
 

@@ -15,7 +15,8 @@ What goes into the file, and where it comes from:
                        (byte-level BPE: tokens, token types, merges, special ids, chat template)
 
 Tensor types follow llama.cpp's convert_hf_to_gguf.py: 1-D tensors (norms, biases) stay f32; 2-D weights are
-f16, or Q8_0 with `q8_0` (a row length that is not a multiple of 32 falls back to f16).
+f16, or Q8_0 with `q8_0`, or Q4_1 / Q4_0 with `q4_1` / `q4_0` (the token embedding and output head then stay
+Q8_0, as in the embedded SmolLM2 file); a row length that is not a multiple of 32 falls back to f16.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Callable
 
 from inkwell.errors import InkwellError
 
-GGUF_TYPES = ("f16", "q8_0")
+GGUF_TYPES = ("f16", "q8_0", "q4_1", "q4_0")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class GGUFReport:
     bytes: int
     model_metadata: str  # "source GGUF <path>" or "config.json"
     tokenizer_metadata: str  # "source GGUF <path>" or "tokenizer.json"
-    quantized: list[str] = field(default_factory=list)  # tensors stored as Q8_0
+    quantized: list[str] = field(default_factory=list)  # matrices stored quantised (Q8_0 / Q4_1 / Q4_0)
     fallback_f16: list[str] = field(default_factory=list)  # 2-D tensors q8_0 could not hold (row length % 32)
 
     def to_dict(self) -> dict:
@@ -143,8 +144,12 @@ def tensor_type(name: str, array, out_type: str):
 
     if array.ndim <= 1 or name.endswith("_norm.weight"):
         return gguf.GGMLQuantizationType.F32
-    if out_type == "q8_0":
-        return gguf.GGMLQuantizationType.Q8_0
+    if out_type == "q8_0" or (out_type in ("q4_0", "q4_1") and name in ("token_embd.weight", "output.weight")):
+        return gguf.GGMLQuantizationType.Q8_0  # 4-bit files keep the embedding / head at 8 bits, as SmolLM2's does
+    if out_type == "q4_1":
+        return gguf.GGMLQuantizationType.Q4_1
+    if out_type == "q4_0":
+        return gguf.GGMLQuantizationType.Q4_0
     return gguf.GGMLQuantizationType.F16
 
 
@@ -314,7 +319,8 @@ def write_gguf(
         if template:
             writer.add_chat_template(template)
         writer.add_name(name or folder.name)
-        file_type = gguf.LlamaFileType.MOSTLY_Q8_0 if out_type == "q8_0" else gguf.LlamaFileType.MOSTLY_F16
+        file_type = {"q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
+                     "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}.get(out_type, gguf.LlamaFileType.MOSTLY_F16)
         writer.add_file_type(int(file_type))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
@@ -330,7 +336,7 @@ def write_gguf(
                 qtype = gguf.GGMLQuantizationType.F16
                 data = gguf.quants.quantize(array, qtype)
                 report.fallback_f16.append(gguf_name)
-            if qtype == gguf.GGMLQuantizationType.Q8_0:
+            if qtype != gguf.GGMLQuantizationType.F16 and array.ndim > 1:
                 report.quantized.append(gguf_name)
             writer.add_tensor(gguf_name, data, raw_dtype=qtype)
         writer.write_header_to_file()
