@@ -1,113 +1,239 @@
 """The native CPU path: the Engine API on Inkwell's own decoder over a GGUF's quantised blocks (generate/native/).
 
-Chosen by measurement for interactive work on the CPU (docs/generation.md): SmolLM2-135M's Q4_1 GGUF decodes
-one stream at ~130 tok/s on a 2-core AVX2 machine, against ~90 for llama.cpp and ~83 for the ONNX path, with
-the GGUF's own numbers (no re-quantisation). It shares the ONNX path's Python side - chat template, stop
-sequences, streaming, seeds, min_new_tokens, cancellation, the numpy warpers for sampling and repetition
-penalty, and the torch fallback for beams / no-repeat n-grams - and replaces only the batch underneath.
+Chosen by measurement on the CPU (docs/generation.md): SmolLM2-135M's Q4_1 GGUF decodes one stream at ~140
+tok/s on a 2-core AVX2 machine, against ~80-94 for llama.cpp and ~83 for the ONNX path, with the GGUF's own
+numbers (no re-quantisation). What stays in Python is what Inkwell promises on every path - chat template,
+stop sequences, streaming, per-prompt seeds, min_new_tokens, cancellation, the numpy warpers of the ONNX path
+for sampling and repetition penalty, and the torch engine for beams / no-repeat n-grams.
 
-Rows run in static batches like the ONNX path, shortest prompts together; prompts are prefilled in chunks of
-`PREFILL_CHUNK` entries, and a row that finishes stops costing anything (it leaves the decode batch).
+Batching is step-level and continuous (`NativeBatch`), for `generate` and for the Scheduler (server, batch
+jobs) alike: every step is one decoder call holding one token for each running row plus a chunk of the prompts
+being prefilled, within a token budget (`step_tokens`, as the torch engine's); a row joins as soon as a slot
+is free and leaves the moment it finishes. Each row has its own KV slot, sized for its prompt and
+max_new_tokens, so rows never pad to each other.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
-from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine
-from inkwell.generate.onnx_engine import OnnxEngine
+from inkwell.errors import InkwellError
+from inkwell.generate.continuous import DEFAULT_STEP_TOKENS
+from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine, GenerationResult, OnDelta, Prompt
+from inkwell.generate.settings import GenerationSettings
 
-PREFILL_CHUNK = 512  # entries per forward while prefilling: bounds the scratch memory (~10 MB for SmolLM2)
+SCORE_CHUNK = 512  # positions per decoder call when scoring a window: bounds the scratch memory
 
 
-class NativeEngine(OnnxEngine):
-    """Same API as Engine: render / encode / count_tokens / generate."""
+class NativeEngine(Engine):
+    """Same API as Engine: render / encode / count_tokens / generate; `continuous_batch` for the Scheduler."""
 
-    def __init__(self, gguf_path: Path, loaded, batch_size: int = DEFAULT_BATCH_SIZE,
-                 fallback: Callable[[], Engine] | None = None, notice: Callable[[str], None] | None = None,
-                 decoder=None):
-        from inkwell.generate.native import Decoder
-
-        self.gguf_path = Path(gguf_path)
-        self.decoder = decoder or Decoder.open(self.gguf_path)
-        self.vocab = self.decoder.vocab
+    def __init__(self, decoder, loaded, batch_size: int = DEFAULT_BATCH_SIZE,
+                 step_tokens: int = DEFAULT_STEP_TOKENS, fallback: Callable[[], Engine] | None = None,
+                 notice: Callable[[str], None] | None = None):
+        self.decoder = decoder
+        self.vocab = decoder.vocab
         self._fallback_factory = fallback
         self._fallback: Engine | None = None
         self._notice = notice
-        self._lock = threading.Lock()  # one KV cache: one batch at a time
-        Engine.__init__(self, loaded, batch_size=batch_size)
-        self.model = _NativeScorer(self)
+        self._lock = threading.Lock()  # generate() from several threads: one batch at a time
+        super().__init__(loaded, batch_size=batch_size, step_tokens=step_tokens)
+        self.model = _NativeScorer(self)  # what perplexity scoring calls; there is no torch module here
 
     def _config_eos(self) -> list:
         import json
 
-        path = Path(self.loaded.path) / "generation_config.json"
+        path = Path(self.loaded.path) / "generation_config.json"  # no torch module: read the file
         return [json.loads(path.read_text()).get("eos_token_id") if path.exists() else None]
 
-    def _run(self, rows: list, settings) -> None:
+    @staticmethod
+    def unsupported(settings: GenerationSettings) -> str | None:
+        """Why these settings need the torch engine, or None when the native path honours them all."""
+        if settings.num_beams > 1:
+            return "beam search"
+        if settings.no_repeat_ngram_size > 0:
+            return "no_repeat_ngram_size"
+        return None
+
+    def continuous_batch(self, settings: GenerationSettings, *, max_rows: int,
+                         step_tokens: int = DEFAULT_STEP_TOKENS, prefix_cache=None) -> "NativeBatch":
+        """The Scheduler's batch on this engine (prompt-start sharing is the torch batch's; prefill here is
+        cheap enough without it)."""
+        return NativeBatch(self, settings, max_rows=max_rows, step_tokens=step_tokens)
+
+    def generate(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None,
+                 on_delta: OnDelta | None = None, should_stop: Callable[[int], bool] | None = None,
+                 seeds: Sequence[int | None] | None = None) -> list[GenerationResult]:
+        settings = settings or GenerationSettings()
+        settings.validate()
+        reason = self.unsupported(settings)
+        if reason:
+            return self._plain(reason).generate(prompts, settings, on_delta=on_delta, should_stop=should_stop,
+                                                seeds=seeds)
+        started = time.perf_counter()
+        rows = self._make_rows(prompts, settings, seeds)
+        for row in rows:
+            row.stream = on_delta
+            if should_stop is not None:
+                row.cancelled = lambda index=row.out_index: should_stop(index)
         with self._lock:
-            super()._run(rows, settings)
+            batch = NativeBatch(self, settings, max_rows=self.batch_size, step_tokens=self.step_tokens)
+            batch.add(rows)
+            while not batch.idle:
+                batch.step()
+        return [
+            GenerationResult(text=row.text, prompt_tokens=len(row.prompt_ids), completion_tokens=len(row.generated),
+                             finish_reason=row.finish_reason or "length",
+                             latency_s=round(row.finished_at - started, 4), prompt_index=row.prompt_index,
+                             sample_index=row.sample_index, seed=row.seed)
+            for row in rows
+        ]
 
-    def _open_batch(self, rows: list, steps: int) -> "_NativeBatch":
-        return _NativeBatch(self.decoder, rows, steps)
+    def _plain(self, reason: str) -> Engine:
+        if self._fallback is None:
+            if self._fallback_factory is None:
+                raise InkwellError(f"{reason} is not available on the native engine", field="engine",
+                                   hint="use --engine torch")
+            if self._notice:
+                self._notice(f"note: {reason} runs on the torch engine (the native engine does not support it)")
+            self._fallback = self._fallback_factory()
+        return self._fallback
 
 
-class _NativeBatch:
-    """A static batch on the native decoder: each row has its own KV cache row; prompts go in together
-    (chunked), then one entry per live row a step. The logits of a step are computed lazily, for the rows
-    still live when they are asked for, so a row that just finished costs nothing more."""
+class NativeBatch:
+    """Rows decoding together on one decoder context (engine `_Row`s, each with its own slot, lengths, stops,
+    stream, seed and callbacks) plus the rows waiting to join. Sampling settings are shared. The Scheduler's
+    interface: add / step / idle / occupied / all_rows / clear. Not thread-safe: one thread calls add and step."""
 
-    def __init__(self, decoder, rows: list, steps: int):
+    def __init__(self, engine: NativeEngine, settings: GenerationSettings, *, max_rows: int,
+                 step_tokens: int = DEFAULT_STEP_TOKENS):
         import numpy as np
 
-        self.decoder = decoder
-        self.lengths = [len(r.prompt_ids) for r in rows]
-        self.max_len = max(self.lengths) + steps
-        decoder.reset(len(rows), self.max_len)
-        self.last = np.zeros((len(rows), decoder.vocab), dtype=np.float32)
-        entries = [(tok, b, p) for b, r in enumerate(rows) for p, tok in enumerate(r.prompt_ids)]
-        ends = {sum(self.lengths[: b + 1]) - 1: b for b in range(len(rows))}  # a row's last prompt entry
-        for start in range(0, len(entries), PREFILL_CHUNK):
-            chunk = entries[start:start + PREFILL_CHUNK]
-            want = [i for i in range(len(chunk)) if start + i in ends]
-            tokens, row_ids, positions = zip(*chunk)
-            logits = decoder.forward(tokens, row_ids, positions, want)
-            for i, out in zip(want, logits):
-                self.last[ends[start + i]] = out
-        self.pending: dict[int, int] = {}  # row -> token chosen but not yet run
+        self.engine, self.settings = engine, settings
+        self.max_rows, self.step_tokens = max_rows, step_tokens
+        self.ctx = engine.decoder.context(max_rows)
+        self.free = list(range(max_rows - 1, -1, -1))  # slots, taken from the end
+        self.queue: deque = deque()  # rows waiting for a slot, in order
+        self.filling: list = []  # rows whose prompts are going in (row.filled tokens so far)
+        self.rows: list = []  # rows decoding: their last token is the next step's input
+        self.penalty = float(settings.repetition_penalty)
+        self.eos = np.array(sorted(i for i in engine.eos_ids if i < engine.vocab))
+        self.steps = 0
 
-    def _catch_up(self, live: list[int]) -> None:
-        feed = [b for b in live if b in self.pending]
-        if feed:
-            tokens = [self.pending[b] for b in feed]
-            logits = self.decoder.forward(tokens, feed, [self.lengths[b] for b in feed], list(range(len(feed))))
-            for b, out in zip(feed, logits):
-                self.last[b] = out
-                self.lengths[b] += 1
-        self.pending = {}
+    # ------------------------------------------------------------ state
 
-    def logits(self, live: list[int]):
-        self._catch_up(live)
-        return self.last[:, None, :]
-
-    def advance(self, chosen, live: list[int]):
+    def add(self, rows: Iterable) -> None:
         import numpy as np
 
-        self._catch_up(live)
-        source = self.last if chosen is None else np.asarray(chosen, dtype=np.float32).reshape(self.last.shape)
-        tokens = np.zeros(len(self.last), dtype=np.int64)
-        for b in live:
-            tokens[b] = int(np.argmax(source[b]))
-            self.pending[b] = int(tokens[b])
-        return tokens
+        for row in rows:
+            row.generator = None if self.settings.greedy else np.random.default_rng(row.seed)
+            self.queue.append(row)
 
-    def is_done(self) -> bool:
-        return any(self.lengths[b] >= self.max_len for b in self.pending)
+    @property
+    def idle(self) -> bool:
+        return not self.rows and not self.filling and not self.queue
 
-    def close(self) -> None:
-        self.pending = {}
+    @property
+    def occupied(self) -> int:
+        return len(self.rows) + len(self.filling) + len(self.queue)
+
+    def all_rows(self) -> list:
+        return [*self.rows, *self.filling, *self.queue]
+
+    def clear(self) -> None:
+        """Drop every row (after a failed step: their owners were told)."""
+        for row in [*self.rows, *self.filling]:
+            self._release(row)
+        self.queue.clear()
+        self.rows, self.filling = [], []
+
+    # ------------------------------------------------------------ one step
+
+    def step(self) -> None:
+        """One decoder call: a token for every running row and a chunk of the prompts being prefilled."""
+        budget = max(1, self.step_tokens - len(self.rows))
+        self._admit()
+        tokens, slots, positions = [], [], []
+        for row in self.rows:  # the token each running row sampled last step
+            tokens.append(row.generated[-1])
+            slots.append(row.slot)
+            positions.append(len(row.prompt_ids) + len(row.generated) - 1)
+        want = list(range(len(self.rows)))
+        joining = []
+        for row in self.filling:
+            if budget <= 0:
+                break
+            take = min(budget, len(row.prompt_ids) - row.filled)
+            tokens += row.prompt_ids[row.filled:row.filled + take]
+            slots += [row.slot] * take
+            positions += range(row.filled, row.filled + take)
+            row.filled += take
+            budget -= take
+            if row.filled == len(row.prompt_ids):
+                want.append(len(tokens) - 1)
+                joining.append(row)
+        if tokens:
+            logits = self.ctx.forward(tokens, slots, positions, want)
+            self.filling = [r for r in self.filling if r not in joining]
+            stepping = [*self.rows, *joining]
+            now = time.perf_counter()
+            keep = []
+            for row, x in zip(stepping, logits):
+                if self.engine._advance(row, self._choose(row, x), now):
+                    keep.append(row)
+                else:
+                    self._release(row)
+            self.rows = keep
+        self.steps += 1
+
+    def _admit(self) -> None:
+        """Rows from the queue into free slots (each slot sized for its row), skipping rows already cancelled."""
+        while self.queue and self.free:
+            row = self.queue.popleft()
+            if row.cancelled is not None and row.cancelled():  # left before it started
+                row.finish_reason, row.finished_at = "cancelled", time.perf_counter()
+                if row.on_done is not None:
+                    row.on_done(row)
+                continue
+            row.slot = self.free.pop()
+            self.ctx.slot(row.slot, len(row.prompt_ids) + row.max_new_tokens)
+            row.filled = 0
+            row.seen = None
+            if self.penalty != 1.0:
+                import numpy as np
+
+                row.seen = np.zeros(self.engine.vocab, dtype=bool)
+                row.seen[[i for i in row.prompt_ids if i < self.engine.vocab]] = True
+            self.filling.append(row)
+
+    def _release(self, row) -> None:
+        self.ctx.slot(row.slot, 0)
+        self.free.append(row.slot)
+
+    def _choose(self, row, x) -> int:
+        """The row's next token from its logits: repetition penalty, min length, then greedy or sampled with the
+        row's own RNG (the ONNX path's numpy warpers; the torch engine's order)."""
+        import numpy as np
+
+        from inkwell.generate.onnx_engine import _sample
+
+        settings = self.settings
+        if row.seen is not None:
+            hit = row.seen
+            x[hit] = np.where(x[hit] > 0, x[hit] / self.penalty, x[hit] * self.penalty)
+        if len(row.generated) < row.min_new_tokens and self.eos.size:
+            x[self.eos] = -np.inf
+        if settings.greedy:
+            token = int(np.argmax(x))
+        else:
+            token = _sample(x, float(settings.temperature), settings.top_k, float(settings.top_p), row.generator)
+        if row.seen is not None and token < self.engine.vocab:
+            row.seen[token] = True
+        return token
 
 
 class _NativeScorer:
@@ -119,12 +245,11 @@ class _NativeScorer:
     def window_logits(self, ids: Sequence[int]):
         import numpy as np
 
-        decoder = self.engine.decoder
-        with self.engine._lock:
-            decoder.reset(1, len(ids))
-            parts = []
-            for start in range(0, len(ids), PREFILL_CHUNK):
-                chunk = list(ids[start:start + PREFILL_CHUNK])
-                parts.append(decoder.forward(chunk, [0] * len(chunk), range(start, start + len(chunk)),
-                                             range(len(chunk))))
+        ctx = self.engine.decoder.context(1)  # its own context: scoring never disturbs a running batch
+        ctx.slot(0, len(ids))
+        parts = []
+        for start in range(0, len(ids), SCORE_CHUNK):
+            chunk = list(ids[start:start + SCORE_CHUNK])
+            parts.append(ctx.forward(chunk, [0] * len(chunk), range(start, start + len(chunk)), range(len(chunk))))
+        ctx.close()
         return np.concatenate(parts)

@@ -105,15 +105,28 @@ class OnnxEngine(Engine):
     # ------------------------------------------------------------ one static batch
 
     def _run(self, rows: list, settings: GenerationSettings) -> None:
+        import numpy as np
+        import onnxruntime_genai as og
+
+        longest = max(len(r.prompt_ids) for r in rows)
         steps = max(r.max_new_tokens for r in rows)
-        batch = self._open_batch(rows, steps)
+        params = og.GeneratorParams(self.og_model)
+        params.set_search_options(max_length=longest + steps, do_sample=False, batch_size=len(rows),
+                                  repetition_penalty=1.0)
+        generator = og.Generator(self.og_model, params)
+        ids = np.full((len(rows), longest), self.og_pad, dtype=np.int32)
+        for b, row in enumerate(rows):
+            ids[b, : len(row.prompt_ids)] = row.prompt_ids  # right padding: the runtime tracks each row's length
+        generator.append_tokens(ids)
         # The runtime's own greedy step is exact for plain greedy decoding; anything else picks in Python.
         picker = None if (settings.greedy and float(settings.repetition_penalty) == 1.0
                           and settings.min_new_tokens == 0) else _Picker(self, rows, settings)
         live = list(range(len(rows)))
         while live:
-            chosen = picker.choose(batch.logits(live), live) if picker is not None else None
-            tokens = batch.advance(chosen, live)
+            if picker is not None:
+                generator.set_logits(picker.choose(generator.get_logits(), live))
+            generator.generate_next_token()
+            tokens = generator.get_next_tokens()
             now = time.perf_counter()
             still: list[int] = []
             for b in live:
@@ -122,50 +135,12 @@ class OnnxEngine(Engine):
                     if picker is not None:
                         picker.saw(b, int(tokens[b]))
             live = still
-            if live and batch.is_done():  # the runtime stopped every row (its max_length): count as length
+            if live and generator.is_done():  # the runtime stopped every row (its max_length): count as length
                 for b in live:
                     rows[b].finish_reason, rows[b].finished_at = "length", time.perf_counter()
                     self._flush(rows[b], rows[b].stream)
                 live = []
-        batch.close()
-
-    def _open_batch(self, rows: list, steps: int) -> "_OrtBatch":
-        return _OrtBatch(self, rows, steps)
-
-
-class _OrtBatch:
-    """One static batch on the runtime's generator: prompts in, then a token a step for every row."""
-
-    def __init__(self, engine: OnnxEngine, rows: list, steps: int):
-        import numpy as np
-        import onnxruntime_genai as og
-
-        longest = max(len(r.prompt_ids) for r in rows)
-        params = og.GeneratorParams(engine.og_model)
-        params.set_search_options(max_length=longest + steps, do_sample=False, batch_size=len(rows),
-                                  repetition_penalty=1.0)
-        self.generator = og.Generator(engine.og_model, params)
-        ids = np.full((len(rows), longest), engine.og_pad, dtype=np.int32)
-        for b, row in enumerate(rows):
-            ids[b, : len(row.prompt_ids)] = row.prompt_ids  # right padding: the runtime tracks each row's length
-        self.generator.append_tokens(ids)
-
-    def logits(self, live: list[int]):
-        return self.generator.get_logits()
-
-    def advance(self, chosen, live: list[int]):
-        """The next token of every row: `chosen` (logits with every other token masked) or the runtime's
-        greedy pick."""
-        if chosen is not None:
-            self.generator.set_logits(chosen)
-        self.generator.generate_next_token()
-        return self.generator.get_next_tokens()
-
-    def is_done(self) -> bool:
-        return self.generator.is_done()
-
-    def close(self) -> None:
-        del self.generator
+        del generator
 
 
 class _Scorer:

@@ -117,8 +117,8 @@ def open_native(model: str | None, adapter: str | None, precision: str, batch_si
     except NativeUnavailable as exc:  # the model's shape: a quiet skip; the machine (no compiler...): a note
         return skip(exc.args[0], loud=exc.machine)
     label = f"native-{decoder.config['blocks']}"
-    return NativeEngine(Path(gguf), light_model(spec, None, label, progress), batch_size=batch_size,
-                        fallback=plain, notice=progress, decoder=decoder)
+    return NativeEngine(decoder, light_model(spec, None, label, progress), batch_size=batch_size, fallback=plain,
+                        notice=progress)
 
 
 def onnx_folder_model(folder: Path, card: dict):

@@ -40,6 +40,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterator, Sequence
 
 from inkwell.errors import InkwellError
@@ -297,8 +298,9 @@ class Scheduler:
         settings = dataclasses.replace(leader.settings, stop=list(leader.settings.stop), seed=None)
         self._adapter.enter_context(self.select_adapter(leader.adapter))  # one adapter for the batch's life
         try:
-            self._batch = ContinuousBatch(self.engine, settings, max_rows=self.max_batch_rows, step_tokens=self.step_tokens,
-                                          prefix_cache=self._prefixes.setdefault(leader.adapter, PrefixCache()))
+            make = getattr(self.engine, "continuous_batch", None) or partial(ContinuousBatch, self.engine)
+            self._batch = make(settings, max_rows=self.max_batch_rows, step_tokens=self.step_tokens,
+                               prefix_cache=self._prefixes.setdefault(leader.adapter, PrefixCache()))
         except BaseException:
             self._adapter.close()
             raise
@@ -457,8 +459,11 @@ class Scheduler:
 
 
 def supports_continuous(engine) -> bool:
-    """Continuous batching joins KV caches row-wise, which needs the fast path and a plain per-layer cache
-    (sliding-window layers, as in gemma3, keep a rolling window that cannot simply be padded)."""
+    """Engines with their own batch (the native engine) always can. The torch batch joins KV caches row-wise,
+    which needs the fast path and a plain per-layer cache (sliding-window layers, as in gemma3, keep a rolling
+    window that cannot simply be padded)."""
+    if hasattr(engine, "continuous_batch"):
+        return True
     return bool(getattr(engine.loaded, "fast_path", False)) and plain_cache(engine.model)
 
 

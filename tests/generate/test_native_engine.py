@@ -231,3 +231,23 @@ def test_no_compiler_is_a_one_line_note_and_the_next_path(ggufs, monkeypatch, tm
     assert type(engine).__name__ != "NativeEngine"
     assert any(n.startswith("note: ") and "native decoder" in n for n in notes)
     assert not list(tmp_path.glob("*.so")) and not list(tmp_path.glob(".decoder-*"))  # nothing half-built left
+
+
+def test_scheduler_runs_a_continuous_batch_on_the_native_engine(native):
+    """Jobs submitted together share native batches, join between steps and give what generate gives."""
+    from inkwell.generate.scheduler import GenerationJob, Scheduler
+
+    settings = GenerationSettings(**GREEDY)
+    alone = [_texts(native.generate([p], settings))[0] for p in PROMPTS]
+    scheduler = Scheduler(native, window_s=0.0, max_batch_rows=2).start()
+    try:
+        assert scheduler.continuous
+        jobs = [scheduler.submit(GenerationJob([p], settings)) for p in PROMPTS]  # 3 jobs, 2 slots: one waits
+        together = [_texts(job.wait(60))[0] for job in jobs]
+        long = GenerationSettings(**dict(GREEDY, max_new_tokens=200, min_new_tokens=200))
+        leaving = GenerationJob([PROMPTS[0]], long, on_delta=lambda i, text: leaving.cancel())  # gone after a token
+        result = scheduler.submit(leaving).wait(60)[0]
+    finally:
+        scheduler.close()
+    assert together == alone
+    assert result.finish_reason == "cancelled" and result.completion_tokens < 10

@@ -1,8 +1,9 @@
 """The native decoder (decoder.c): built once per machine with the system C compiler, loaded through ctypes.
 
     decoder = Decoder.open(gguf_path)              # NativeUnavailable (with the reason) when it cannot run
-    decoder.reset(rows=1, max_len=640)
-    logits = decoder.forward(tokens, rows, positions, want=[len(tokens) - 1])   # -> [1, vocab] float32
+    ctx = decoder.context(rows=8)                  # KV slots for up to 8 sequences
+    ctx.slot(0, max_len=640)                       # room for 640 positions in slot 0
+    logits = ctx.forward(tokens, slots, positions, want=[len(tokens) - 1])   # -> [1, vocab] float32
 
 The weights are the GGUF file's own quantised blocks, memory-mapped (no copy, no re-quantisation). The shared
 library is compiled on first use into the model cache (`native/decoder-<source hash>.so`, written to a
@@ -87,8 +88,11 @@ def load_library() -> ctypes.CDLL:
     lib.ink_new.argtypes = [ctypes.c_int] * 7 + [ctypes.c_float, ctypes.c_float, ctypes.c_int]
     lib.ink_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
                             ctypes.c_int, ctypes.c_int]
-    lib.ink_reset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    lib.ink_reset.restype = ctypes.c_int
+    lib.ink_ctx.restype = ctypes.c_void_p
+    lib.ink_ctx.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.ink_slot.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    lib.ink_slot.restype = ctypes.c_int
+    lib.ink_ctx_free.argtypes = [ctypes.c_void_p]
     lib.ink_forward.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                                 ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     lib.ink_forward.restype = ctypes.c_int
@@ -109,7 +113,7 @@ class Decoder:
 
         self.lib, self.config = lib, config
         self.vocab = config["vocab"]
-        self.rows = self.max_len = 0
+        self._own: Context | None = None
         self.file = np.memmap(gguf_path, dtype=np.uint8, mode="r")  # the C side points into this mapping
         self.handle = lib.ink_new(config["layers"], config["dim"], config["heads"], config["kv_heads"],
                                   config["head_dim"], config["ffn"], config["vocab"], config["eps"], config["theta"],
@@ -139,30 +143,23 @@ class Decoder:
             layer = int(name.split(".")[1]) if kind < EMBED else 0
             self.lib.ink_set(self.handle, layer, kind, qtype, address, rows, cols)
 
-    def reset(self, rows: int, max_len: int) -> None:
-        """A fresh, empty KV cache for `rows` sequences of up to `max_len` positions each."""
-        if not self.lib.ink_reset(self.handle, rows, max_len):
-            raise MemoryError(f"no memory for a KV cache of {rows} x {max_len} positions")
-        self.rows, self.max_len = rows, max_len
+    def context(self, rows: int) -> "Context":
+        """A decoding context with `rows` KV slots (all empty)."""
+        return Context(self, rows)
+
+    def reset(self, rows: int, max_len: int) -> "Context":
+        """Replace the decoder's own context (what `forward` uses) by one with `rows` slots of `max_len`."""
+        self._own = self.context(rows)
+        for row in range(rows):
+            self._own.slot(row, max_len)
+        return self._own
 
     def forward(self, tokens, rows, positions, want):
-        """Run the entries (token, row, position) through the model; logits [len(want), vocab] of the entries
-        whose indexes are in `want`."""
-        import numpy as np
-
-        tokens = np.ascontiguousarray(tokens, dtype=np.int32)
-        rows = np.ascontiguousarray(rows, dtype=np.int32)
-        positions = np.ascontiguousarray(positions, dtype=np.int32)
-        want = np.ascontiguousarray(want, dtype=np.int32)
-        logits = np.empty((len(want), self.vocab), dtype=np.float32)
-        code = self.lib.ink_forward(self.handle, len(tokens), tokens.ctypes.data, rows.ctypes.data,
-                                    positions.ctypes.data, len(want), want.ctypes.data, logits.ctypes.data)
-        if code:
-            why = {1: "out of memory", 2: "a token, row or position out of range", 3: "a logits index out of range"}
-            raise ValueError(f"native decoder: {why.get(code, f'error {code}')}")
-        return logits
+        """`Context.forward` on the context of the last `reset`."""
+        return self._own.forward(tokens, rows, positions, want)
 
     def close(self) -> None:
+        self._own = None
         if self.handle:
             self.lib.ink_free(self.handle)
             self.handle = None
@@ -171,6 +168,51 @@ class Decoder:
         try:
             self.close()
         except Exception:  # interpreter shutdown: the library may already be gone
+            pass
+
+
+class Context:
+    """KV slots for up to `rows` sequences on one Decoder, plus scratch space; one thread at a time."""
+
+    def __init__(self, decoder: Decoder, rows: int):
+        self.decoder, self.lib, self.rows = decoder, decoder.lib, rows
+        self.lengths = [0] * rows
+        self.handle = self.lib.ink_ctx(decoder.handle, rows)
+        if not self.handle:
+            raise MemoryError(f"no memory for a decoding context of {rows} sequences")
+
+    def slot(self, row: int, max_len: int) -> None:
+        """Give slot `row` an empty cache of `max_len` positions (0 frees it)."""
+        if not self.lib.ink_slot(self.handle, row, max_len):
+            raise MemoryError(f"no memory for a KV cache of {max_len} positions")
+        self.lengths[row] = max_len
+
+    def forward(self, tokens, rows, positions, want):
+        """Run the entries (token, slot, position) through the model; logits [len(want), vocab] of the entries
+        whose indexes are in `want`."""
+        import numpy as np
+
+        tokens = np.ascontiguousarray(tokens, dtype=np.int32)
+        rows = np.ascontiguousarray(rows, dtype=np.int32)
+        positions = np.ascontiguousarray(positions, dtype=np.int32)
+        want = np.ascontiguousarray(want, dtype=np.int32)
+        logits = np.empty((len(want), self.decoder.vocab), dtype=np.float32)
+        code = self.lib.ink_forward(self.handle, len(tokens), tokens.ctypes.data, rows.ctypes.data,
+                                    positions.ctypes.data, len(want), want.ctypes.data, logits.ctypes.data)
+        if code:
+            why = {1: "out of memory", 2: "a token, slot or position out of range", 3: "a logits index out of range"}
+            raise ValueError(f"native decoder: {why.get(code, f'error {code}')}")
+        return logits
+
+    def close(self) -> None:
+        if self.handle:
+            self.lib.ink_ctx_free(self.handle)
+            self.handle = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
             pass
 
 
@@ -231,8 +273,9 @@ def _read_gguf(path: Path) -> tuple[list[dict], dict]:
     scaling = _field(reader, "llama.rope.scaling.type")
     if scaling not in (None, "none"):
         raise NativeUnavailable(f"the native decoder does not do RoPE scaling ({scaling})")
-    if head_dim * heads != dim or heads % kv_heads or dim % 32 or head_dim % 8:
-        raise NativeUnavailable("the native decoder needs head_dim x heads = width (a multiple of 32)")
+    if head_dim * heads != dim or heads % kv_heads or dim % 32 or head_dim % 8 or head_dim > 256:
+        raise NativeUnavailable("the native decoder needs head_dim x heads = width (a multiple of 32) and a "
+                                "head_dim that is a multiple of 8, at most 256")
     config = {
         "layers": int(_field(reader, "llama.block_count")), "dim": dim, "heads": heads, "kv_heads": kv_heads,
         "head_dim": head_dim, "ffn": int(_field(reader, "llama.feed_forward_length")), "vocab": vocab,

@@ -12,9 +12,10 @@
  * Scope: GGUF "llama" models whose matrices are Q4_0, Q4_1 or Q8_0 and whose norms are F32 (the embedded
  * SmolLM2); anything else stays on the ONNX / torch paths (checked in Python before this is loaded).
  *
- * The API is llama.cpp's batch idea in miniature: one call takes a flat list of (token, row, position)
- * entries - any mix of prompt chunks and decode steps for up to `rows` sequences - writes their K/V into
- * each row's cache and returns logits for the entries asked for.
+ * The API is llama.cpp's batch idea in miniature: a context holds KV slots (fp16, sized per sequence), and one
+ * call takes a flat list of (token, slot, position) entries - any mix of prompt chunks and decode steps -
+ * writes their K/V into the slots and returns logits for the entries asked for. That is all continuous
+ * batching needs: sequences join and leave between calls (generate/native_engine.py schedules them).
  */
 #include <immintrin.h>
 #include <math.h>
@@ -53,15 +54,21 @@ typedef struct {
     const float *out_norm;
     mat_t *w;                        /* n_layer * W_COUNT */
     const float **attn_norm, **ffn_norm;
-    /* KV cache: [layer][row][pos][n_kv * head_dim] */
-    float *k_cache, *v_cache;
-    int rows, max_len;
-    /* scratch, grown on demand */
-    int cap;
+} model_t;
+
+/* A decoding context: KV slots for up to `rows` sequences plus scratch space. Several contexts can share one
+ * model (a generation batch and a scoring pass), one thread each. */
+typedef struct {
+    const model_t *m;
+    int rows;
+    int *len;                        /* positions each slot holds room for (0: free) */
+    uint16_t **kc, **vc;             /* per slot: [layer][len][n_kv * head_dim], fp16 as in llama.cpp */
+    int scores_cap;
+    float *scores;                   /* threads * scores_cap */
+    int cap;                         /* entries the scratch below holds */
     float *x, *h, *q, *k, *v, *att, *gate, *up;
     blk_x *xq;
-    float *scores;                   /* threads * max_len */
-} model_t;
+} ctx_t;
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -277,33 +284,33 @@ static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-static inline float dot(const float *a, const float *b, int n) {  /* n: a multiple of 8 */
-    __m256 acc = _mm256_setzero_ps();
-    for (int c = 0; c < n; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c), acc);
-    return hsum8(acc);
-}
-
-/* One query against `len` cached positions (K/V rows `stride` floats apart): softmax(q.K * scale) . V.
+/* One query against `len` cached positions (fp16 K/V rows `stride` values apart): softmax(q.K * scale) . V.
  * Written for throughput rather than latency: four positions' dot products at a time and the output kept in
- * registers across positions (hd <= 128), so the loops are not chains of dependent FMAs. */
-static void attend(const float *q, const float *kc, const float *vc, int len, int stride, int hd, float scale,
+ * registers across positions, so the loops are not chains of dependent FMAs. */
+static inline __m256 ld8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+static void attend(const float *q, const uint16_t *kc, const uint16_t *vc, int len, int stride, int hd, float scale,
                    float *sc, float *out) {
     float top = -INFINITY;
     int j = 0;
     for (; j + 4 <= len; j += 4) {
-        const float *k0 = kc + (size_t)j * stride;
+        const uint16_t *k0 = kc + (size_t)j * stride;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
         for (int c = 0; c < hd; c += 8) {
             __m256 qc = _mm256_loadu_ps(q + c);
-            a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + c), a0);
-            a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + stride + c), a1);
-            a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 2 * stride + c), a2);
-            a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k0 + 3 * stride + c), a3);
+            a0 = _mm256_fmadd_ps(qc, ld8(k0 + c), a0);
+            a1 = _mm256_fmadd_ps(qc, ld8(k0 + stride + c), a1);
+            a2 = _mm256_fmadd_ps(qc, ld8(k0 + 2 * stride + c), a2);
+            a3 = _mm256_fmadd_ps(qc, ld8(k0 + 3 * stride + c), a3);
         }
         sc[j] = hsum8(a0) * scale; sc[j + 1] = hsum8(a1) * scale;
         sc[j + 2] = hsum8(a2) * scale; sc[j + 3] = hsum8(a3) * scale;
     }
-    for (; j < len; j++) sc[j] = dot(q, kc + (size_t)j * stride, hd) * scale;
+    for (; j < len; j++) {
+        __m256 a = _mm256_setzero_ps();
+        for (int c = 0; c < hd; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), ld8(kc + (size_t)j * stride + c), a);
+        sc[j] = hsum8(a) * scale;
+    }
     for (j = 0; j < len; j++) if (sc[j] > top) top = sc[j];
     __m256 tot8 = _mm256_setzero_ps();
     for (j = 0; j + 8 <= len; j += 8) {
@@ -314,24 +321,15 @@ static void attend(const float *q, const float *kc, const float *vc, int len, in
     float total = hsum8(tot8);
     for (; j < len; j++) { sc[j] = expf(sc[j] - top); total += sc[j]; }
     float inv = 1.f / total;
-    if (hd <= 128) {
-        __m256 o[16];
-        int nv = hd / 8;
-        for (int c = 0; c < nv; c++) o[c] = _mm256_setzero_ps();
-        for (j = 0; j < len; j++) {
-            __m256 a = _mm256_set1_ps(sc[j]);
-            const float *vr = vc + (size_t)j * stride;
-            for (int c = 0; c < nv; c++) o[c] = _mm256_fmadd_ps(a, _mm256_loadu_ps(vr + 8 * c), o[c]);
-        }
-        for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + 8 * c, _mm256_mul_ps(o[c], _mm256_set1_ps(inv)));
-    } else {
-        for (int c = 0; c < hd; c++) out[c] = 0.f;
-        for (j = 0; j < len; j++) {
-            const float *vr = vc + (size_t)j * stride;
-            float a = sc[j] * inv;
-            for (int c = 0; c < hd; c++) out[c] += a * vr[c];
-        }
+    __m256 o[32];                    /* head_dim <= 256, checked when the model is opened */
+    int nv = hd / 8;
+    for (int c = 0; c < nv; c++) o[c] = _mm256_setzero_ps();
+    for (j = 0; j < len; j++) {
+        __m256 a = _mm256_set1_ps(sc[j]);
+        const uint16_t *vr = vc + (size_t)j * stride;
+        for (int c = 0; c < nv; c++) o[c] = _mm256_fmadd_ps(a, ld8(vr + 8 * c), o[c]);
     }
+    for (int c = 0; c < nv; c++) _mm256_storeu_ps(out + 8 * c, _mm256_mul_ps(o[c], _mm256_set1_ps(inv)));
 }
 
 /* llama.cpp's "normal" rotary layout (adjacent pairs): GGUF converters permute q/k for it */
@@ -395,128 +393,173 @@ void ink_set(void *p, int layer, int kind, int type, const void *data, int rows,
     else m->out_norm = data;
 }
 
-/* (Re)allocate the KV cache for `rows` sequences of up to `max_len` positions; returns 0 when out of memory. */
-int ink_reset(void *p, int rows, int max_len) {
-    model_t *m = p;
-    size_t per = (size_t)m->n_layer * rows * max_len * m->n_kv * m->head_dim;
-    free(m->k_cache); free(m->v_cache); free(m->scores);
-    m->k_cache = malloc(per * sizeof(float));
-    m->v_cache = malloc(per * sizeof(float));
-    m->scores = malloc(sizeof(float) * (size_t)omp_get_max_threads() * max_len);
-    m->rows = rows; m->max_len = max_len;
-    return m->k_cache && m->v_cache && m->scores;
+void *ink_ctx(void *p, int rows) {
+    ctx_t *c = calloc(1, sizeof(ctx_t));
+    if (!c) return NULL;
+    c->m = p;
+    c->rows = rows;
+    c->len = calloc(rows, sizeof(int));
+    c->kc = calloc(rows, sizeof(uint16_t *));
+    c->vc = calloc(rows, sizeof(uint16_t *));
+    if (!c->len || !c->kc || !c->vc) { free(c->len); free(c->kc); free(c->vc); free(c); return NULL; }
+    return c;
 }
 
-static int grow(model_t *m, int n) {
-    if (n <= m->cap) return 1;
-    free(m->x); free(m->h); free(m->q); free(m->k); free(m->v); free(m->att); free(m->gate); free(m->up); free(m->xq);
+/* Give slot `row` room for `max_len` positions (its old contents are dropped; 0 frees it). 0 when out of memory. */
+int ink_slot(void *p, int row, int max_len) {
+    ctx_t *c = p;
+    const model_t *m = c->m;
+    if (row < 0 || row >= c->rows || max_len < 0) return 0;
+    free(c->kc[row]); free(c->vc[row]);
+    c->kc[row] = c->vc[row] = NULL;
+    c->len[row] = 0;
+    if (max_len == 0) return 1;
+    size_t per = (size_t)m->n_layer * max_len * m->n_kv * m->head_dim;
+    c->kc[row] = malloc(per * sizeof(uint16_t));
+    c->vc[row] = malloc(per * sizeof(uint16_t));
+    if (max_len > c->scores_cap) {
+        free(c->scores);
+        c->scores = malloc(sizeof(float) * (size_t)omp_get_max_threads() * max_len);
+        c->scores_cap = c->scores ? max_len : 0;
+    }
+    if (!c->kc[row] || !c->vc[row] || !c->scores) {
+        free(c->kc[row]); free(c->vc[row]);
+        c->kc[row] = c->vc[row] = NULL;
+        return 0;
+    }
+    c->len[row] = max_len;
+    return 1;
+}
+
+static void free_scratch(ctx_t *c) {
+    free(c->x); free(c->h); free(c->q); free(c->k); free(c->v); free(c->att); free(c->gate); free(c->up); free(c->xq);
+    c->x = c->h = c->q = c->k = c->v = c->att = c->gate = c->up = NULL;
+    c->xq = NULL;
+    c->cap = 0;
+}
+
+static int grow(ctx_t *c, int n) {
+    if (n <= c->cap) return 1;
+    const model_t *m = c->m;
+    free_scratch(c);
     int kv = m->n_kv * m->head_dim, qd = m->n_head * m->head_dim, wide = m->ffn > m->dim ? m->ffn : m->dim;
     if (qd > wide) wide = qd;
-    m->x = malloc(sizeof(float) * n * m->dim);
-    m->h = malloc(sizeof(float) * n * m->dim);
-    m->q = malloc(sizeof(float) * n * qd);
-    m->k = malloc(sizeof(float) * n * kv);
-    m->v = malloc(sizeof(float) * n * kv);
-    m->att = malloc(sizeof(float) * n * (qd > m->dim ? qd : m->dim));  /* also the final norm's gather */
-    m->gate = malloc(sizeof(float) * n * m->ffn);
-    m->up = malloc(sizeof(float) * n * m->ffn);
-    m->xq = malloc(sizeof(blk_x) * n * (wide / 32));
-    m->cap = n;
-    return m->x && m->h && m->q && m->k && m->v && m->att && m->gate && m->up && m->xq;
+    c->x = malloc(sizeof(float) * n * m->dim);
+    c->h = malloc(sizeof(float) * n * m->dim);
+    c->q = malloc(sizeof(float) * n * qd);
+    c->k = malloc(sizeof(float) * n * kv);
+    c->v = malloc(sizeof(float) * n * kv);
+    c->att = malloc(sizeof(float) * n * (qd > m->dim ? qd : m->dim));  /* also the final norm's gather */
+    c->gate = malloc(sizeof(float) * n * m->ffn);
+    c->up = malloc(sizeof(float) * n * m->ffn);
+    c->xq = malloc(sizeof(blk_x) * n * (wide / 32));
+    if (!(c->x && c->h && c->q && c->k && c->v && c->att && c->gate && c->up && c->xq)) { free_scratch(c); return 0; }
+    c->cap = n;
+    return 1;
 }
 
-/* One pass over the layer stack for n entries. Entries of one row must come in position order and every
- * earlier position of that row must already be in its cache (or earlier in this call). Writes the logits of
- * the entries listed in `want` (n_want of them) to `logits` [n_want][vocab]. Returns 0 on success. */
+static void store_f16(uint16_t *dst, const float *src, int n) {  /* n: a multiple of 8 */
+    for (int i = 0; i < n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* One pass over the layer stack for n entries (token, slot, position). Every earlier position of a slot must
+ * already be in its cache or come earlier in this call. Writes the logits of the entries listed in `want`
+ * (n_want of them) to `logits` [n_want][vocab]. Returns 0 on success, nonzero (and does nothing) otherwise. */
 int ink_forward(void *p, int n, const int *tokens, const int *rows, const int *pos, int n_want, const int *want,
                 float *logits) {
-    model_t *m = p;
-    if (!grow(m, n)) return 1;
+    ctx_t *c = p;
+    const model_t *m = c->m;
+    for (int i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= c->rows || pos[i] < 0 || pos[i] >= c->len[rows[i]] || tokens[i] < 0
+            || tokens[i] >= m->embed.rows) return 2;
+    for (int i = 0; i < n_want; i++)
+        if (want[i] < 0 || want[i] >= n) return 3;
+    if (!grow(c, n)) return 1;
     /* flush denormals to zero on every thread: attention weights of far-away positions underflow, and
      * arithmetic on denormals runs ~100x slower */
     #pragma omp parallel
     _mm_setcsr(_mm_getcsr() | 0x8040);
-    for (int i = 0; i < n; i++)
-        if (rows[i] < 0 || rows[i] >= m->rows || pos[i] < 0 || pos[i] >= m->max_len || tokens[i] < 0
-            || tokens[i] >= m->embed.rows) return 2;
     int dim = m->dim, hd = m->head_dim, kvd = m->n_kv * hd, qd = m->n_head * hd, group = m->n_head / m->n_kv;
     float scale = 1.f / sqrtf((float)hd);
-    for (int i = 0; i < n; i++) embed_row(&m->embed, tokens[i], m->x + (size_t)i * dim);
+    for (int i = 0; i < n; i++) embed_row(&m->embed, tokens[i], c->x + (size_t)i * dim);
 
     for (int l = 0; l < m->n_layer; l++) {
         const mat_t *w = m->w + l * W_COUNT;
-        size_t layer_off = (size_t)l * m->rows * m->max_len * kvd;
         TIC
-        rmsnorm(m->h, m->x, m->attn_norm[l], n, dim, m->eps);
-        quantize_rows(m->h, n, dim, m->xq);
+        rmsnorm(c->h, c->x, m->attn_norm[l], n, dim, m->eps);
+        quantize_rows(c->h, n, dim, c->xq);
         {
             const mat_t *Ws[3] = {&w[W_Q], &w[W_K], &w[W_V]};
-            float *ys[3] = {m->q, m->k, m->v};
+            float *ys[3] = {c->q, c->k, c->v};
             TOC(0)
-            matmul_group(Ws, ys, 3, m->xq, n);
+            matmul_group(Ws, ys, 3, c->xq, n);
             TOC(1)
         }
         for (int i = 0; i < n; i++) {
-            rope(m->q + (size_t)i * qd, m->n_head, hd, pos[i], m->inv_freq);
-            rope(m->k + (size_t)i * kvd, m->n_kv, hd, pos[i], m->inv_freq);
-            size_t at = layer_off + ((size_t)rows[i] * m->max_len + pos[i]) * kvd;
-            memcpy(m->k_cache + at, m->k + (size_t)i * kvd, sizeof(float) * kvd);
-            memcpy(m->v_cache + at, m->v + (size_t)i * kvd, sizeof(float) * kvd);
+            rope(c->q + (size_t)i * qd, m->n_head, hd, pos[i], m->inv_freq);
+            rope(c->k + (size_t)i * kvd, m->n_kv, hd, pos[i], m->inv_freq);
+            size_t at = ((size_t)l * c->len[rows[i]] + pos[i]) * kvd;
+            store_f16(c->kc[rows[i]] + at, c->k + (size_t)i * kvd, kvd);
+            store_f16(c->vc[rows[i]] + at, c->v + (size_t)i * kvd, kvd);
         }
         TOC(2)
         #pragma omp parallel for schedule(dynamic, 1)
         for (int t = 0; t < n * m->n_head; t++) {
-            int i = t / m->n_head, h = t % m->n_head, kvh = h / group, len = pos[i] + 1;
-            const float *qv = m->q + (size_t)i * qd + h * hd;
-            const float *kc = m->k_cache + layer_off + (size_t)rows[i] * m->max_len * kvd + kvh * hd;
-            const float *vc = m->v_cache + layer_off + (size_t)rows[i] * m->max_len * kvd + kvh * hd;
-            float *sc = m->scores + (size_t)omp_get_thread_num() * m->max_len;
-            attend(qv, kc, vc, len, kvd, hd, scale, sc, m->att + (size_t)i * qd + h * hd);
+            int i = t / m->n_head, h = t % m->n_head, kvh = h / group, r = rows[i];
+            size_t base = (size_t)l * c->len[r] * kvd + kvh * hd;
+            float *sc = c->scores + (size_t)omp_get_thread_num() * c->scores_cap;
+            attend(c->q + (size_t)i * qd + h * hd, c->kc[r] + base, c->vc[r] + base, pos[i] + 1, kvd, hd, scale, sc,
+                   c->att + (size_t)i * qd + h * hd);
         }
-        quantize_rows(m->att, n, qd, m->xq);
+        quantize_rows(c->att, n, qd, c->xq);
         TOC(3)
-        matmul(&w[W_O], m->h, m->xq, n);
+        matmul(&w[W_O], c->h, c->xq, n);
         TOC(4)
-        for (size_t i = 0; i < (size_t)n * dim; i++) m->x[i] += m->h[i];
+        for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->h[i];
 
-        rmsnorm(m->h, m->x, m->ffn_norm[l], n, dim, m->eps);
-        quantize_rows(m->h, n, dim, m->xq);
+        rmsnorm(c->h, c->x, m->ffn_norm[l], n, dim, m->eps);
+        quantize_rows(c->h, n, dim, c->xq);
         {
             const mat_t *Ws[2] = {&w[W_GATE], &w[W_UP]};
-            float *ys[2] = {m->gate, m->up};
+            float *ys[2] = {c->gate, c->up};
             TOC(0)
-            matmul_group(Ws, ys, 2, m->xq, n);
+            matmul_group(Ws, ys, 2, c->xq, n);
             TOC(5)
         }
         for (size_t i = 0; i < (size_t)n * m->ffn; i++) {
-            float g = m->gate[i];
-            m->gate[i] = g / (1.f + expf(-g)) * m->up[i];
+            float g = c->gate[i];
+            c->gate[i] = g / (1.f + expf(-g)) * c->up[i];
         }
-        quantize_rows(m->gate, n, m->ffn, m->xq);
+        quantize_rows(c->gate, n, m->ffn, c->xq);
         TOC(0)
-        matmul(&w[W_DOWN], m->h, m->xq, n);
+        matmul(&w[W_DOWN], c->h, c->xq, n);
         TOC(6)
-        for (size_t i = 0; i < (size_t)n * dim; i++) m->x[i] += m->h[i];
+        for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->h[i];
     }
     if (n_want > 0) {
-        for (int i = 0; i < n_want; i++) {
-            if (want[i] < 0 || want[i] >= n) return 3;
-            memcpy(m->att + (size_t)i * dim, m->x + (size_t)want[i] * dim, sizeof(float) * dim);
-        }
-        rmsnorm(m->h, m->att, m->out_norm, n_want, dim, m->eps);
-        quantize_rows(m->h, n_want, dim, m->xq);
+        for (int i = 0; i < n_want; i++) memcpy(c->att + (size_t)i * dim, c->x + (size_t)want[i] * dim, sizeof(float) * dim);
+        rmsnorm(c->h, c->att, m->out_norm, n_want, dim, m->eps);
+        quantize_rows(c->h, n_want, dim, c->xq);
         TIC
-        matmul(&m->head, logits, m->xq, n_want);
+        matmul(&m->head, logits, c->xq, n_want);
         TOC(7)
     }
     return 0;
 }
 
+void ink_ctx_free(void *p) {
+    ctx_t *c = p;
+    if (!c) return;
+    for (int r = 0; r < c->rows; r++) { free(c->kc[r]); free(c->vc[r]); }
+    free(c->kc); free(c->vc); free(c->len); free(c->scores);
+    free_scratch(c);
+    free(c);
+}
+
 void ink_free(void *p) {
     model_t *m = p;
     if (!m) return;
-    free(m->k_cache); free(m->v_cache); free(m->scores);
-    free(m->x); free(m->h); free(m->q); free(m->k); free(m->v); free(m->att); free(m->gate); free(m->up); free(m->xq);
     free(m->inv_freq); free(m->w); free(m->attn_norm); free(m->ffn_norm);
     free(m);
 }
