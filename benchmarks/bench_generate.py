@@ -2,7 +2,7 @@
 
     python benchmarks/bench_generate.py [--model smollm2-135m-instruct] [--engine auto] [--precision auto]
                                         [--new-tokens 128] [--repeats 2] [--bulk 16,64] [--ttft-tokens 500]
-                                        [--hf-dtype bf16] [--hf-reference fp32] [--batch-engine torch]
+                                        [--hf-dtype bf16] [--hf-reference fp32] [--batch-engine none]
 
 Cases, same model, prompts and settings on every side:
 - single: one prompt, decode tok/s for `--new-tokens` tokens;
@@ -17,7 +17,8 @@ units bf16 is the faster plain-HF dtype for one stream (half the weight bytes) b
 and long prompts (no bf16 kernels), so each case is also compared with whichever HF dtype did it faster.
 llama.cpp (`llama-cpp-python`, on the embedded Q4_1 GGUF, all cores) is measured when it is importable;
 otherwise its column is skipped with a note (`pip install llama-cpp-python` compiles llama.cpp: minutes).
-The bulk cases also run on the engine `inkwell batch` picks (`--batch-engine`, keys `*_batch_vs_hf`).
+`--batch-engine torch` (or onnx) also runs the bulk cases on that engine (keys `*_batch_vs_hf`); `inkwell batch`
+itself runs on the engine of the `inkwell` column under `--engine auto` (native where it applies).
 The last line printed is a JSON object of ratios (ours / theirs; for ttft and RSS lower is better).
 """
 
@@ -158,8 +159,7 @@ def measure(run, tokenizer, args, cases, label: str) -> dict:
 
 
 def arm_batch_engine(args, cases) -> dict:
-    """The bulk cases on the engine `inkwell batch` runs under --engine auto (torch: its continuous batching
-    measured faster than the ONNX path at 64 rows)."""
+    """The bulk cases on another engine (`--batch-engine`), for comparison."""
     bulk = [c for c in cases if c[1] > 1]
     return arm_inkwell(argparse.Namespace(**{**vars(args), "engine": args.batch_engine, "ttft_tokens": 0}), bulk)
 
@@ -186,8 +186,8 @@ def llamacpp_available() -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--engine", default="auto", help="Inkwell's engine: auto | onnx | torch")
-    parser.add_argument("--precision", default="auto", help="ONNX path precision: auto | int4 | int8 | fp32")
+    parser.add_argument("--engine", default="auto", help="Inkwell's engine: auto | native | onnx | torch")
+    parser.add_argument("--precision", default="auto", help="ONNX path precision: auto | int4 | int8 | fp32 (not auto: ONNX)")
     parser.add_argument("--hf-dtype", default="bf16", help="plain HF baseline dtype (the targets' baseline)")
     parser.add_argument("--hf-reference", default="fp32", help="second plain HF dtype to compare with (none: skip)")
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -195,8 +195,8 @@ def main() -> None:
     parser.add_argument("--bulk", default="16,64", help="bulk batch sizes")
     parser.add_argument("--ttft-tokens", type=int, default=500, help="prompt length for time to first token (0: skip)")
     parser.add_argument("--llamacpp", default="auto", choices=["auto", "off"])
-    parser.add_argument("--batch-engine", default="torch",
-                        help="also run the bulk cases on the engine `inkwell batch` uses (none: skip)")
+    parser.add_argument("--batch-engine", default="none",
+                        help="also run the bulk cases on this engine, e.g. torch (none: skip)")
     parser.add_argument("--arm", choices=sorted(ARMS), help=argparse.SUPPRESS)  # internal: run one side
     args = parser.parse_args()
 

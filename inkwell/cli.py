@@ -70,13 +70,13 @@ def _say(message: str) -> None:
 
 
 def _engine(model, adapter, dtype, device, batch_size: int = 16, backend: str = "local", base_url=None, api_key=None,
-            engine: str = "torch", precision: str = "auto"):
+            engine: str = "torch", precision: str = "auto", bulk: bool = False):
     if backend != "local":
         return _remote_engine(backend, base_url, api_key, model, adapter, batch_size)
     from inkwell.generate.runtime import open_engine
 
     return open_engine(model, adapter=adapter, dtype=dtype, device=device, batch_size=batch_size, engine=engine,
-                       precision=precision, progress=_say)
+                       precision=precision, progress=_say, bulk=bulk)
 
 
 def _parse_sets(pairs: list[str] | None) -> dict:
@@ -322,16 +322,16 @@ def batch(
     if not input.exists():
         raise InkwellError(f"input file not found: {input}", field="input")
     examples = load_shots(shots, tpl) if shots else None
-    if engine == "auto":  # bulk work: the torch engine's continuous batching out-runs the ONNX path's static
-        engine = "torch"  # batches of <= 32 at 64 rows (docs/generation.md has the figures)
+    # bulk work under auto: the native engine where it runs, else torch (the ONNX path's static batches of
+    # <= 32 rows lose at 64 rows; docs/generation.md has the figures)
     engine = _engine(model, adapter, dtype, device, batch_size=batch_size, backend=backend, base_url=base_url,
-                     api_key=api_key, engine=engine, precision=precision)
+                     api_key=api_key, engine=engine, precision=precision, bulk=True)
     scheduler = None
     from inkwell.generate.engine import Engine
 
-    # The torch engine: rows are fed to a continuous batch as places free up (see generate/batch.py). The
-    # ONNX fast path runs its own static batches of similar-length rows.
-    if type(engine) is Engine:
+    # Engines with continuous batching (torch, native): rows are fed to a running batch as places free up (see
+    # generate/batch.py). The ONNX fast path runs its own static batches of similar-length rows.
+    if type(engine) is Engine or hasattr(engine, "continuous_batch"):
         from inkwell.generate.scheduler import ScheduledEngine, Scheduler
 
         scheduler = Scheduler(engine).start()

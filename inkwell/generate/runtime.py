@@ -24,7 +24,9 @@ ENGINES = ("auto", "native", "onnx", "torch")
 
 def open_engine(model: str | None = None, *, adapter: str | None = None, dtype: str = "auto",
                 device: str = "auto", batch_size: int = 16, engine: str = "auto", precision: str = "auto",
-                progress: Callable[[str], None] | None = None):
+                progress: Callable[[str], None] | None = None, bulk: bool = False):
+    """`bulk` (batch jobs): under `auto`, skip the ONNX path, whose static batches of <= 32 rows lose to the
+    torch engine's continuous batching at 64 rows (docs/generation.md has the figures)."""
     from inkwell.generate.engine import Engine
     from inkwell.models.load import load_model, pick_device
 
@@ -57,13 +59,16 @@ def open_engine(model: str | None = None, *, adapter: str | None = None, dtype: 
         return plain()
     if engine == "auto" and (pick_device(device) != "cpu" or dtype not in ("auto", "fp32")):
         return plain()  # GPUs and explicit dtypes: the torch engine (bf16 + SDPA on CUDA)
+    if engine == "native" and (pick_device(device) != "cpu" or dtype not in ("auto", "fp32")):
+        raise InkwellError("the native engine runs on the CPU with the GGUF's own blocks", field="engine",
+                           hint="drop --device/--dtype, or use --engine torch")
     if engine in ("auto", "native"):
         native = open_native(model, adapter, precision, batch_size, plain, progress, required=engine == "native")
         if native is not None:
             return native
     from inkwell.models.onnx import FastPathUnavailable, build_onnx, runtime_available
 
-    if engine == "auto" and not runtime_available():
+    if engine == "auto" and (bulk or not runtime_available()):
         return plain()
     try:
         onnx_dir = build_onnx(model, adapter=adapter, precision=precision, progress=progress)

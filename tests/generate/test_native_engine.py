@@ -70,14 +70,15 @@ def _texts(results):
     return [(r.text, r.completion_tokens, r.finish_reason) for r in results]
 
 
+@pytest.mark.parametrize("pack", [True, False], ids=["interleaved", "row-wise"])
 @pytest.mark.parametrize("kind", ["q8_0", "q4_1", "q4_0"])
-def test_logits_match_torch_on_the_same_dequantised_weights(ggufs, kind):
+def test_logits_match_torch_on_the_same_dequantised_weights(ggufs, kind, pack):
     import torch
 
     from inkwell.generate.native import Decoder
     from inkwell.models.load import load_model
 
-    decoder = Decoder.open(ggufs[kind])
+    decoder = Decoder.open(ggufs[kind], pack=pack)
     assert decoder.config["blocks"] == kind.upper()
     torch_model = load_model(str(ggufs[kind]), dtype="fp32", device="cpu").model  # transformers' de-quantisation
     ids = [int(i) for i in np.random.default_rng(0).integers(0, decoder.vocab, 40)]
@@ -91,10 +92,11 @@ def test_logits_match_torch_on_the_same_dequantised_weights(ggufs, kind):
     assert (ours.argmax(-1) == theirs.argmax(-1)).mean() > 0.9
 
 
-def test_batched_and_chunked_entries_equal_one_row_at_a_time(ggufs):
+@pytest.mark.parametrize("pack", [True, False], ids=["interleaved", "row-wise"])
+def test_batched_and_chunked_entries_equal_one_row_at_a_time(ggufs, pack):
     from inkwell.generate.native import Decoder
 
-    decoder = Decoder.open(ggufs["q4_1"])
+    decoder = Decoder.open(ggufs["q4_1"], pack=pack)
     rng = np.random.default_rng(1)
     a, b = [int(i) for i in rng.integers(0, decoder.vocab, 23)], [int(i) for i in rng.integers(0, decoder.vocab, 9)]
     alone = []

@@ -85,7 +85,7 @@ def load_library() -> ctypes.CDLL:
                 os.unlink(tmp)
     lib = ctypes.CDLL(str(target))
     lib.ink_new.restype = ctypes.c_void_p
-    lib.ink_new.argtypes = [ctypes.c_int] * 7 + [ctypes.c_float, ctypes.c_float, ctypes.c_int]
+    lib.ink_new.argtypes = [ctypes.c_int] * 7 + [ctypes.c_float, ctypes.c_float, ctypes.c_int, ctypes.c_int]
     lib.ink_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
                             ctypes.c_int, ctypes.c_int]
     lib.ink_ctx.restype = ctypes.c_void_p
@@ -108,7 +108,8 @@ def _field(reader, key: str, default=None):
 class Decoder:
     """One GGUF model in the native decoder, with a KV cache for `rows` sequences (see `reset`)."""
 
-    def __init__(self, lib: ctypes.CDLL, gguf_path: str | os.PathLike, table: list[dict], config: dict, threads: int):
+    def __init__(self, lib: ctypes.CDLL, gguf_path: str | os.PathLike, table: list[dict], config: dict, threads: int,
+                 pack: bool = True):
         import numpy as np
 
         self.lib, self.config = lib, config
@@ -117,14 +118,16 @@ class Decoder:
         self.file = np.memmap(gguf_path, dtype=np.uint8, mode="r")  # the C side points into this mapping
         self.handle = lib.ink_new(config["layers"], config["dim"], config["heads"], config["kv_heads"],
                                   config["head_dim"], config["ffn"], config["vocab"], config["eps"], config["theta"],
-                                  threads)
+                                  threads, int(pack))
         for tensor in table:
             self._set(tensor)
 
     @classmethod
-    def open(cls, gguf_path: str | os.PathLike, threads: int | None = None) -> "Decoder":
+    def open(cls, gguf_path: str | os.PathLike, threads: int | None = None, pack: bool = True) -> "Decoder":
+        """`pack=False` keeps the matrices in the GGUF's row layout (the slower row-wise kernels, which
+        also serve matrices whose row count is not a multiple of 8): for tests and comparisons."""
         table, config = read_gguf(gguf_path)
-        return cls(load_library(), gguf_path, table, config, threads or os.cpu_count() or 1)
+        return cls(load_library(), gguf_path, table, config, threads or os.cpu_count() or 1, pack)
 
     def _set(self, tensor: dict) -> None:
         name, shape = tensor["name"], tensor["shape"]

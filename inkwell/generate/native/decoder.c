@@ -31,7 +31,16 @@ typedef struct { uint16_t d, m; uint8_t qs[16]; } blk_q41;        /* w = d * q +
 typedef struct { uint16_t d; int8_t qs[32]; } blk_q80;            /* w = d * q            */
 typedef struct { float d, s; int8_t qs[32]; } blk_x;              /* activations: d * q, s = d * sum(q) */
 
-typedef struct { const void *data; int type, rows, cols; } mat_t;
+/* 8 weight rows interleaved per block of 32 columns (built once at load, "repacked" as llama.cpp calls it):
+ * one 256-bit integer product then yields a partial sum for each of 8 output rows, so there is no horizontal
+ * sum per row and the float work of a block (convert, scale) is shared by 8 rows. Same bytes as the GGUF. */
+typedef struct { uint16_t d[8], m[8]; uint8_t qs[128]; } blk_q4x8;   /* Q4_1 (Q4_0 as m = -8d)          */
+typedef struct { uint16_t d[8]; uint8_t qs[256]; } blk_q8x8;           /* Q8_0                              */
+/* qs: chunk c (columns 4c..4c+3) of row r sits at bytes [32c + 4r, 32c + 4r + 4); for 4-bit weights chunk c
+ * holds low nibbles = columns 4c..4c+3 and high nibbles = columns 16+4c..16+4c+3 (c < 4), which are the
+ * GGUF's own bytes qs[4c..4c+3] of each row. */
+
+typedef struct { const void *data; int type, rows, cols; void *packed; } mat_t;
 
 #ifdef INK_PROFILE
 #include <stdio.h>
@@ -47,7 +56,7 @@ void ink_profile(void) { for (int i = 0; i < 8; i++) fprintf(stderr, "section %d
 enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN, W_COUNT };
 
 typedef struct {
-    int n_layer, dim, n_head, n_kv, head_dim, ffn, vocab, threads;
+    int n_layer, dim, n_head, n_kv, head_dim, ffn, vocab, threads, pack;
     float eps;
     float *inv_freq;                 /* head_dim / 2 */
     mat_t embed, head;
@@ -209,9 +218,134 @@ static inline __attribute__((always_inline)) void tile(const mat_t *W, int n, in
     for (int j = 0; j < t; j++) y[(size_t)j * ystride + n] = hsum8(acc[j]) + extra[j];
 }
 
-/* rows [n0, n1) of W times `m` activation rows (each nb blocks) into y[m][N] */
+
+/* ------------------------------------------------------------------ the interleaved kernels */
+
+static void *pack_rows(const mat_t *W) {
+    int nb = W->cols / 32, groups = W->rows / 8;
+    if (W->rows % 8) return NULL;
+    if (W->type == Q8_0) {
+        blk_q8x8 *out = aligned_alloc(64, ((sizeof(blk_q8x8) * groups * nb + 63) / 64) * 64);
+        if (!out) return NULL;
+        for (int g = 0; g < groups; g++)
+            for (int b = 0; b < nb; b++) {
+                blk_q8x8 *o = out + (size_t)g * nb + b;
+                for (int r = 0; r < 8; r++) {
+                    const blk_q80 *w = (const blk_q80 *)W->data + (size_t)(8 * g + r) * nb + b;
+                    o->d[r] = w->d;
+                    for (int c = 0; c < 8; c++) memcpy(o->qs + 32 * c + 4 * r, w->qs + 4 * c, 4);
+                }
+            }
+        return out;
+    }
+    blk_q4x8 *out = aligned_alloc(64, ((sizeof(blk_q4x8) * groups * nb + 63) / 64) * 64);
+    if (!out) return NULL;
+    for (int g = 0; g < groups; g++)
+        for (int b = 0; b < nb; b++) {
+            blk_q4x8 *o = out + (size_t)g * nb + b;
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *qs;
+                if (W->type == Q4_1) {
+                    const blk_q41 *w = (const blk_q41 *)W->data + (size_t)(8 * g + r) * nb + b;
+                    o->d[r] = w->d; o->m[r] = w->m; qs = w->qs;
+                } else {
+                    const blk_q40 *w = (const blk_q40 *)W->data + (size_t)(8 * g + r) * nb + b;
+                    o->d[r] = w->d; o->m[r] = _cvtss_sh(-8.f * h2f(w->d), 0); qs = w->qs;  /* exact: a power of 2 */
+                }
+                for (int c = 0; c < 4; c++) memcpy(o->qs + 32 * c + 4 * r, qs + 4 * c, 4);
+            }
+        }
+    return out;
+}
+
+static inline __m256i bcast4(const int8_t *p) { int v; memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
+
+/* `t` (1..4, constant after inlining) activation rows against the row groups [g0, g1) of a packed 4-bit
+ * matrix: y[j][8g .. 8g+8) for each activation row j. The 8 int16 products of a block are summed before
+ * widening: |q4 * x8| pairs are at most 2 * 15 * 127, times 8 = 30480 < 32767. */
+static inline __attribute__((always_inline)) void q4x8_tile(const blk_q4x8 *W, int nb, int g0, int g1,
+                                                           const blk_x *x, const int t, float *y, int ystride) {
+    const __m256i lo = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    for (int g = g0; g < g1; g++) {
+        const blk_q4x8 *w = W + (size_t)g * nb;
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int b = 0; b < nb; b++) {
+            __m256i q[8];
+            for (int c = 0; c < 4; c++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * c));
+                q[c] = _mm256_and_si256(v, lo);
+                q[c + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo);
+            }
+            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w[b].d));
+            __m256 mm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w[b].m));
+            for (int j = 0; j < t; j++) {
+                const blk_x *xb = x + (size_t)j * nb + b;
+                __m256i s = _mm256_maddubs_epi16(q[0], bcast4(xb->qs));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(q[1], bcast4(xb->qs + 4)));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(q[2], bcast4(xb->qs + 8)));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(q[3], bcast4(xb->qs + 12)));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(q[4], bcast4(xb->qs + 16)));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(q[5], bcast4(xb->qs + 20)));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(q[6], bcast4(xb->qs + 24)));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(q[7], bcast4(xb->qs + 28)));
+                __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s, ones));
+                acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xb->d)), p, acc[j]);
+                acc[j] = _mm256_fmadd_ps(mm, _mm256_set1_ps(xb->s), acc[j]);
+            }
+        }
+        for (int j = 0; j < t; j++) _mm256_storeu_ps(y + (size_t)j * ystride + 8 * g, acc[j]);
+    }
+}
+
+/* The same for packed Q8_0 (signed x signed: maddubs(|w|, sign(x, w)); pairs reach 2 * 127 * 127, so each
+ * chunk is widened to int32 on its own). */
+static inline __attribute__((always_inline)) void q8x8_tile(const blk_q8x8 *W, int nb, int g0, int g1,
+                                                           const blk_x *x, const int t, float *y, int ystride) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int g = g0; g < g1; g++) {
+        const blk_q8x8 *w = W + (size_t)g * nb;
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int b = 0; b < nb; b++) {
+            __m256i sum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256()};
+            for (int c = 0; c < 8; c++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * c));
+                __m256i a = _mm256_sign_epi8(v, v);
+                for (int j = 0; j < t; j++) {
+                    __m256i xs = _mm256_sign_epi8(bcast4(x[(size_t)j * nb + b].qs + 4 * c), v);
+                    sum[j] = _mm256_add_epi32(sum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(a, xs), ones));
+                }
+            }
+            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w[b].d));
+            for (int j = 0; j < t; j++)
+                acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(x[(size_t)j * nb + b].d)),
+                                         _mm256_cvtepi32_ps(sum[j]), acc[j]);
+        }
+        for (int j = 0; j < t; j++) _mm256_storeu_ps(y + (size_t)j * ystride + 8 * g, acc[j]);
+    }
+}
+
+#define PACKED_TILES(KERNEL, TYPE)                                                                          \
+    do {                                                                                                  \
+        const TYPE *P = W->packed;                                                                        \
+        int r0 = 0;                                                                                       \
+        for (; r0 + 4 <= m; r0 += 4) KERNEL(P, nb, n0 / 8, n1 / 8, x + (size_t)r0 * nb, 4, y + (size_t)r0 * ystride, ystride); \
+        switch (m - r0) {                                                                                 \
+            case 3: KERNEL(P, nb, n0 / 8, n1 / 8, x + (size_t)r0 * nb, 3, y + (size_t)r0 * ystride, ystride); break; \
+            case 2: KERNEL(P, nb, n0 / 8, n1 / 8, x + (size_t)r0 * nb, 2, y + (size_t)r0 * ystride, ystride); break; \
+            case 1: KERNEL(P, nb, n0 / 8, n1 / 8, x + (size_t)r0 * nb, 1, y + (size_t)r0 * ystride, ystride); break; \
+        }                                                                                                 \
+    } while (0)
+
+/* rows [n0, n1) of W times `m` activation rows (each nb blocks) into y[m][N] (n0, n1 multiples of 8 when W is
+ * packed) */
 static void mat_rows(const mat_t *W, int n0, int n1, const blk_x *x, int m, float *y, int ystride) {
     int nb = W->cols / 32;
+    if (W->packed) {
+        if (W->type == Q8_0) PACKED_TILES(q8x8_tile, blk_q8x8);
+        else PACKED_TILES(q4x8_tile, blk_q4x8);
+        return;
+    }
     if (m == 1) {
         mat_rows1(W, n0, n1, x, y);
         return;
@@ -235,7 +369,9 @@ static void matmul_group(const mat_t **Ws, float **ys, int count, const blk_x *x
     #pragma omp parallel
     {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int lo = (int)((long)total * id / nt), hi = (int)((long)total * (id + 1) / nt), base = 0;
+        /* boundaries on multiples of 8 rows, the packed kernels' unit (every packed matrix has 8k rows) */
+        int lo = (int)((long)total * id / nt) & ~7, hi = id == nt - 1 ? total : (int)((long)total * (id + 1) / nt) & ~7;
+        int base = 0;
         for (int i = 0; i < count; i++) {
             int a = lo > base ? lo - base : 0, b = hi - base < Ws[i]->rows ? hi - base : Ws[i]->rows;
             if (a < b) mat_rows(Ws[i], a, b, x, m, ys[i], Ws[i]->rows);
@@ -368,10 +504,10 @@ static void embed_row(const mat_t *E, int token, float *out) {
 /* ------------------------------------------------------------------ the API (ctypes) */
 
 void *ink_new(int n_layer, int dim, int n_head, int n_kv, int head_dim, int ffn, int vocab, float eps, float theta,
-              int threads) {
+              int threads, int pack) {
     model_t *m = calloc(1, sizeof(model_t));
     m->n_layer = n_layer; m->dim = dim; m->n_head = n_head; m->n_kv = n_kv; m->head_dim = head_dim;
-    m->ffn = ffn; m->vocab = vocab; m->eps = eps; m->threads = threads;
+    m->ffn = ffn; m->vocab = vocab; m->eps = eps; m->threads = threads; m->pack = pack;
     m->inv_freq = malloc(sizeof(float) * head_dim / 2);
     for (int i = 0; i < head_dim / 2; i++) m->inv_freq[i] = powf(theta, -2.f * i / head_dim);
     m->w = calloc((size_t)n_layer * W_COUNT, sizeof(mat_t));
@@ -384,7 +520,8 @@ void *ink_new(int n_layer, int dim, int n_head, int n_kv, int head_dim, int ffn,
 /* kind: 0..6 a layer matrix (W_Q..W_DOWN), 7 attn norm, 8 ffn norm, 9 embedding, 10 head, 11 output norm */
 void ink_set(void *p, int layer, int kind, int type, const void *data, int rows, int cols) {
     model_t *m = p;
-    mat_t t = {data, type, rows, cols};
+    mat_t t = {data, type, rows, cols, NULL};
+    if (m->pack && (kind < W_COUNT || kind == 10)) t.packed = pack_rows(&t);  /* NULL: the row-wise kernels */
     if (kind < W_COUNT) m->w[layer * W_COUNT + kind] = t;
     else if (kind == 7) m->attn_norm[layer] = data;
     else if (kind == 8) m->ffn_norm[layer] = data;
@@ -560,6 +697,8 @@ void ink_ctx_free(void *p) {
 void ink_free(void *p) {
     model_t *m = p;
     if (!m) return;
+    for (int i = 0; i < m->n_layer * W_COUNT; i++) free(m->w[i].packed);
+    free(m->head.packed);
     free(m->inv_freq); free(m->w); free(m->attn_norm); free(m->ffn_norm);
     free(m);
 }
