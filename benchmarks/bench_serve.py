@@ -1,7 +1,7 @@
 """Serving speed: `inkwell serve` under 1, 4 and 16 concurrent streaming clients.
 
     python benchmarks/bench_serve.py [--model smollm2-135m-instruct] [--levels 1,4,16] [--max-tokens 64] [--rounds 3]
-                                     [--step-tokens 256] [--no-moderation]
+                                     [--step-tokens 256] [--no-moderation] [--engine torch|native|auto]
 
 Starts `inkwell serve` on 127.0.0.1 (a free port, its own process so the clients do not share its GIL),
 waits for /health, then for each concurrency level C runs C closed-loop clients until max(8, rounds x C)
@@ -55,6 +55,8 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
         command += ["--step-tokens", str(args.step_tokens)]
     if args.no_moderation:
         command += ["--no-moderation"]
+    if args.engine:
+        command += ["--engine", args.engine]
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL if not args.verbose else None,
                             stderr=subprocess.STDOUT if not args.verbose else None)
@@ -147,6 +149,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="The server's --batch-size.")
     parser.add_argument("--step-tokens", type=int, default=None, help="The server's --step-tokens (default: its own).")
     parser.add_argument("--no-moderation", action="store_true", help="Serve without moderation (the scheduler alone).")
+    parser.add_argument("--engine", default=None, help="The server's --engine (torch | native | auto; default: its own, torch).")
     parser.add_argument("--verbose", action="store_true", help="Show the server's log.")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -174,7 +177,8 @@ def main() -> None:
     ratio = round(top["tokens_per_s"] / base["tokens_per_s"], 2) if base and base["tokens_per_s"] else None
     print(f"throughput ratio {top['concurrency']} vs 1: {ratio} (target >= 4); "
           f"p95 TTFT at {top['concurrency']}: {top['ttft_p95_s']} s (target <= 2)")
-    print(json.dumps({"model": model, "max_tokens": args.max_tokens, "moderation": not args.no_moderation,
+    print(json.dumps({"model": model, "engine": args.engine or "torch", "max_tokens": args.max_tokens,
+                      "moderation": not args.no_moderation,
                       "step_tokens": args.step_tokens, "levels": rows,
                       f"ratio_{top['concurrency']}_vs_1": ratio, "cpu_count": os.cpu_count(),
                       "median_tokens_per_s": statistics.median([r["tokens_per_s"] or 0 for r in rows])}))

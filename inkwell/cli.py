@@ -1048,6 +1048,7 @@ def serve(
     drain_timeout: Annotated[float, typer.Option("--drain-timeout", min=0, help="On SIGTERM, seconds in-flight requests get to finish.")] = 30.0,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
+    engine: Annotated[str, typer.Option("--engine", help="torch | native | auto (native: the CPU engine on a llama GGUF, no --adapter; auto: native where it applies, else torch).")] = "torch",
     no_log: NoLog = False,
     policy: PolicyOpt = None,
     no_moderation: NoModerationOpt = False,
@@ -1061,6 +1062,8 @@ def serve(
 
     if batching not in ("continuous", "window"):
         raise InkwellError(f"unknown --batching '{batching}'", field="batching", hint="use continuous or window")
+    if engine not in ("torch", "native", "auto"):
+        raise InkwellError(f"unknown --engine '{engine}' for serve", field="engine", hint="use torch, native or auto")
     adapters: dict[str, str] = {}
     for pair in adapter or []:
         name, sep, path = pair.partition("=")
@@ -1070,7 +1073,8 @@ def serve(
             raise InkwellError(f"two adapters are named '{name.strip()}'", field="adapter")
         adapters[name.strip()] = path.strip()
     config = ServeConfig(
-        model=model, adapters=adapters, dtype=dtype, device=device, host=host, port=port, api_keys=list(api_key or []),
+        model=model, adapters=adapters, dtype=dtype, device=device, engine=engine, host=host, port=port,
+        api_keys=list(api_key or []),
         api_keys_file=str(api_keys_file) if api_keys_file else None, max_concurrency=max_concurrency,
         rate_limit=rate_limit, batch_size=batch_size, window_ms=window_ms, continuous_batching=batching == "continuous",
         step_tokens=step_tokens, max_queue=max_queue,

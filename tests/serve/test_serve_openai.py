@@ -292,3 +292,39 @@ def test_metrics_cover_latency_tokens_and_errors(live_server):
     assert values["inkwell_prompt_tokens_total"] > 0 and values["inkwell_generation_tokens_total"] >= 4
     assert values['inkwell_request_errors_total{type="model_not_found"}'] >= 1
     assert values['inkwell_requests_total{endpoint="chat",status="200"}'] >= 1
+
+
+def test_native_engine_serves_a_gguf_with_streaming_and_concurrency(tiny_chat_model, tmp_path, monkeypatch):
+    """`--engine native` on a llama GGUF: the scheduler's continuous batch is the native one; streamed text
+    equals the whole text, and concurrent greedy requests get what they get alone."""
+    from inkwell.generate.native import cpu_supported
+    from inkwell.models.gguf_write import write_gguf
+
+    if cpu_supported():
+        pytest.skip(cpu_supported())
+    monkeypatch.setenv("INKWELL_MODEL_CACHE", str(tmp_path / "cache"))
+    gguf = write_gguf(tiny_chat_model, tmp_path / "tiny-q4_1.gguf", "q4_1").path
+    server = start_server(gguf, tmp_path, engine="native")
+    try:
+        assert type(server.state.engine).__name__ == "NativeEngine" and server.state.scheduler.continuous
+        client = server.client()
+        model = client.models.list().data[0].id
+        args = dict(model=model, messages=CHAT, max_tokens=16, temperature=0)
+        whole = client.chat.completions.create(**args).choices[0].message.content
+        chunks = list(client.chat.completions.create(**args, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole
+        prompts = [[{"role": "user", "content": f"Write about item {i}."}] for i in range(4)]
+        alone = [client.chat.completions.create(model=model, messages=p, max_tokens=12, temperature=0)
+                 .choices[0].message.content for p in prompts]
+        results: list = [None] * 4
+
+        def ask(i):
+            results[i] = client.chat.completions.create(model=model, messages=prompts[i], max_tokens=12,
+                                                        temperature=0).choices[0].message.content
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+        [t.start() for t in threads]
+        [t.join(60) for t in threads]
+        assert results == alone
+    finally:
+        server.stop()

@@ -259,3 +259,16 @@ def test_a_batch_that_never_empties_keeps_a_short_cache(tiny_engine):
         assert long.results[0].text == tiny_engine.generate(["Poems"], settings)[0].text  # and the text is unchanged
     finally:
         sched.close()
+
+
+def test_serve_engine_choice_is_checked_before_loading(tiny_chat_model):
+    from inkwell.errors import InkwellError
+    from inkwell.serve.state import ServeConfig, load_engine
+
+    with pytest.raises(InkwellError, match="unknown engine"):
+        load_engine(ServeConfig(model=str(tiny_chat_model), engine="onnx"))
+    with pytest.raises(InkwellError, match="base model only"):
+        load_engine(ServeConfig(model=str(tiny_chat_model), engine="native", adapters={"a": "x"}))
+    # auto on an HF folder (no GGUF behind it): the torch engine, as the default
+    engine, adapters = load_engine(ServeConfig(model=str(tiny_chat_model), engine="auto"))
+    assert type(engine).__name__ == "Engine" and adapters == {}
