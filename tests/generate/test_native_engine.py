@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from inkwell.errors import InkwellError
-from inkwell.generate.native import cpu_supported
+from inkwell.generate.native import unavailable_here
 from inkwell.generate.settings import GenerationSettings
 
-pytestmark = pytest.mark.skipif(cpu_supported() is not None, reason=str(cpu_supported()))
+pytestmark = pytest.mark.skipif(unavailable_here() is not None, reason=str(unavailable_here()))
 
 PROMPTS = [
     [{"role": "user", "content": "Write a product description for a bamboo water bottle."}],

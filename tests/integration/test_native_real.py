@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from inkwell.generate.native import cpu_supported
+from inkwell.generate.native import unavailable_here
 
-pytestmark = pytest.mark.skipif(cpu_supported() is not None, reason=str(cpu_supported()))
+pytestmark = pytest.mark.skipif(unavailable_here() is not None, reason=str(unavailable_here()))
 ROOT = Path(__file__).resolve().parents[2]
 
 

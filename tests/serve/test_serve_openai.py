@@ -297,11 +297,11 @@ def test_metrics_cover_latency_tokens_and_errors(live_server):
 def test_native_engine_serves_a_gguf_with_streaming_and_concurrency(tiny_chat_model, tmp_path, monkeypatch):
     """`--engine native` on a llama GGUF: the scheduler's continuous batch is the native one; streamed text
     equals the whole text, and concurrent greedy requests get what they get alone."""
-    from inkwell.generate.native import cpu_supported
+    from inkwell.generate.native import unavailable_here
     from inkwell.models.gguf_write import write_gguf
 
-    if cpu_supported():
-        pytest.skip(cpu_supported())
+    if unavailable_here():
+        pytest.skip(unavailable_here())
     monkeypatch.setenv("INKWELL_MODEL_CACHE", str(tmp_path / "cache"))
     gguf = write_gguf(tiny_chat_model, tmp_path / "tiny-q4_1.gguf", "q4_1").path
     server = start_server(gguf, tmp_path, engine="native")

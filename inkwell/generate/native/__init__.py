@@ -52,6 +52,15 @@ def cpu_supported() -> str | None:
     return f"the CPU lacks {', '.join(missing)}" if missing else None
 
 
+def compiler() -> str | None:
+    return shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc")
+
+
+def unavailable_here() -> str | None:
+    """Why this machine cannot build or run the decoder (CPU, compiler), or None."""
+    return cpu_supported() or (None if compiler() else "no C compiler (cc)")
+
+
 def library_path() -> Path:
     from inkwell.home import models_dir
 
@@ -65,15 +74,15 @@ def load_library() -> ctypes.CDLL:
         raise NativeUnavailable(reason, machine=True)
     target = library_path()
     if not target.exists():
-        compiler = shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc")
-        if not compiler:
+        cc = compiler()
+        if not cc:
             raise NativeUnavailable("no C compiler (cc) to build the native decoder", machine=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".decoder-", suffix=".so", dir=target.parent)
         os.close(fd)
         try:
             try:
-                done = subprocess.run([compiler, str(SOURCE), "-o", tmp, *FLAGS], capture_output=True, text=True)
+                done = subprocess.run([cc, str(SOURCE), "-o", tmp, *FLAGS], capture_output=True, text=True)
             except OSError as exc:
                 raise NativeUnavailable(f"building the native decoder failed ({exc})", machine=True) from exc
             if done.returncode != 0:
