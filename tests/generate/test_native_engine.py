@@ -112,6 +112,17 @@ def test_batched_and_chunked_entries_equal_one_row_at_a_time(ggufs, pack):
     np.testing.assert_allclose(np.concatenate([first[len(b):], rest]), alone[0], rtol=0, atol=1e-5)
 
 
+def test_the_callers_floating_point_mode_is_left_as_it_was(ggufs):
+    """The decoder flushes denormals inside its threads; numpy/torch in the calling thread must not notice."""
+    from inkwell.generate.native import Decoder
+
+    decoder = Decoder.open(ggufs["q8_0"])
+    decoder.reset(1, 8)
+    decoder.forward([1, 2], [0, 0], [0, 1], [1])
+    tiny = np.array([1e-38], dtype=np.float32) * np.float32(0.01)  # a denormal unless flushed to zero
+    assert tiny[0] != 0
+
+
 def test_bad_entries_are_refused_not_read_out_of_bounds(ggufs):
     from inkwell.generate.native import Decoder
 

@@ -614,7 +614,8 @@ int ink_forward(void *p, int n, const int *tokens, const int *rows, const int *p
         if (want[i] < 0 || want[i] >= n) return 3;
     if (!grow(c, n)) return 1;
     /* flush denormals to zero on every thread: attention weights of far-away positions underflow, and
-     * arithmetic on denormals runs ~100x slower */
+     * arithmetic on denormals runs ~100x slower. The calling thread's own mode is restored on return. */
+    unsigned int caller_csr = _mm_getcsr();
     #pragma omp parallel
     _mm_setcsr(_mm_getcsr() | 0x8040);
     int dim = m->dim, hd = m->head_dim, kvd = m->n_kv * hd, qd = m->n_head * hd, group = m->n_head / m->n_kv;
@@ -682,6 +683,7 @@ int ink_forward(void *p, int n, const int *tokens, const int *rows, const int *p
         matmul(&m->head, logits, c->xq, n_want);
         TOC(7)
     }
+    _mm_setcsr(caller_csr);
     return 0;
 }
 
