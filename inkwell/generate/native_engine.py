@@ -215,22 +215,9 @@ class NativeBatch:
         self.free.append(row.slot)
 
     def _choose(self, row, x) -> int:
-        """The row's next token from its logits: repetition penalty, min length, then greedy or sampled with the
-        row's own RNG (the ONNX path's numpy warpers; the torch engine's order)."""
-        import numpy as np
+        from inkwell.generate.onnx_engine import pick_token
 
-        from inkwell.generate.onnx_engine import _sample
-
-        settings = self.settings
-        if row.seen is not None:
-            hit = row.seen
-            x[hit] = np.where(x[hit] > 0, x[hit] / self.penalty, x[hit] * self.penalty)
-        if len(row.generated) < row.min_new_tokens and self.eos.size:
-            x[self.eos] = -np.inf
-        if settings.greedy:
-            token = int(np.argmax(x))
-        else:
-            token = _sample(x, float(settings.temperature), settings.top_k, float(settings.top_p), row.generator)
+        token = pick_token(x, row, self.settings, self.eos, row.seen, self.penalty)
         if row.seen is not None and token < self.engine.vocab:
             row.seen[token] = True
         return token

@@ -208,20 +208,25 @@ class _Picker:
 
         logits = np.array(logits, dtype=np.float32).reshape(len(self.rows), -1)
         out = np.full_like(logits, -1e30)
-        settings = self.settings
         for b in live:
-            row, x = self.rows[b], logits[b]
-            if self.seen is not None:
-                hit = self.seen[b]
-                x[hit] = np.where(x[hit] > 0, x[hit] / self.penalty, x[hit] * self.penalty)
-            if len(row.generated) < row.min_new_tokens and self.eos.size:
-                x[self.eos] = -np.inf
-            if settings.greedy:
-                token = int(np.argmax(x))
-            else:
-                token = _sample(x, float(settings.temperature), settings.top_k, float(settings.top_p), row.generator)
-            out[b, token] = 0.0
+            seen = self.seen[b] if self.seen is not None else None
+            out[b, pick_token(logits[b], self.rows[b], self.settings, self.eos, seen, self.penalty)] = 0.0
         return out.reshape(len(self.rows), 1, -1)
+
+
+def pick_token(x, row, settings: GenerationSettings, eos, seen=None, penalty: float = 1.0) -> int:
+    """One row's next token from its logits `x` (changed in place): repetition penalty on the `seen` tokens,
+    end of text masked below min_new_tokens, then greedy or sampled with the row's numpy RNG. The numpy
+    paths' (ONNX, native) twin of the torch engine's warpers, in their order."""
+    import numpy as np
+
+    if seen is not None:
+        x[seen] = np.where(x[seen] > 0, x[seen] / penalty, x[seen] * penalty)
+    if len(row.generated) < row.min_new_tokens and eos.size:
+        x[eos] = -np.inf
+    if settings.greedy:
+        return int(np.argmax(x))
+    return _sample(x, float(settings.temperature), settings.top_k, float(settings.top_p), row.generator)
 
 
 def _sample(x, temperature: float, top_k: int, top_p: float, rng) -> int:
