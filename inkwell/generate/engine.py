@@ -64,6 +64,13 @@ class _Row:
     owner: object = None  # whoever queued the row (the scheduler's job)
 
 
+def row_result(row: _Row, started: float) -> GenerationResult:
+    """A finished row as the API's result; latency counted from `started` (a perf_counter time)."""
+    return GenerationResult(text=row.text, prompt_tokens=len(row.prompt_ids), completion_tokens=len(row.generated or []),
+                            finish_reason=row.finish_reason or "length", latency_s=round(row.finished_at - started, 4),
+                            prompt_index=row.prompt_index, sample_index=row.sample_index, seed=row.seed)
+
+
 class Engine:
     """Wraps a LoadedModel. `generate()` is the whole API; everything else is plumbing."""
 
@@ -174,19 +181,7 @@ class Engine:
         else:
             for row_group in self._hf_groups(rows, settings):
                 self._hf_generate(row_group, settings, on_delta)
-        return [
-            GenerationResult(
-                text=row.text,
-                prompt_tokens=len(row.prompt_ids),
-                completion_tokens=len(row.generated or []),
-                finish_reason=row.finish_reason or "length",
-                latency_s=round(row.finished_at - started, 4),
-                prompt_index=row.prompt_index,
-                sample_index=row.sample_index,
-                seed=row.seed,
-            )
-            for row in rows
-        ]
+        return [row_result(row, started) for row in rows]
 
     def _make_rows(self, prompts: Sequence[Prompt], settings: GenerationSettings, seeds=None) -> list[_Row]:
         import random

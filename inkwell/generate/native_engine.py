@@ -21,9 +21,9 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from inkwell.errors import InkwellError
 from inkwell.generate.continuous import DEFAULT_STEP_TOKENS
-from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine, GenerationResult, OnDelta, Prompt
+from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine, GenerationResult, OnDelta, Prompt, row_result
+from inkwell.generate.fastpath import TorchFallback, needs_torch, pick_token
 from inkwell.generate.settings import GenerationSettings
 
 SCORE_CHUNK = 512  # positions per decoder call when scoring a window: bounds the scratch memory
@@ -37,9 +37,7 @@ class NativeEngine(Engine):
                  notice: Callable[[str], None] | None = None):
         self.decoder = decoder
         self.vocab = decoder.vocab
-        self._fallback_factory = fallback
-        self._fallback: Engine | None = None
-        self._notice = notice
+        self._plain = TorchFallback("native engine", fallback, notice)
         self._lock = threading.Lock()  # generate() from several threads: one batch at a time
         super().__init__(loaded, batch_size=batch_size, step_tokens=step_tokens)
         self.model = _NativeScorer(self)  # what perplexity scoring calls; there is no torch module here
@@ -49,15 +47,6 @@ class NativeEngine(Engine):
 
         path = Path(self.loaded.path) / "generation_config.json"  # no torch module: read the file
         return [json.loads(path.read_text()).get("eos_token_id") if path.exists() else None]
-
-    @staticmethod
-    def unsupported(settings: GenerationSettings) -> str | None:
-        """Why these settings need the torch engine, or None when the native path honours them all."""
-        if settings.num_beams > 1:
-            return "beam search"
-        if settings.no_repeat_ngram_size > 0:
-            return "no_repeat_ngram_size"
-        return None
 
     def continuous_batch(self, settings: GenerationSettings, *, max_rows: int,
                          step_tokens: int = DEFAULT_STEP_TOKENS, prefix_cache=None) -> "NativeBatch":
@@ -70,7 +59,7 @@ class NativeEngine(Engine):
                  seeds: Sequence[int | None] | None = None) -> list[GenerationResult]:
         settings = settings or GenerationSettings()
         settings.validate()
-        reason = self.unsupported(settings)
+        reason = needs_torch(settings)
         if reason:
             return self._plain(reason).generate(prompts, settings, on_delta=on_delta, should_stop=should_stop,
                                                 seeds=seeds)
@@ -85,23 +74,7 @@ class NativeEngine(Engine):
             batch.add(rows)
             while not batch.idle:
                 batch.step()
-        return [
-            GenerationResult(text=row.text, prompt_tokens=len(row.prompt_ids), completion_tokens=len(row.generated),
-                             finish_reason=row.finish_reason or "length",
-                             latency_s=round(row.finished_at - started, 4), prompt_index=row.prompt_index,
-                             sample_index=row.sample_index, seed=row.seed)
-            for row in rows
-        ]
-
-    def _plain(self, reason: str) -> Engine:
-        if self._fallback is None:
-            if self._fallback_factory is None:
-                raise InkwellError(f"{reason} is not available on the native engine", field="engine",
-                                   hint="use --engine torch")
-            if self._notice:
-                self._notice(f"note: {reason} runs on the torch engine (the native engine does not support it)")
-            self._fallback = self._fallback_factory()
-        return self._fallback
+        return [row_result(row, started) for row in rows]
 
 
 class NativeBatch:
@@ -215,8 +188,6 @@ class NativeBatch:
         self.free.append(row.slot)
 
     def _choose(self, row, x) -> int:
-        from inkwell.generate.onnx_engine import pick_token
-
         token = pick_token(x, row, self.settings, self.eos, row.seen, self.penalty)
         if row.seen is not None and token < self.engine.vocab:
             row.seen[token] = True

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from inkwell.errors import InkwellError
-from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine, GenerationResult, OnDelta, Prompt
+from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine, GenerationResult, OnDelta, Prompt, row_result
+from inkwell.generate.fastpath import TorchFallback, needs_torch, pick_token
 from inkwell.generate.settings import GenerationSettings
 
 MAX_BATCH = 32  # onnxruntime-genai refuses batch_size > 32 for these models
@@ -40,9 +40,7 @@ class OnnxEngine(Engine):
         config = json.loads((self.onnx_dir / "genai_config.json").read_text())["model"]
         self.og_pad = int(config.get("pad_token_id") or 0)
         self.vocab = int(config["vocab_size"])
-        self._fallback_factory = fallback
-        self._fallback: Engine | None = None
-        self._notice = notice
+        self._plain = TorchFallback("ONNX path", fallback, notice)
         self._genai_eos = config.get("eos_token_id")
         super().__init__(loaded, batch_size=batch_size)
         self.batch_size = min(self.batch_size, MAX_BATCH)
@@ -52,15 +50,6 @@ class OnnxEngine(Engine):
         path = Path(self.loaded.path) / "generation_config.json"  # no torch module here: read the file
         return [json.loads(path.read_text()).get("eos_token_id") if path.exists() else None, self._genai_eos]
 
-    @staticmethod
-    def unsupported(settings: GenerationSettings) -> str | None:
-        """Why these settings need the torch engine, or None when the ONNX path honours them all."""
-        if settings.num_beams > 1:
-            return "beam search"
-        if settings.no_repeat_ngram_size > 0:
-            return "no_repeat_ngram_size"
-        return None
-
     # ------------------------------------------------------------ the API
 
     def generate(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None,
@@ -68,7 +57,7 @@ class OnnxEngine(Engine):
                  seeds: Sequence[int | None] | None = None) -> list[GenerationResult]:
         settings = settings or GenerationSettings()
         settings.validate()
-        reason = self.unsupported(settings)
+        reason = needs_torch(settings)
         if reason:
             return self._plain(reason).generate(prompts, settings, on_delta=on_delta, should_stop=should_stop,
                                                 seeds=seeds)
@@ -84,23 +73,7 @@ class OnnxEngine(Engine):
         ordered = sorted(rows, key=lambda r: len(r.prompt_ids))
         for start in range(0, len(ordered), self.batch_size):
             self._run(ordered[start:start + self.batch_size], settings)
-        return [
-            GenerationResult(text=row.text, prompt_tokens=len(row.prompt_ids), completion_tokens=len(row.generated),
-                             finish_reason=row.finish_reason or "length",
-                             latency_s=round(row.finished_at - started, 4), prompt_index=row.prompt_index,
-                             sample_index=row.sample_index, seed=row.seed)
-            for row in rows
-        ]
-
-    def _plain(self, reason: str) -> Engine:
-        if self._fallback is None:
-            if self._fallback_factory is None:
-                raise InkwellError(f"{reason} is not available on the ONNX path", field="engine",
-                                   hint="use --engine torch")
-            if self._notice:
-                self._notice(f"note: {reason} runs on the torch engine (the ONNX path does not support it)")
-            self._fallback = self._fallback_factory()
-        return self._fallback
+        return [row_result(row, started) for row in rows]
 
     # ------------------------------------------------------------ one static batch
 
@@ -182,10 +155,7 @@ class _Scorer:
 
 
 class _Picker:
-    """Token choice outside the runtime: the torch engine's warpers, in numpy, one RNG per row.
-
-    Written by hand because transformers' warpers take torch tensors and this path must not need a torch
-    round trip per step; the order (repetition penalty, min length, temperature, top-k, top-p) is theirs."""
+    """Token choice outside the runtime, for a static batch: `fastpath.pick_token` per live row."""
 
     def __init__(self, engine: OnnxEngine, rows: list, settings: GenerationSettings):
         import numpy as np
@@ -212,36 +182,3 @@ class _Picker:
             seen = self.seen[b] if self.seen is not None else None
             out[b, pick_token(logits[b], self.rows[b], self.settings, self.eos, seen, self.penalty)] = 0.0
         return out.reshape(len(self.rows), 1, -1)
-
-
-def pick_token(x, row, settings: GenerationSettings, eos, seen=None, penalty: float = 1.0) -> int:
-    """One row's next token from its logits `x` (changed in place): repetition penalty on the `seen` tokens,
-    end of text masked below min_new_tokens, then greedy or sampled with the row's numpy RNG. The numpy
-    paths' (ONNX, native) twin of the torch engine's warpers, in their order."""
-    import numpy as np
-
-    if seen is not None:
-        x[seen] = np.where(x[seen] > 0, x[seen] / penalty, x[seen] * penalty)
-    if len(row.generated) < row.min_new_tokens and eos.size:
-        x[eos] = -np.inf
-    if settings.greedy:
-        return int(np.argmax(x))
-    return _sample(x, float(settings.temperature), settings.top_k, float(settings.top_p), row.generator)
-
-
-def _sample(x, temperature: float, top_k: int, top_p: float, rng) -> int:
-    import numpy as np
-
-    x = x / temperature if temperature != 1.0 else x
-    if 0 < top_k < x.size:
-        candidates = np.argpartition(x, -top_k)[-top_k:]  # O(vocab), then sort only k
-    else:
-        candidates = np.arange(x.size)
-    order = candidates[np.argsort(-x[candidates], kind="stable")]
-    scores = x[order].astype(np.float64)
-    probs = np.exp(scores - scores[0])
-    probs /= probs.sum()
-    if top_p < 1.0:
-        keep = int(np.searchsorted(np.cumsum(probs), top_p) + 1)  # smallest prefix with mass >= top_p
-        order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
-    return int(order[rng.choice(len(order), p=probs)])

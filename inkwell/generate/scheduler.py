@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from inkwell.errors import InkwellError
 from inkwell.generate.continuous import ContinuousBatch, PrefixCache, plain_cache
-from inkwell.generate.engine import Engine, GenerationResult, Prompt
+from inkwell.generate.engine import Engine, GenerationResult, Prompt, row_result
 from inkwell.generate.settings import GenerationSettings
 
 log = logging.getLogger("inkwell.scheduler")
@@ -352,15 +352,7 @@ class Scheduler:
         job._open -= 1
         if job._open:
             return
-        results = [
-            GenerationResult(
-                text=r.text, prompt_tokens=len(r.prompt_ids), completion_tokens=len(r.generated or []),
-                finish_reason=r.finish_reason or "length", latency_s=round(r.finished_at - job._t0, 4),
-                prompt_index=r.prompt_index, sample_index=r.sample_index, seed=r.seed,
-            )
-            for r in job._rows
-        ]
-        self._finish(job, results=results)
+        self._finish(job, results=[row_result(r, job._t0) for r in job._rows])
 
     def _key(self, job: GenerationJob) -> str:
         return job.batch_key(continuous=self.continuous and job.settings.num_beams == 1)

@@ -22,14 +22,6 @@ GREEDY = dict(temperature=0, repetition_penalty=1.0, max_new_tokens=20)
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("INKWELL_MODEL_CACHE", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def sharp_model(tiny_chat_model, tmp_path_factory):
     """The tiny chat llama with its query/key weights scaled up: a random model's attention is otherwise almost
     uniform, and a wrong scale, rotary layout or causal range would go unnoticed."""

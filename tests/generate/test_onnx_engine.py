@@ -23,14 +23,6 @@ GREEDY = dict(temperature=0, repetition_penalty=1.0, max_new_tokens=24)
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("INKWELL_MODEL_CACHE", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def onnx_fp32(tiny_chat_model, cache):
     from inkwell.generate.runtime import open_engine
 

@@ -42,17 +42,6 @@ typedef struct { uint16_t d[8]; uint8_t qs[256]; } blk_q8x8;           /* Q8_0  
 
 typedef struct { const void *data; int type, rows, cols; void *packed; } mat_t;
 
-#ifdef INK_PROFILE
-#include <stdio.h>
-static double prof[8];
-#define TIC double _t0 = omp_get_wtime();
-#define TOC(i) prof[i] += omp_get_wtime() - _t0; _t0 = omp_get_wtime();
-void ink_profile(void) { for (int i = 0; i < 8; i++) fprintf(stderr, "section %d: %.3f s\n", i, prof[i]); }
-#else
-#define TIC
-#define TOC(i)
-#endif
-
 enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN, W_COUNT };
 
 typedef struct {
@@ -127,52 +116,6 @@ static inline __m256i unpack4(const uint8_t *qs) {
 
 static inline __m256 dot_u8s8(__m256i u, __m256i s) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-}
-
-/* one activation row (decoding a single stream): the hot loop, kept free of the tile bookkeeping */
-static void mat_rows1(const mat_t *W, int n0, int n1, const blk_x *x, float *y) {
-    int nb = W->cols / 32;
-    if (W->type == Q4_1) {
-        const blk_q41 *base = (const blk_q41 *)W->data;
-        for (int n = n0; n < n1; n++) {
-            const blk_q41 *w = base + (size_t)n * nb;
-            __m256 acc = _mm256_setzero_ps();
-            float extra = 0.f;
-            for (int b = 0; b < nb; b++) {
-                __m256 p = dot_u8s8(unpack4(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * x[b].d), p, acc);
-                extra += h2f(w[b].m) * x[b].s;
-            }
-            y[n] = hsum8(acc) + extra;
-        }
-    } else if (W->type == Q8_0) {
-        const blk_q80 *base = (const blk_q80 *)W->data;
-        for (int n = n0; n < n1; n++) {
-            const blk_q80 *w = base + (size_t)n * nb;
-            __m256 acc = _mm256_setzero_ps();
-            for (int b = 0; b < nb; b++) {
-                __m256i wq = _mm256_loadu_si256((const __m256i *)w[b].qs);
-                __m256 p = dot_u8s8(_mm256_sign_epi8(wq, wq),
-                                    _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[b].qs), wq));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * x[b].d), p, acc);
-            }
-            y[n] = hsum8(acc);
-        }
-    } else {
-        const blk_q40 *base = (const blk_q40 *)W->data;
-        for (int n = n0; n < n1; n++) {
-            const blk_q40 *w = base + (size_t)n * nb;
-            __m256 acc = _mm256_setzero_ps();
-            float extra = 0.f;
-            for (int b = 0; b < nb; b++) {
-                __m256 p = dot_u8s8(unpack4(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-                float d = h2f(w[b].d);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x[b].d), p, acc);
-                extra -= 8.f * d * x[b].s;
-            }
-            y[n] = hsum8(acc) + extra;
-        }
-    }
 }
 
 /* `t` (1..4, a constant after inlining) activation rows against weight row n: the 4-bit (or 8-bit) block is
@@ -344,10 +287,6 @@ static void mat_rows(const mat_t *W, int n0, int n1, const blk_x *x, int m, floa
     if (W->packed) {
         if (W->type == Q8_0) PACKED_TILES(q8x8_tile, blk_q8x8);
         else PACKED_TILES(q4x8_tile, blk_q4x8);
-        return;
-    }
-    if (m == 1) {
-        mat_rows1(W, n0, n1, x, y);
         return;
     }
     for (int n = n0; n < n1; n++) {
@@ -624,15 +563,12 @@ int ink_forward(void *p, int n, const int *tokens, const int *rows, const int *p
 
     for (int l = 0; l < m->n_layer; l++) {
         const mat_t *w = m->w + l * W_COUNT;
-        TIC
         rmsnorm(c->h, c->x, m->attn_norm[l], n, dim, m->eps);
         quantize_rows(c->h, n, dim, c->xq);
         {
             const mat_t *Ws[3] = {&w[W_Q], &w[W_K], &w[W_V]};
             float *ys[3] = {c->q, c->k, c->v};
-            TOC(0)
             matmul_group(Ws, ys, 3, c->xq, n);
-            TOC(1)
         }
         for (int i = 0; i < n; i++) {
             rope(c->q + (size_t)i * qd, m->n_head, hd, pos[i], m->inv_freq);
@@ -641,7 +577,6 @@ int ink_forward(void *p, int n, const int *tokens, const int *rows, const int *p
             store_f16(c->kc[rows[i]] + at, c->k + (size_t)i * kvd, kvd);
             store_f16(c->vc[rows[i]] + at, c->v + (size_t)i * kvd, kvd);
         }
-        TOC(2)
         #pragma omp parallel for schedule(dynamic, 1)
         for (int t = 0; t < n * m->n_head; t++) {
             int i = t / m->n_head, h = t % m->n_head, kvh = h / group, r = rows[i];
@@ -651,9 +586,7 @@ int ink_forward(void *p, int n, const int *tokens, const int *rows, const int *p
                    c->att + (size_t)i * qd + h * hd);
         }
         quantize_rows(c->att, n, qd, c->xq);
-        TOC(3)
         matmul(&w[W_O], c->h, c->xq, n);
-        TOC(4)
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->h[i];
 
         rmsnorm(c->h, c->x, m->ffn_norm[l], n, dim, m->eps);
@@ -661,27 +594,21 @@ int ink_forward(void *p, int n, const int *tokens, const int *rows, const int *p
         {
             const mat_t *Ws[2] = {&w[W_GATE], &w[W_UP]};
             float *ys[2] = {c->gate, c->up};
-            TOC(0)
             matmul_group(Ws, ys, 2, c->xq, n);
-            TOC(5)
         }
         for (size_t i = 0; i < (size_t)n * m->ffn; i++) {
             float g = c->gate[i];
             c->gate[i] = g / (1.f + expf(-g)) * c->up[i];
         }
         quantize_rows(c->gate, n, m->ffn, c->xq);
-        TOC(0)
         matmul(&w[W_DOWN], c->h, c->xq, n);
-        TOC(6)
         for (size_t i = 0; i < (size_t)n * dim; i++) c->x[i] += c->h[i];
     }
     if (n_want > 0) {
         for (int i = 0; i < n_want; i++) memcpy(c->att + (size_t)i * dim, c->x + (size_t)want[i] * dim, sizeof(float) * dim);
         rmsnorm(c->h, c->att, m->out_norm, n_want, dim, m->eps);
         quantize_rows(c->h, n_want, dim, c->xq);
-        TIC
         matmul(&m->head, logits, c->xq, n_want);
-        TOC(7)
     }
     _mm_setcsr(caller_csr);
     return 0;
