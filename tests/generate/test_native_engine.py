@@ -198,12 +198,17 @@ def test_beam_search_falls_back_to_torch_with_a_notice(ggufs, cache):
     assert any("beam search runs on the torch engine" in n for n in notes)
 
 
-def test_scoring_goes_through_the_decoder(native):
+def test_scoring_goes_through_the_decoder(native, ggufs):
+    """Perplexity scored on the native engine matches torch on the same de-quantised weights (both windowed)."""
     from inkwell.evaluate.perplexity import perplexity
+    from inkwell.models.load import load_model
 
     text = "The quick brown fox jumps over the lazy dog. " * 8
     score = perplexity(native.model, native.tokenizer, [text], max_length=64)
-    assert np.isfinite(score.perplexity) and score.tokens > 50
+    torch_model = load_model(str(ggufs["q4_1"]), dtype="fp32", device="cpu").model
+    reference = perplexity(torch_model, native.tokenizer, [text], max_length=64)
+    assert score.tokens == reference.tokens > 50
+    assert abs(score.perplexity / reference.perplexity - 1) < 0.02, (score.perplexity, reference.perplexity)
 
 
 def test_where_the_native_engine_steps_aside(ggufs, sharp_model):
