@@ -286,10 +286,7 @@ def _run_in_chunks(engine, template, todo, shots, overrides, finish, write, repo
         if not ready:
             continue
         outcomes = write_many(engine, template, rendered, settings)
-        lines = []
-        for row, outcome in zip(ready, outcomes):
-            lines += finish(row, outcome)
-        write(lines, len(ready))
+        _finish_together(zip(ready, outcomes), finish, write)
 
 
 def _run_progressively(engine, template, todo, shots, overrides, finish, write) -> None:
@@ -315,13 +312,14 @@ def _run_progressively(engine, template, todo, shots, overrides, finish, write) 
     in_flight: deque = deque()  # (row, future), in input order
 
     def drain(wait_for_head: bool) -> None:
-        lines, count = [], 0
-        while in_flight and (in_flight[0][1].done() or (wait_for_head and not count)):
-            row, future = in_flight.popleft()
-            lines += finish(row, future.result())
-            count += 1
-        if count:
-            write(lines, count)
+        def ready():
+            count = 0
+            while in_flight and (in_flight[0][1].done() or (wait_for_head and not count)):
+                row, future = in_flight.popleft()
+                count += 1
+                yield row, future.result()
+
+        _finish_together(ready(), finish, write)
 
     pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="inkwell-batch")
     try:
@@ -336,6 +334,20 @@ def _run_progressively(engine, template, todo, shots, overrides, finish, write) 
         if in_flight:  # interrupted (Ctrl-C, a failing callback): stop the rows still queued or decoding
             cancel.set()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _finish_together(pairs, finish, write) -> None:
+    """Finish rows that are done together and write them in one flush; when one row's callback raises
+    (Ctrl-C, a failing on_result), the rows finished before it are still written, so resume skips them."""
+    lines: list[str] = []
+    count = 0
+    try:
+        for row, outcome in pairs:
+            lines += finish(row, outcome)
+            count += 1
+    finally:
+        if count:
+            write(lines, count)
 
 
 def _fail(report: BatchReport, row: InputRow, on_error) -> None:

@@ -389,6 +389,18 @@ def test_rows_in_flight_together_are_written_in_input_order(tmp_path, template):
     assert report.written == len(products) and engine.most_active > 2  # rows overtook the slow ones
 
 
+def test_a_raising_callback_keeps_the_rows_finished_before_it(tmp_path, template):
+    # rows finished together (a chunk, or rows drained at once behind a slow head) are written up to the
+    # row whose callback raised, not dropped with it
+    products = ["slow pen", "cup", "mug", "hat", "box"]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "product": p} for i, p in enumerate(products)])
+    for engine in (EchoEngine(batch_size=4), SlowEchoEngine(batch_size=2)):
+        out = tmp_path / f"out-{type(engine).__name__}.jsonl"
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(engine, template, src, out, progress=False, on_result=Interrupt(2))
+        assert [r["id"] for r in read_out(Path(f"{out}.part"))] == ["r0", "r1"], type(engine).__name__
+
+
 def test_scheduled_batch_interruption_resume_and_output_equal_the_engine(tmp_path, template, tiny_engine):
     from inkwell.generate.scheduler import ScheduledEngine, Scheduler
 
