@@ -42,6 +42,9 @@ class OnnxEngine(Engine):
         self.vocab = int(config["vocab_size"])
         self._plain = TorchFallback("ONNX path", fallback, notice)
         self._genai_eos = config.get("eos_token_id")
+        # sliding-window models (gemma3): the runtime wants room for a whole window in every generator
+        window = int((config.get("decoder", {}).get("sliding_window") or {}).get("window_size") or 0)
+        self.min_length = min(window, int(config.get("context_length") or window))
         super().__init__(loaded, batch_size=batch_size)
         self.batch_size = min(self.batch_size, MAX_BATCH)
         self.model = _Scorer(self)  # what perplexity scoring calls; there is no torch module on this path
@@ -70,10 +73,22 @@ class OnnxEngine(Engine):
             row.stream = on_delta
             if should_stop is not None:
                 row.cancelled = lambda index=row.out_index: should_stop(index)
-        ordered = sorted(rows, key=lambda r: len(r.prompt_ids))
-        for start in range(0, len(ordered), self.batch_size):
-            self._run(ordered[start:start + self.batch_size], settings)
+        for batch in self._batches(sorted(rows, key=lambda r: len(r.prompt_ids))):
+            self._run(batch, settings)
         return [row_result(row, started) for row in rows]
+
+    def _batches(self, ordered: list) -> list[list]:
+        """Up to batch_size rows, shortest prompts together. The runtime's sliding-window attention (gemma3)
+        rejects right-padded rows, so there a batch holds prompts of one length only."""
+        batches: list[list] = []
+        for row in ordered:
+            last = batches[-1] if batches else None
+            if (last is None or len(last) >= self.batch_size
+                    or (self.min_length and len(last[0].prompt_ids) != len(row.prompt_ids))):
+                batches.append([row])
+            else:
+                last.append(row)
+        return batches
 
     # ------------------------------------------------------------ one static batch
 
@@ -84,7 +99,7 @@ class OnnxEngine(Engine):
         longest = max(len(r.prompt_ids) for r in rows)
         steps = max(r.max_new_tokens for r in rows)
         params = og.GeneratorParams(self.og_model)
-        params.set_search_options(max_length=longest + steps, do_sample=False, batch_size=len(rows),
+        params.set_search_options(max_length=max(longest + steps, self.min_length), do_sample=False, batch_size=len(rows),
                                   repetition_penalty=1.0)
         generator = og.Generator(self.og_model, params)
         ids = np.full((len(rows), longest), self.og_pad, dtype=np.int32)
@@ -148,7 +163,7 @@ class _Scorer:
 
         model = self._og_model()
         params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(ids) + 1, batch_size=1)
+        params.set_search_options(max_length=max(len(ids) + 1, self.engine.min_length), batch_size=1)
         generator = og.Generator(model, params)
         generator.append_tokens(np.array([list(ids)], dtype=np.int32))
         return np.array(generator.get_output("logits"))[0]

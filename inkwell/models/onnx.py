@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from inkwell.errors import InkwellError
-from inkwell.home import models_dir
+from inkwell.home import atomic_write, models_dir
 from inkwell.models.onnx_exact import grid4, repack
 from inkwell.models.onnx_logits import last_position_logits
 
@@ -43,6 +43,7 @@ SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "Gemma3ForCausalLM", "MistralForC
                            "Qwen3ForCausalLM", "Phi3ForCausalLM")
 LORA_FAMILY = ("LORA", "IA3", "ADALORA")  # adapters that fold into the weights; prefix/prompt tuning does not
 CARD = "inkwell-onnx.json"
+BUILD_FAILED_HINT = "use --engine torch; the plain path runs every model transformers loads"
 
 
 class FastPathUnavailable(InkwellError):
@@ -128,6 +129,9 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
     out = models_dir() / "onnx" / f"{folder.name}-{precision}-{key}"
     if (out / CARD).exists():
         return out
+    failed = out.parent / f"{out.name}.failed"  # a build that failed on these inputs is not retried every run
+    if failed.exists():
+        raise FastPathUnavailable(failed.read_text(encoding="utf-8").strip(), field="engine", hint=BUILD_FAILED_HINT)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".build-", dir=out.parent) as scratch:
         source = folder
@@ -138,7 +142,12 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
         if progress:
             progress(f"building the {precision} ONNX model for the fast path (once; cached)")
         target = Path(scratch) / "onnx"
-        _run_builder(source, target, precision, Path(scratch) / "cache")
+        try:
+            _run_builder(source, target, precision, Path(scratch) / "cache")
+        except FastPathUnavailable as exc:
+            with atomic_write(failed) as handle:
+                handle.write(str(exc).split("\n  fix: ")[0] + f"\n(remembered in {failed}; delete it to try again)\n")
+            raise
         grid = repack(target, source) if precision == "int4" else None
         last_position_logits(target)
         if grid and grid["kept"] and progress:
@@ -190,14 +199,15 @@ def _merge(spec: str, adapter: Path, to: Path) -> Path:
 
 
 def _run_builder(source: Path, target: Path, precision: str, cache: Path) -> None:
-    command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(target),
+    command = [sys.executable, "-m", "inkwell.models.onnx_builder", "-i", str(source), "-o", str(target),
                "-p", precision, "-e", "cpu", "-c", str(cache), *BUILDER_OPTIONS[precision]]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0 or not (target / "genai_config.json").exists():
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+        lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines() if line.strip()]
+        tail = lines[-1] if lines else f"exit code {done.returncode}"  # the exception's own line, not the traceback
         raise FastPathUnavailable(f"the ONNX model builder failed for {source}: {tail}", field="engine",
-                                  hint="use --engine torch; the plain path runs every model transformers loads")
+                                  hint=BUILD_FAILED_HINT)
 
 
 def _card_write(target: Path, folder: Path, adapter: Path | None, precision: str, key: str, source_card: dict,

@@ -115,6 +115,37 @@ def test_build_is_cached_and_keyed_by_precision(tiny_chat_model, cache, monkeypa
     assert (first / "model.all-logits.onnx").exists()
 
 
+def test_a_failed_build_is_remembered_not_retried(tiny_chat_model, tmp_path, monkeypatch):
+    from inkwell.generate.runtime import open_engine
+    from inkwell.models import onnx
+
+    monkeypatch.setenv("INKWELL_MODEL_CACHE", str(tmp_path / "models"))
+    calls = []
+
+    def failing(source, *args):
+        calls.append(source)
+        raise onnx.FastPathUnavailable(f"the ONNX model builder failed for {source}: KeyError: 'x'", field="engine",
+                                       hint=onnx.BUILD_FAILED_HINT)
+
+    monkeypatch.setattr(onnx, "_run_builder", failing)
+    for _ in range(2):
+        with pytest.raises(onnx.FastPathUnavailable, match="KeyError: 'x'") as info:
+            onnx.build_onnx(str(tiny_chat_model), precision="int8")
+        assert "--engine torch" in str(info.value)
+    assert len(calls) == 1  # the second call read the remembered failure
+    assert "delete it to try again" in str(info.value)
+    assert not [p for p in (tmp_path / "models" / "onnx").iterdir() if not p.name.endswith(".failed")]
+    notes = []
+    engine = open_engine(str(tiny_chat_model), engine="auto", device="cpu", progress=notes.append)
+    assert type(engine).__name__ == "Engine" and len(calls) == 1  # auto: quietly the torch engine
+    assert any("KeyError" in n for n in notes)
+    (failed,) = (tmp_path / "models" / "onnx").glob("*.failed")
+    failed.unlink()  # deleting the memo tries again
+    with pytest.raises(onnx.FastPathUnavailable):
+        onnx.build_onnx(str(tiny_chat_model), precision="int8")
+    assert len(calls) == 2
+
+
 def test_int8_is_close_to_full_precision_on_logits(tiny_chat_model, cache, onnx_fp32):
     from inkwell.generate.runtime import open_engine
 
@@ -223,3 +254,38 @@ def test_cli_write_and_batch_on_the_onnx_engine(tiny_chat_model, cache, tmp_path
     assert json.loads(out)["written"] == 5
     _, err = run(capsys, ["generate", "Poems", "--model", str(tiny_chat_model), "--engine", "tpu"], exit_code=2)
     assert "unknown engine" in err and "Traceback" not in err
+
+
+def test_gemma3_sliding_window_model_matches_torch(tiny_base_model, tmp_path, cache):
+    # Gemma-3 under transformers 5 keeps RoPE per layer type (full: theta 1e6, sliding: 1e4), which the
+    # model builder could not read; its sliding-window attention needs a cache of a whole window and
+    # refuses right-padded rows. A tiny gemma3 (window 8, one sliding + one full layer; prompts and
+    # outputs longer than the window) must decode as transformers does, batched or alone.
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from inkwell.generate.engine import Engine
+    from inkwell.generate.runtime import open_engine
+    from inkwell.models.load import load_model
+
+    folder = tmp_path / "tiny-gemma3"
+    shutil.copytree(tiny_base_model, folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    base = json.loads((tiny_base_model / "config.json").read_text())
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=base["vocab_size"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=8,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
+                              bos_token_id=base["bos_token_id"], eos_token_id=base["eos_token_id"],
+                              pad_token_id=base["pad_token_id"])
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    prompts = ["The quick brown fox jumps over the lazy dog.", "Poems", "Inkwell writes content: ads, emails"]
+    settings = GenerationSettings(**GREEDY)
+    fast = open_engine(str(folder), engine="onnx", precision="fp32", batch_size=4)
+    assert type(fast).__name__ == "OnnxEngine" and fast.min_length == 8
+    ours = _texts(fast.generate(prompts, settings))
+    assert ours == [_texts(fast.generate([p], settings))[0] for p in prompts]
+    theirs = _texts(Engine(load_model(str(folder), dtype="fp32", device="cpu"), batch_size=4).generate(prompts, settings))
+    assert ours == theirs
+    assert all(tokens > 8 for _, tokens, _ in ours)  # past the window
