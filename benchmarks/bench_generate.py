@@ -55,6 +55,11 @@ def make_prompts(count: int) -> list[list[dict]]:
     return prompts
 
 
+def for_model(prompts: list[list[dict]], chat: bool) -> list:
+    """Chat messages for a chat model; for a base model (gemma3-270m) the same task as plain text."""
+    return prompts if chat else [p[-1]["content"] + "\n\n" for p in prompts]
+
+
 def long_prompt(tokenizer, tokens: int) -> list[dict]:
     """A chat prompt of about `tokens` tokens: notes on the products above, then a writing task."""
     notes, i = [], 0
@@ -90,7 +95,7 @@ def arm_inkwell(args, cases) -> dict:
                                       repetition_penalty=1.0)
         engine.batch_size = min(len(prompts), limit)  # the ONNX runtime caps a batch at 32 rows
         started = time.perf_counter()
-        results = engine.generate(prompts, settings)
+        results = engine.generate(for_model(prompts, engine.loaded.chat), settings)
         return sum(r.completion_tokens for r in results), time.perf_counter() - started
 
     return measure(run, engine.tokenizer, args, cases, label=f"inkwell ({kind}, {engine.loaded.dtype})")
@@ -108,8 +113,9 @@ def arm_hf(args, cases) -> dict:
     tokenizer.padding_side = "left"
 
     def run(prompts, new_tokens):
-        texts = [engine.render(p) for p in prompts]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        texts = [engine.render(p) for p in for_model(prompts, loaded.chat)]
+        # a chat template brings its own BOS; plain text gets the tokenizer's (as Inkwell's engine does)
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not loaded.chat)
         started = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
@@ -135,7 +141,8 @@ def arm_llamacpp(args, cases) -> dict:
     def run(prompts, new_tokens):
         if len(prompts) > 1:
             return None  # llama-cpp-python decodes one sequence at a time: no bulk column
-        text = tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=False)
+        text = (tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=False)
+                if tokenizer.chat_template else for_model(prompts, False)[0])
         started = time.perf_counter()
         out = llm.create_completion(text, max_tokens=new_tokens, temperature=0.0, logit_bias={eos: -1e9})
         return out["usage"]["completion_tokens"], time.perf_counter() - started
