@@ -127,8 +127,17 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
         precision = auto_precision(folder, adapter_dir)
     key = source_key(folder, adapter_dir, precision)
     out = models_dir() / "onnx" / f"{folder.name}-{precision}-{key}"
-    if (out / CARD).exists():
-        return out
+    if not (out / CARD).exists():
+        _build(out, folder, spec or DEFAULT_MODEL, adapter_dir, precision, key, source_card, progress)
+    grid = read_onnx_card(out).get("int4_exact")
+    if grid and grid["kept"] and progress:  # said on every use, not only when built
+        progress(f"note: {grid['kept']} of {grid['kept'] + grid['exact']} matmuls are not on a 4-bit grid and were "
+                 "rounded to int4 (expect a perplexity loss; --precision int8 loses far less)")
+    return out
+
+
+def _build(out: Path, folder: Path, spec: str, adapter_dir: Path | None, precision: str, key: str,
+           source_card: dict, progress: Callable[[str], None] | None) -> None:
     failed = out.parent / f"{out.name}.failed"  # a build that failed on these inputs is not retried every run
     if failed.exists():
         raise FastPathUnavailable(failed.read_text(encoding="utf-8").strip(), field="engine", hint=BUILD_FAILED_HINT)
@@ -137,8 +146,8 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
         source = folder
         if adapter_dir is not None:
             if progress:
-                progress(f"merging adapter {adapter_dir} into {spec or DEFAULT_MODEL} for the fast path")
-            source = _merge(spec or DEFAULT_MODEL, adapter_dir, Path(scratch) / "merged")
+                progress(f"merging adapter {adapter_dir} into {spec} for the fast path")
+            source = _merge(spec, adapter_dir, Path(scratch) / "merged")
         if progress:
             progress(f"building the {precision} ONNX model for the fast path (once; cached)")
         target = Path(scratch) / "onnx"
@@ -150,16 +159,12 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
             raise
         grid = repack(target, source) if precision == "int4" else None
         last_position_logits(target)
-        if grid and grid["kept"] and progress:
-            progress(f"note: {grid['kept']} of {grid['kept'] + grid['exact']} matmuls are not on a 4-bit grid and were "
-                     "rounded to int4 (expect a perplexity loss; --precision int8 loses far less)")
         _card_write(target, folder, adapter_dir, precision, key, source_card, grid)
         try:
             os.replace(target, out)  # atomic: a half-built folder never has the card at `out`
         except OSError:  # another process finished first
             if not (out / CARD).exists():
                 raise
-    return out
 
 
 def auto_precision(folder: Path, adapter: Path | None) -> str:

@@ -146,6 +146,17 @@ def test_a_failed_build_is_remembered_not_retried(tiny_chat_model, tmp_path, mon
     assert len(calls) == 2
 
 
+def test_int4_rounding_is_said_on_every_use_not_only_at_build(tiny_chat_model, cache):
+    from inkwell.models import onnx
+
+    for _ in range(2):  # built, then from the cache
+        notes: list[str] = []
+        folder = onnx.build_onnx(str(tiny_chat_model), precision="int4", progress=notes.append)
+        assert [n for n in notes if "not on a 4-bit grid" in n and "--precision int8" in n], notes
+    card = onnx.read_onnx_card(folder)["int4_exact"]
+    assert card["exact"] == 0 and card["kept"] > 0  # random weights: nothing sits on a 4-bit grid
+
+
 def test_int8_is_close_to_full_precision_on_logits(tiny_chat_model, cache, onnx_fp32):
     from inkwell.generate.runtime import open_engine
 
