@@ -79,7 +79,7 @@ SONG100 = Path("/usr/share/games/fortunes/song100")
 
 def test_gemma3_runs_on_the_fast_path_within_3_percent(gemma3):
     """Gemma-3 (sliding-window attention, per-layer-type RoPE): auto picks the ONNX path at int8 (its Q4_K_M
-    GGUF is not on one 4-bit grid); perplexity on Song ci within 3% of fp32; prompts of different lengths
+    GGUF is mostly Q5_0 / Q6_K / Q8_0 blocks, no 4-bit grid); perplexity on Song ci within 3% of fp32; prompts of different lengths
     in one call (the runtime's sliding-window attention refuses right-padded rows) give what each gives alone."""
     from inkwell.evaluate.perplexity import perplexity
     from inkwell.generate.onnx_engine import OnnxEngine
