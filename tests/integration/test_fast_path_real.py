@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from quality_helpers import assert_perplexity_within_3_percent, fixed_text
 
 pytest.importorskip("onnxruntime_genai")
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = [
     "Write a product description for a bamboo water bottle.",
     "Write a short ad for a solar phone charger.",
@@ -23,12 +22,6 @@ PROMPTS = [
     "Write a haiku about autumn rain.",
     "Summarise in one sentence: the city council approved a new bike lane on Main Street.",
 ]
-
-
-def fixed_text() -> str:
-    """Real English text shipped with the repository: the Debian fortune quotes of the classify demo data."""
-    rows = [json.loads(line) for line in (ROOT / "configs/data/fortune-topics.jsonl").read_text().splitlines()[:120]]
-    return "\n\n".join(row["text"] for row in rows)
 
 
 def test_fp32_onnx_greedy_equals_hf_generate(smollm2):
@@ -51,21 +44,14 @@ def test_fp32_onnx_greedy_equals_hf_generate(smollm2):
 
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 def test_quantised_perplexity_within_3_percent_of_full_precision(smollm2, precision):
-    from inkwell.evaluate.perplexity import perplexity
     from inkwell.generate.runtime import open_engine
     from inkwell.models.onnx import build_onnx, read_onnx_card
 
-    text = fixed_text()
-    full = perplexity(smollm2.model, smollm2.tokenizer, [text], max_length=512)
     fast = open_engine("smollm2-135m-instruct", engine="onnx", precision=precision)
     if precision == "int4":  # every matmul re-packed from the Q4_1 GGUF, the head from its Q8_0 embedding
         card = read_onnx_card(build_onnx("smollm2-135m-instruct", precision="int4"))
         assert card["int4_exact"] == {"exact": 150, "kept": 0, "head": "int8-exact"}
-    quant = perplexity(fast.model, fast.tokenizer, [text], max_length=512)
-    assert full.tokens == quant.tokens > 1000
-    change = quant.perplexity / full.perplexity - 1
-    print(f"perplexity fp32 {full.perplexity:.3f}  {precision} {quant.perplexity:.3f}  change {change:+.2%}")
-    assert abs(change) < 0.03
+    assert_perplexity_within_3_percent(smollm2, fast, fixed_text(), precision)
 
 
 def test_auto_precision_is_int4_for_the_embedded_model():
@@ -81,7 +67,6 @@ def test_gemma3_runs_on_the_fast_path_within_3_percent(gemma3):
     """Gemma-3 (sliding-window attention, per-layer-type RoPE): auto picks the ONNX path at int8 (its Q4_K_M
     GGUF is mostly Q5_0 / Q6_K / Q8_0 blocks, no 4-bit grid); perplexity on Song ci within 3% of fp32; prompts of different lengths
     in one call (the runtime's sliding-window attention refuses right-padded rows) give what each gives alone."""
-    from inkwell.evaluate.perplexity import perplexity
     from inkwell.generate.onnx_engine import OnnxEngine
     from inkwell.generate.runtime import open_engine
     from inkwell.generate.settings import GenerationSettings
@@ -92,12 +77,7 @@ def test_gemma3_runs_on_the_fast_path_within_3_percent(gemma3):
     fast = open_engine("gemma3-270m", device="cpu")
     assert isinstance(fast, OnnxEngine) and read_onnx_card(fast.onnx_dir)["precision"] == "int8"
     text = "\n".join(SONG100.read_text(encoding="utf-8").split("\n%\n")[:10])  # ~1000 tokens: scoring a 262k vocabulary is slow
-    full = perplexity(gemma3.model, gemma3.tokenizer, [text], max_length=512)
-    quant = perplexity(fast.model, fast.tokenizer, [text], max_length=512)
-    assert full.tokens == quant.tokens > 1000
-    change = quant.perplexity / full.perplexity - 1
-    print(f"gemma3 perplexity fp32 {full.perplexity:.3f}  int8 {quant.perplexity:.3f}  change {change:+.2%}")
-    assert abs(change) < 0.03
+    assert_perplexity_within_3_percent(gemma3, fast, text, "gemma3 int8")
     prompts = ["秋风", "Once upon a time", "床前明月光，疑是地上霜。"]
     settings = GenerationSettings(max_new_tokens=16, temperature=0, repetition_penalty=1.0)
     together = [r.text for r in fast.generate(prompts, settings)]

@@ -3,21 +3,12 @@ quality guard of the fast-inference work - perplexity on a fixed text within 3% 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
+from quality_helpers import assert_perplexity_within_3_percent, fixed_text
 
 from inkwell.generate.native import unavailable_here
 
 pytestmark = pytest.mark.skipif(unavailable_here() is not None, reason=str(unavailable_here()))
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def fixed_text() -> str:
-    """Real English text shipped with the repository (the same text as the ONNX path's guard)."""
-    rows = [json.loads(line) for line in (ROOT / "configs/data/fortune-topics.jsonl").read_text().splitlines()[:120]]
-    return "\n\n".join(row["text"] for row in rows)
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +24,7 @@ def test_auto_runs_the_embedded_model_on_the_native_engine(native):
 
 
 def test_native_perplexity_within_3_percent_of_full_precision(smollm2, native):
-    from inkwell.evaluate.perplexity import perplexity
-
-    text = fixed_text()
-    full = perplexity(smollm2.model, smollm2.tokenizer, [text], max_length=512)
-    quant = perplexity(native.model, native.tokenizer, [text], max_length=512)
-    assert full.tokens == quant.tokens > 1000
-    change = quant.perplexity / full.perplexity - 1
-    print(f"perplexity fp32 {full.perplexity:.3f}  native Q4_1 {quant.perplexity:.3f}  change {change:+.2%}")
-    assert abs(change) < 0.03
+    assert_perplexity_within_3_percent(smollm2, native, fixed_text(), "native Q4_1")
 
 
 def test_native_greedy_opens_as_the_full_precision_model_does(smollm2, native):
