@@ -99,8 +99,8 @@ class OnnxEngine(Engine):
         longest = max(len(r.prompt_ids) for r in rows)
         steps = max(r.max_new_tokens for r in rows)
         params = og.GeneratorParams(self.og_model)
-        params.set_search_options(max_length=max(longest + steps, self.min_length), do_sample=False, batch_size=len(rows),
-                                  repetition_penalty=1.0)
+        params.set_search_options(max_length=max(longest + steps, self.min_length), do_sample=False,
+                                  batch_size=len(rows), repetition_penalty=1.0)
         generator = og.Generator(self.og_model, params)
         ids = np.full((len(rows), longest), self.og_pad, dtype=np.int32)
         for b, row in enumerate(rows):

@@ -65,8 +65,9 @@ SONG100 = Path("/usr/share/games/fortunes/song100")
 
 def test_gemma3_runs_on_the_fast_path_within_3_percent(gemma3):
     """Gemma-3 (sliding-window attention, per-layer-type RoPE): auto picks the ONNX path at int8 (its Q4_K_M
-    GGUF is mostly Q5_0 / Q6_K / Q8_0 blocks, no 4-bit grid); perplexity on Song ci within 3% of fp32; prompts of different lengths
-    in one call (the runtime's sliding-window attention refuses right-padded rows) give what each gives alone."""
+    GGUF is mostly Q5_0 / Q6_K / Q8_0 blocks, no 4-bit grid); perplexity on Song ci within 3% of fp32;
+    prompts of different lengths in one call (the runtime's sliding-window attention refuses right-padded
+    rows) give what each gives alone."""
     from inkwell.generate.onnx_engine import OnnxEngine
     from inkwell.generate.runtime import open_engine
     from inkwell.generate.settings import GenerationSettings
@@ -76,7 +77,8 @@ def test_gemma3_runs_on_the_fast_path_within_3_percent(gemma3):
         pytest.skip("needs Debian's fortunes-zh (apt-get install fortunes-zh) for the Song ci text")
     fast = open_engine("gemma3-270m", device="cpu")
     assert isinstance(fast, OnnxEngine) and read_onnx_card(fast.onnx_dir)["precision"] == "int8"
-    text = "\n".join(SONG100.read_text(encoding="utf-8").split("\n%\n")[:10])  # ~1000 tokens: scoring a 262k vocabulary is slow
+    # ~1000 tokens: scoring a 262k vocabulary on this path is slow
+    text = "\n".join(SONG100.read_text(encoding="utf-8").split("\n%\n")[:10])
     assert_perplexity_within_3_percent(gemma3, fast, text, "gemma3 int8")
     prompts = ["秋风", "Once upon a time", "床前明月光，疑是地上霜。"]
     settings = GenerationSettings(max_new_tokens=16, temperature=0, repetition_penalty=1.0)
