@@ -18,6 +18,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # auto every test's fresh INKWELL_HOME would rebuild an ONNX model (seconds each). The fast path has its
 # own tests (tests/generate/test_onnx_engine.py, tests/integration/test_fast_path_real.py).
 os.environ.setdefault("INKWELL_ENGINE", "torch")
+# Precision must not depend on the machine: on CPUs with AVX512-BF16/AMX, `--dtype auto` and `bf16: auto`
+# would turn bf16 on, and tests that check an identity in fp32 would see bf16 rounding (~1e-3). The suite
+# pins fp32 here; the bf16 paths have their own tests, forced on with the `cpu_bf16` fixture so that every
+# machine runs them (bf16 is slow without the matrix units, but correct, and the models are tiny).
+os.environ["INKWELL_CPU_BF16"] = "off"
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
@@ -72,6 +77,12 @@ def tiny_chat_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-base", chat=False)
+
+
+@pytest.fixture
+def cpu_bf16(monkeypatch):
+    """Behave as a CPU with fast bf16 (AVX512-BF16/AMX) does, whatever this machine is."""
+    monkeypatch.setenv("INKWELL_CPU_BF16", "on")
 
 
 @pytest.fixture(autouse=True)

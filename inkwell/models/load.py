@@ -62,9 +62,24 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+CPU_BF16_ENV = "INKWELL_CPU_BF16"  # auto (detect) | on | off: what `auto` dtypes and `bf16: auto` assume
+
+
 def cpu_has_fast_bf16() -> bool:
     """bf16 matmuls are only fast on CPUs with AVX512-BF16 or AMX; elsewhere they are ~100x slower
-    than fp32 (measured: 0.3 vs 138 GFLOP/s on an AVX2-only EPYC), so `auto` must not pick them."""
+    than fp32 (measured: 0.3 vs 138 GFLOP/s on an AVX2-only EPYC), so `auto` must not pick them.
+
+    INKWELL_CPU_BF16=on|off overrides the detection: `off` keeps a bf16-capable CPU on fp32 (the test suite
+    does this, so results do not depend on the machine), `on` forces the bf16 paths on any CPU (correct,
+    only slow without the matrix units)."""
+    setting = os.environ.get(CPU_BF16_ENV, "auto").strip().lower()
+    if setting in ("on", "1", "true", "yes"):
+        return True
+    if setting in ("off", "0", "false", "no"):
+        return False
+    if setting not in ("", "auto"):
+        raise InkwellError(f"{CPU_BF16_ENV}={setting!r} is not understood", field=CPU_BF16_ENV,
+                           hint="use auto, on or off")
     import torch
 
     checks = [getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None)]

@@ -28,7 +28,7 @@ from inkwell.errors import InkwellError
 from inkwell.home import atomic_write
 from inkwell.train.config import ClassifyConfig, config_dict
 from inkwell.train.data import DataReport, Row, expand, read_shaped_rows, split_off, text_field
-from inkwell.train.loop import (CHECKPOINTS, METRICS, PLOT, TENSORBOARD, LoopState, activate_neftune, build_optimizer,
+from inkwell.train.loop import (precision_of, CHECKPOINTS, METRICS, PLOT, TENSORBOARD, LoopState, activate_neftune, build_optimizer,
                                 build_scheduler, checkpoint_folders, config_digest, epoch_batches, find_checkpoint,
                                 load_checkpoint, make_accelerator, plan_steps, plot_losses, read_metrics, save_checkpoint,
                                 tensorboard_writer)
@@ -365,7 +365,7 @@ def run(cfg: ClassifyConfig, *, callbacks: list = (), say: Callable[[str], None]
                       "task": "classify", "labels": labels, "trained_by": "inkwell train (classify)"}
         weights = save_weights(trained, cfg.method, out, tokenizer, model_card)
         run_card = write_run_card(
-            out, stage="classify", method=cfg.method, weights=weights, base_model=spec, base_model_path=str(folder),
+            out, precision=precision_of(accelerator), stage="classify", method=cfg.method, weights=weights, base_model=spec, base_model_path=str(folder),
             labels=labels, id2label={str(i): label for i, label in enumerate(labels)}, label2id=label2id,
             max_length=t.max_length, data={"format": "labelled", "examples": {"train": len(train_set), "val": len(val_set)}, **report.to_dict()},
             parameters=params, metrics=metrics, config=resolved, command=cfg._command,

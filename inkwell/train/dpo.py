@@ -306,7 +306,7 @@ def run(cfg: DPOConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
                       "languages": card.get("languages", []), "base_model": spec, "trained_by": "inkwell train (dpo)"}
         weights = save_weights(trained, cfg.method, out, tokenizer, model_card)
         run_card = write_run_card(
-            out, stage="dpo", method=cfg.method, weights=weights, base_model=spec, base_model_path=str(folder), chat=chat,
+            out, precision="bf16" if use_bf16(t.bf16) else "fp32", stage="dpo", method=cfg.method, weights=weights, base_model=spec, base_model_path=str(folder), chat=chat,
             template=None, data={"format": "preference", "examples": {"train": len(train_set), "val": len(val_set)}, **report.to_dict()},
             parameters=params, metrics=_final(records, trainer, result), config=config_dict(cfg), command=cfg._command,
         )

@@ -104,6 +104,11 @@ def make_accelerator(bf16: str):
     return Accelerator(mixed_precision="bf16" if use_bf16(bf16) else "no", cpu=not torch.cuda.is_available())
 
 
+def precision_of(accelerator) -> str:
+    """What the run trained in, for its card: "bf16" (autocast over fp32 master weights) or "fp32"."""
+    return "bf16" if accelerator.mixed_precision == "bf16" else "fp32"
+
+
 def plan_steps(n_examples: int, t, world: int) -> tuple[int, int]:
     """(optimizer steps per epoch, total steps): max_steps wins over epochs."""
     micro = math.ceil(n_examples / (t.batch_size * world))

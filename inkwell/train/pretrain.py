@@ -17,7 +17,7 @@ from inkwell.errors import InkwellError
 from inkwell.train.collate import pack_blocks
 from inkwell.train.config import PretrainConfig, config_dict
 from inkwell.train.data import DataReport, expand, read_rows, split_off
-from inkwell.train.loop import config_digest, make_accelerator, plan_steps, train_loop
+from inkwell.train.loop import precision_of, config_digest, make_accelerator, plan_steps, train_loop
 from inkwell.train.methods import apply_method, count_parameters, save_weights, step_hook
 from inkwell.train.outputs import (TrainedRun, check_length, context_of, load_base, load_tokenizer, model_spec,
                                    output_dir, write_run_card)
@@ -116,7 +116,7 @@ def run(cfg: PretrainConfig, *, callbacks: list = (), say: Callable[[str], None]
                       "base_model": spec, "trained_by": "inkwell train (pretrain)"}
         weights = save_weights(trained, cfg.method, out, tokenizer, model_card)
         run_card = write_run_card(
-            out, stage="pretrain", method=cfg.method, weights=weights, base_model=spec, base_model_path=None if scratch else str(folder),
+            out, precision=precision_of(accelerator), stage="pretrain", method=cfg.method, weights=weights, base_model=spec, base_model_path=None if scratch else str(folder),
             from_scratch=scratch.model_dump() if scratch else None, tokenizer_from=str(folder) if scratch else None, chat=chat,
             template=None, data={"format": "text", "examples": {"train": len(train_set), "val": len(val_set)}, **report.to_dict()},
             parameters=params, metrics=result.final, config=resolved, command=cfg._command,

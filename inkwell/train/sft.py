@@ -14,7 +14,7 @@ from inkwell.errors import InkwellError
 from inkwell.train.collate import Encoder, pack_examples, packing_isolates
 from inkwell.train.config import SFTConfig, config_dict
 from inkwell.train.data import DataReport, expand, read_rows, split_off
-from inkwell.train.loop import config_digest, make_accelerator, plan_steps, train_loop
+from inkwell.train.loop import precision_of, config_digest, make_accelerator, plan_steps, train_loop
 from inkwell.train.methods import apply_method, count_parameters, save_weights, step_hook
 from inkwell.train.outputs import (TrainedRun, check_length, context_of, load_base, load_tokenizer, model_spec,
                                    output_dir, write_run_card)
@@ -90,7 +90,7 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
                       "languages": card.get("languages", []), "base_model": spec, "trained_by": "inkwell train (sft)"}
         weights = save_weights(trained, cfg.method, out, tokenizer, model_card)
         run_card = write_run_card(
-            out, stage="sft", method=cfg.method, weights=weights, base_model=spec, base_model_path=str(folder), chat=chat,
+            out, precision=precision_of(accelerator), stage="sft", method=cfg.method, weights=weights, base_model=spec, base_model_path=str(folder), chat=chat,
             template=cfg.data.template, packed=t.packing and not group_by_length,
             data={"format": cfg.data.format, "examples": {"train": len(train_set), "val": len(val_set)}, **report.to_dict()},
             parameters=params, metrics=result.final, config=resolved, command=cfg._command,

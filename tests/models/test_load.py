@@ -139,9 +139,24 @@ def test_device_and_dtype_errors():
         with pytest.raises(InkwellError, match="no CUDA"):
             pick_device("cuda")
     assert pick_dtype("fp32", "cpu") == (torch.float32, "fp32")
-    assert pick_dtype("auto", "cpu")[1] in ("fp32", "bf16")
+    assert pick_dtype("auto", "cpu") == (torch.float32, "fp32")  # the suite pins INKWELL_CPU_BF16=off
     with pytest.raises(InkwellError, match="unknown dtype"):
         pick_dtype("fp8", "cpu")
+
+
+def test_auto_dtype_follows_the_cpu_and_the_override(monkeypatch):
+    monkeypatch.setenv("INKWELL_CPU_BF16", "on")
+    assert pick_dtype("auto", "cpu") == (torch.bfloat16, "bf16")
+    assert pick_dtype("fp32", "cpu") == (torch.float32, "fp32")  # an explicit dtype always wins
+    monkeypatch.setenv("INKWELL_CPU_BF16", "auto")  # detection: the answer depends on this CPU
+    from inkwell.models.load import cpu_has_fast_bf16
+
+    detected = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    assert cpu_has_fast_bf16() is detected
+    assert pick_dtype("auto", "cpu")[1] == ("bf16" if detected else "fp32")
+    monkeypatch.setenv("INKWELL_CPU_BF16", "sometimes")
+    with pytest.raises(InkwellError, match="(?s)INKWELL_CPU_BF16.*auto, on or off"):
+        pick_dtype("auto", "cpu")
 
 
 # ------------------------------------------------------------------ adapters
