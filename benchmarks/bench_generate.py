@@ -79,10 +79,10 @@ def peak_rss_mb() -> float:
 
 
 def arm_inkwell(args, cases) -> dict:
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.generate.settings import GenerationSettings
 
-    engine = open_engine(args.model, engine=args.engine, precision=args.precision, batch_size=64)
+    engine = open_engine(EngineSpec(args.model, backend=args.engine, precision=args.precision, batch_size=64))
     kind = type(engine).__name__
     limit = 64
     if kind == "OnnxEngine":

@@ -182,7 +182,7 @@ def test_full_weight_run_is_copied_without_training_files(runs, tmp_path):
 
 
 def test_merged_classifier_predicts_like_the_run(runs, tmp_path):
-    from inkwell.train.classify import Classifier
+    from inkwell.generate.classify import Classifier
 
     out = tmp_path / "classifier"
     export_model(runs["classify"], out, merge=True)
@@ -451,7 +451,7 @@ def test_quantize_writes_an_onnx_model_that_write_and_eval_load(runs, tmp_path, 
 
     from inkwell.evaluate.perplexity import sequence_nll
     from inkwell.generate.engine import Engine
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.generate.settings import GenerationSettings
     from inkwell.models.load import load_model
 
@@ -460,12 +460,12 @@ def test_quantize_writes_an_onnx_model_that_write_and_eval_load(runs, tmp_path, 
     assert "ONNX int8" in err and f"inkwell write --model {out}" in err
     card = json.loads((out / "inkwell-onnx.json").read_text())
     assert card["precision"] == "int8" and card["exported_from"]["method"] == "lora"
-    fast = open_engine(str(out))  # what `inkwell write --model DIR` and `inkwell eval` open
+    fast = open_engine(EngineSpec(str(out)))  # what `inkwell write --model DIR` and `inkwell eval` open
     assert type(fast).__name__ == "OnnxEngine" and fast.loaded.chat
     adapter = Engine(load_model(adapter=str(runs["lora"]), dtype="fp32", device="cpu"))
     ids = adapter.encode([{"role": "user", "content": "Describe item 3."}])
-    quant_nll, n = sequence_nll(fast.model, ids, 1)
-    full_nll, m = sequence_nll(adapter.model, ids, 1)
+    quant_nll, n = sequence_nll(fast, ids, 1)
+    full_nll, m = sequence_nll(adapter, ids, 1)
     assert n == m and abs(quant_nll - full_nll) / full_nll < 0.03  # the adapter is in the quantised weights
     assert fast.generate(["item"], GenerationSettings(max_new_tokens=4, temperature=0))[0].completion_tokens > 0
     # a merged folder can carry the ONNX copy beside the weights

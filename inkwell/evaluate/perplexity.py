@@ -11,7 +11,31 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
+
+
+class Scorer(Protocol):
+    """What perplexity needs: next-token logits for a window of ids, and the longest window. Every engine
+    whose `capabilities.scoring` is set is one (torch, ONNX, native); `ModelScorer` makes a bare torch model one."""
+
+    context_length: int
+
+    def window_logits(self, ids: Sequence[int]) -> Any: ...  # [len(ids), vocab]
+
+
+class ModelScorer:
+    """A transformers causal LM as a Scorer (references in tests and evaluation, models outside an engine)."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.context_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+
+    def window_logits(self, ids: Sequence[int]):
+        import torch
+
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            return self.model(input_ids=torch.tensor([list(ids)], device=device)).logits[0].float()
 
 
 @dataclass
@@ -37,8 +61,8 @@ def encode_for_scoring(tokenizer, text: str, context: str | None = None) -> tupl
     return ids, 1
 
 
-def sequence_nll(model: Any, ids: Sequence[int], score_from: int = 1, max_length: int | None = None,
-                 stride: int | None = None, device: str | None = None) -> tuple[float, int]:
+def sequence_nll(scorer: Scorer, ids: Sequence[int], score_from: int = 1, max_length: int | None = None,
+                 stride: int | None = None) -> tuple[float, int]:
     """(sum of NLL, number of scored tokens) for tokens ids[t], t >= max(score_from, 1)."""
     import torch
 
@@ -50,9 +74,6 @@ def sequence_nll(model: Any, ids: Sequence[int], score_from: int = 1, max_length
     if max_length < 2:
         raise ValueError("max_length must be at least 2")
     stride = min(stride or max(1, max_length // 2), max_length - 1) if n > max_length else max_length
-    window_logits = getattr(model, "window_logits", None)  # the ONNX fast path scores without a torch module
-    if window_logits is None:
-        device = device or str(next(model.parameters()).device)
     total, count = 0.0, 0
     scored_until = score_from  # every target position below this is done
     begin = 0
@@ -60,12 +81,8 @@ def sequence_nll(model: Any, ids: Sequence[int], score_from: int = 1, max_length
         end = min(begin + max_length, n)
         first = max(scored_until, begin + 1)  # targets need at least one token of context in the window
         if first < end:
-            window = torch.tensor([list(ids[begin:end])], device=device)
-            if window_logits is not None:
-                logits = torch.as_tensor(window_logits(ids[begin:end])).float()
-            else:
-                with torch.inference_mode():
-                    logits = model(input_ids=window).logits[0].float()
+            window = torch.tensor([list(ids[begin:end])])
+            logits = torch.as_tensor(scorer.window_logits(ids[begin:end])).float().cpu()
             # logits at window position j predict window token j + 1, i.e. ids[begin + j + 1]
             logprobs = torch.log_softmax(logits[first - begin - 1 : end - begin - 1], dim=-1)
             targets = window[0, first - begin : end - begin]
@@ -79,7 +96,7 @@ def sequence_nll(model: Any, ids: Sequence[int], score_from: int = 1, max_length
 
 
 def perplexity(
-    model: Any,
+    scorer: Scorer,
     tokenizer: Any,
     texts: Sequence[str],
     *,
@@ -87,15 +104,15 @@ def perplexity(
     max_length: int | None = None,
     stride: int | None = None,
 ) -> PerplexityResult:
-    """Token-weighted perplexity of `model` on `texts` (each optionally after an unscored context).
-    `max_length` defaults to the model's context size."""
+    """Token-weighted perplexity of `scorer` (an engine, or `ModelScorer(model)`) on `texts` (each optionally
+    after an unscored context). `max_length` defaults to the model's context size."""
     if max_length is None:
-        max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        max_length = scorer.context_length
     per_text: list[tuple[float, int]] = []
     for i, text in enumerate(texts):
         context = contexts[i] if contexts is not None else None
         ids, start = encode_for_scoring(tokenizer, text, context)
-        per_text.append(sequence_nll(model, ids, start, max_length=max_length, stride=stride))
+        per_text.append(sequence_nll(scorer, ids, start, max_length=max_length, stride=stride))
     nll = sum(a for a, _ in per_text)
     tokens = sum(b for _, b in per_text)
     return PerplexityResult(math.exp(nll / tokens) if tokens else float("nan"), nll, tokens, per_text)

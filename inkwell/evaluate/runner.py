@@ -61,6 +61,8 @@ class EvalConfig:
     json_retries: int = 0
     report_examples: int = 100  # examples shown side by side in report.md / report.html (JSON has all)
     backend: str = "local"  # or "openai": each system's MODEL is a model name served at base_url
+    engine: str = "auto"  # local systems: auto (the `score` workload: torch) | torch | onnx | native
+    precision: str = "auto"  # the fast paths' weights (onnx, native)
     base_url: str | None = None
     api_key: str | None = None
 
@@ -220,33 +222,28 @@ def _check_backend(config: EvalConfig) -> None:
 
 
 def _load_engine(spec: SystemSpec, config: EvalConfig, say: Say):
-    if config.backend != "local":
-        from inkwell.generate.remote import RemoteEngine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
+    if config.backend != "local":
         say(f"[{spec.name}] using {spec.model or '(the server default model)'} at {config.base_url}")
+        remote = EngineSpec(spec.model, backend="remote", base_url=config.base_url, api_key=config.api_key,
+                            batch_size=config.batch_size, workload="score")
         try:
-            return RemoteEngine(config.base_url, spec.model, config.api_key, batch_size=config.batch_size)
+            return open_engine(remote, say)
         except InkwellError as exc:
             message = str(exc).split("\n  fix:")[0]
             raise InkwellError(f"system '{spec.name}': {message}", field=exc.field or "system", hint=exc.hint) from None
 
-    from inkwell.generate.engine import Engine
-    from inkwell.models.load import load_model
-    from inkwell.models.onnx import is_onnx_folder
-
     say(f"[{spec.name}] loading {spec.describe()}")
-    if is_onnx_folder(spec.model):  # a quantised export: generate and score on the ONNX path
-        from inkwell.generate.runtime import open_engine
-
-        return open_engine(spec.model, batch_size=config.batch_size, engine="onnx", progress=say)
+    local = EngineSpec(spec.model, adapter=spec.adapter, backend=config.engine, workload="score", dtype=config.dtype,
+                       precision=config.precision, device=config.device, batch_size=config.batch_size)
     try:
-        loaded = load_model(spec.model, adapter=spec.adapter, dtype=config.dtype, device=config.device, progress=say)
+        return open_engine(local, say)
     except InkwellError as exc:
         raise InkwellError(f"system '{spec.name}' ({spec.describe()}) failed to load: {exc}", field="system") from None
     except Exception as exc:  # transformers/peft raise many kinds of errors for broken folders
         raise InkwellError(f"system '{spec.name}' ({spec.describe()}) failed to load: {type(exc).__name__}: {exc}",
                            field="system") from None
-    return Engine(loaded, batch_size=config.batch_size)
 
 
 def run_system(spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, template, settings, want_nll: bool,
@@ -266,6 +263,8 @@ def run_system(spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, templa
     }
     if config.backend != "local":  # a served name, not a local path: the server and the name decide the output
         identity.update(model=spec.model, backend=config.backend, base_url=config.base_url)
+    elif (config.engine, config.precision) != ("auto", "auto"):  # another engine writes other text
+        identity.update(engine=config.engine, precision=config.precision)
     keys = {row.id: _digest([identity, row.prompt, row.fields, settings.to_dict(), config.json_retries]) for row in rows}
     nll_keys = {row.id: _digest([identity, row.prompt, row.fields, row.reference]) for row in rows}
     cached = _read_cache(gen_path)
@@ -366,14 +365,13 @@ def run_system(spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, templa
                     prompt = request.prompt if template is not None else request
                     prompt_ids = engine.encode(prompt)
                     target = engine.tokenizer(row.reference, add_special_tokens=False)["input_ids"]
-                    nll, tokens = sequence_nll(engine.model, prompt_ids + target, len(prompt_ids),
-                                               max_length=engine.loaded.context_length, device=engine.loaded.device)
+                    nll, tokens = sequence_nll(engine, prompt_ids + target, len(prompt_ids),
+                                               max_length=engine.context_length)
                     run.nll[row.id] = (nll, tokens)
                     lines.append({"id": row.id, "key": nll_keys[row.id], "nll": nll, "tokens": tokens})
                 _append(nll_path, lines)
     finally:
-        if hasattr(engine, "close"):  # the remote engine's HTTP client
-            engine.close()
+        engine.close()  # the remote engine's HTTP client; nothing for local ones
         del engine
         gc.collect()
     run.seconds = time.perf_counter() - started

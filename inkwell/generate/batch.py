@@ -240,7 +240,7 @@ def run_batch(
             elapsed = time.perf_counter() - started
             bar.set_postfix(tok_s=f"{report.tokens / elapsed:.0f}" if elapsed else "-")
 
-        if getattr(engine, "concurrent", False):
+        if engine.capabilities.concurrent:
             _run_progressively(engine, template, todo, shots, overrides, finish, write)
         else:
             _run_in_chunks(engine, template, todo, shots, overrides, finish, write, report, on_error)
@@ -296,7 +296,7 @@ def _run_progressively(engine, template, todo, shots, overrides, finish, write) 
     from concurrent.futures import ThreadPoolExecutor
 
     cancel = threading.Event()
-    worker_engine = engine.with_cancel(cancel) if hasattr(engine, "with_cancel") else engine
+    worker_engine = engine.with_cancel(cancel) if engine.capabilities.cancellable else engine
     ahead = max(2, 4 * engine.batch_size)
 
     def work(row: InputRow):

@@ -150,7 +150,7 @@ class _Lane:
 
 
 class ContinuousBatch:
-    """The rows being decoded together (engine `_Row`s, each with its own lengths, stops, stream, seed and
+    """The rows being decoded together (`rows.Row`s, each with its own lengths, stops, stream, seed and
     callbacks) plus the queue of rows waiting to join. Sampling settings (temperature, top-p/k, penalties)
     are shared. Not thread-safe: one thread calls `add` and `step`."""
 
@@ -357,7 +357,7 @@ class ContinuousBatch:
         keep: list[int] = []
         for b, token in enumerate(tokens.tolist()):
             row = self.rows[b]
-            if engine._advance(row, token, now):
+            if engine.text.advance(row, token, now):
                 keep.append(b)
         left = len(keep) < len(self.rows)
         if left:  # finished rows leave the batch

@@ -7,11 +7,32 @@ a torch round trip per step; the order (repetition penalty, min length, temperat
 
 from __future__ import annotations
 
-from typing import Callable
+import json
+from pathlib import Path
+from typing import Callable, Sequence
 
 from inkwell.errors import InkwellError
 from inkwell.generate.engine import Engine
+from inkwell.generate.rows import OnDelta, Prompt, Row, TextRows
 from inkwell.generate.settings import GenerationSettings
+
+
+def file_eos(loaded, *more) -> list:
+    """End-of-text ids from the model folder's generation_config.json (there is no torch module on these
+    paths to ask), plus any the runtime names."""
+    path = Path(loaded.path) / "generation_config.json"
+    return [json.loads(path.read_text()).get("eos_token_id") if path.exists() else None, *more]
+
+
+def fast_rows(text: TextRows, prompts: Sequence[Prompt], settings: GenerationSettings, seeds, on_delta: OnDelta | None,
+              should_stop: Callable[[int], bool] | None) -> list[Row]:
+    """The rows of one `generate` call on a fast path, streaming to `on_delta`, cancelled by `should_stop`."""
+    rows = text.make_rows(prompts, settings, seeds)
+    for row in rows:
+        row.stream = on_delta
+        if should_stop is not None:
+            row.cancelled = lambda index=row.out_index: should_stop(index)
+    return rows
 
 
 def needs_torch(settings: GenerationSettings) -> str | None:

@@ -21,32 +21,41 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from inkwell.errors import InkwellError
 from inkwell.generate.continuous import DEFAULT_STEP_TOKENS
-from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine, GenerationResult, OnDelta, Prompt, row_result
-from inkwell.generate.fastpath import TorchFallback, needs_torch, pick_token
+from inkwell.generate.contract import Capabilities
+from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine
+from inkwell.generate.fastpath import TorchFallback, fast_rows, file_eos, needs_torch, pick_token
+from inkwell.generate.rows import GenerationResult, OnDelta, Prompt, TextRows, row_result
 from inkwell.generate.settings import GenerationSettings
 
 SCORE_CHUNK = 512  # positions per decoder call when scoring a window: bounds the scratch memory
 
 
-class NativeEngine(Engine):
-    """Same API as Engine: render / encode / count_tokens / generate; `continuous_batch` for the Scheduler."""
+class NativeEngine:
+    """The engine contract on the native decoder: render / encode / count_tokens / generate / window_logits, and
+    `continuous_batch` for the Scheduler. Beams and no-repeat n-grams go to the torch engine (`fallback`)."""
 
     def __init__(self, decoder, loaded, batch_size: int = DEFAULT_BATCH_SIZE,
                  step_tokens: int = DEFAULT_STEP_TOKENS, fallback: Callable[[], Engine] | None = None,
                  notice: Callable[[str], None] | None = None):
+        if batch_size < 1:
+            raise InkwellError(f"invalid batch size {batch_size}", field="batch_size", hint="use a whole number >= 1")
         self.decoder = decoder
         self.vocab = decoder.vocab
+        self.loaded = loaded
+        self.text = TextRows(loaded, config_eos=file_eos(loaded))
+        self.tokenizer, self.eos_ids, self.pad_id = self.text.tokenizer, self.text.eos_ids, self.text.pad_id
+        self.render, self.encode, self.count_tokens = self.text.render, self.text.encode, self.text.count_tokens
+        self.context_length = int(loaded.context_length)  # longest prompt + output (and scoring window)
+        self.batch_size, self.step_tokens = batch_size, step_tokens
+        self.capabilities = Capabilities(continuous_batching=True, scoring=True)
         self._plain = TorchFallback("native engine", fallback, notice)
         self._lock = threading.Lock()  # generate() from several threads: one batch at a time
-        super().__init__(loaded, batch_size=batch_size, step_tokens=step_tokens)
-        self.model = _NativeScorer(self)  # what perplexity scoring calls; there is no torch module here
 
-    def _config_eos(self) -> list:
-        import json
-
-        path = Path(self.loaded.path) / "generation_config.json"  # no torch module: read the file
-        return [json.loads(path.read_text()).get("eos_token_id") if path.exists() else None]
+    render: Callable[[Prompt], str]
+    encode: Callable[[Prompt], list[int]]
+    count_tokens: Callable[[Prompt], int]
 
     def continuous_batch(self, settings: GenerationSettings, *, max_rows: int,
                          step_tokens: int = DEFAULT_STEP_TOKENS, prefix_cache=None) -> "NativeBatch":
@@ -64,11 +73,7 @@ class NativeEngine(Engine):
             return self._plain(reason).generate(prompts, settings, on_delta=on_delta, should_stop=should_stop,
                                                 seeds=seeds)
         started = time.perf_counter()
-        rows = self._make_rows(prompts, settings, seeds)
-        for row in rows:
-            row.stream = on_delta
-            if should_stop is not None:
-                row.cancelled = lambda index=row.out_index: should_stop(index)
+        rows = fast_rows(self.text, prompts, settings, seeds, on_delta, should_stop)
         with self._lock:
             batch = NativeBatch(self, settings, max_rows=self.batch_size, step_tokens=self.step_tokens)
             batch.add(rows)
@@ -76,9 +81,25 @@ class NativeEngine(Engine):
                 batch.step()
         return [row_result(row, started) for row in rows]
 
+    def window_logits(self, ids: Sequence[int]):
+        """Next-token logits at every position of `ids`: [len(ids), vocab] (numpy)."""
+        import numpy as np
+
+        ctx = self.decoder.context(1)  # its own context: scoring never disturbs a running batch
+        ctx.slot(0, len(ids))
+        parts = []
+        for start in range(0, len(ids), SCORE_CHUNK):
+            chunk = list(ids[start:start + SCORE_CHUNK])
+            parts.append(ctx.forward(chunk, [0] * len(chunk), range(start, start + len(chunk)), range(len(chunk))))
+        ctx.close()
+        return np.concatenate(parts)
+
+    def close(self) -> None:
+        """The decoder's memory-mapped weights are released with the object."""
+
 
 class NativeBatch:
-    """Rows decoding together on one decoder context (engine `_Row`s, each with its own slot, lengths, stops,
+    """Rows decoding together on one decoder context (`rows.Row`s, each with its own slot, lengths, stops,
     stream, seed and callbacks) plus the rows waiting to join. Sampling settings are shared. The Scheduler's
     interface: add / step / idle / occupied / all_rows / clear. Not thread-safe: one thread calls add and step."""
 
@@ -156,7 +177,7 @@ class NativeBatch:
             now = time.perf_counter()
             keep = []
             for row, x in zip(stepping, logits):
-                if self.engine._advance(row, self._choose(row, x), now):
+                if self.engine.text.advance(row, self._choose(row, x), now):
                     keep.append(row)
                 else:
                     self._release(row)
@@ -192,22 +213,3 @@ class NativeBatch:
         if row.seen is not None and token < self.engine.vocab:
             row.seen[token] = True
         return token
-
-
-class _NativeScorer:
-    """Stands in for the torch module where evaluation scores text: `window_logits(ids)` -> [len(ids), vocab]."""
-
-    def __init__(self, engine: NativeEngine):
-        self.engine = engine
-
-    def window_logits(self, ids: Sequence[int]):
-        import numpy as np
-
-        ctx = self.engine.decoder.context(1)  # its own context: scoring never disturbs a running batch
-        ctx.slot(0, len(ids))
-        parts = []
-        for start in range(0, len(ids), SCORE_CHUNK):
-            chunk = list(ids[start:start + SCORE_CHUNK])
-            parts.append(ctx.forward(chunk, [0] * len(chunk), range(start, start + len(chunk)), range(len(chunk))))
-        ctx.close()
-        return np.concatenate(parts)

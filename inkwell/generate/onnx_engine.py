@@ -21,15 +21,18 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine, GenerationResult, OnDelta, Prompt, row_result
-from inkwell.generate.fastpath import TorchFallback, needs_torch, pick_token
+from inkwell.errors import InkwellError
+from inkwell.generate.contract import Capabilities
+from inkwell.generate.engine import DEFAULT_BATCH_SIZE, Engine
+from inkwell.generate.fastpath import TorchFallback, fast_rows, file_eos, needs_torch, pick_token
+from inkwell.generate.rows import GenerationResult, OnDelta, Prompt, TextRows, row_result
 from inkwell.generate.settings import GenerationSettings
 
 MAX_BATCH = 32  # onnxruntime-genai refuses batch_size > 32 for these models
 
 
-class OnnxEngine(Engine):
-    """Same API as Engine: render / encode / count_tokens / generate."""
+class OnnxEngine:
+    """The engine contract on ONNX Runtime GenAI: render / encode / count_tokens / generate / window_logits."""
 
     def __init__(self, onnx_dir: Path, loaded, batch_size: int = DEFAULT_BATCH_SIZE,
                  fallback: Callable[[], Engine] | None = None, notice: Callable[[str], None] | None = None):
@@ -45,13 +48,27 @@ class OnnxEngine(Engine):
         # sliding-window models (gemma3): the runtime wants room for a whole window in every generator
         window = int((config.get("decoder", {}).get("sliding_window") or {}).get("window_size") or 0)
         self.min_length = min(window, int(config.get("context_length") or window))
-        super().__init__(loaded, batch_size=batch_size)
-        self.batch_size = min(self.batch_size, MAX_BATCH)
-        self.model = _Scorer(self)  # what perplexity scoring calls; there is no torch module on this path
+        if batch_size < 1:
+            raise InkwellError(f"invalid batch size {batch_size}", field="batch_size", hint="use a whole number >= 1")
+        self.loaded = loaded
+        self.text = TextRows(loaded, config_eos=file_eos(loaded, self._genai_eos))
+        self.tokenizer, self.eos_ids, self.pad_id = self.text.tokenizer, self.text.eos_ids, self.text.pad_id
+        self.render, self.encode, self.count_tokens = self.text.render, self.text.encode, self.text.count_tokens
+        self.context_length = int(loaded.context_length)  # longest prompt + output (and scoring window)
+        self.batch_size = min(batch_size, MAX_BATCH)
+        self.capabilities = Capabilities(scoring=True)
+        self._scorer = _Scorer(self)
 
-    def _config_eos(self) -> list:
-        path = Path(self.loaded.path) / "generation_config.json"  # no torch module here: read the file
-        return [json.loads(path.read_text()).get("eos_token_id") if path.exists() else None, self._genai_eos]
+    render: Callable[[Prompt], str]
+    encode: Callable[[Prompt], list[int]]
+    count_tokens: Callable[[Prompt], int]
+
+    def window_logits(self, ids: Sequence[int]):
+        """Next-token logits at every position of `ids`: [len(ids), vocab] (numpy)."""
+        return self._scorer.window_logits(ids)
+
+    def close(self) -> None:
+        """The runtime's model is released with the object."""
 
     # ------------------------------------------------------------ the API
 
@@ -67,12 +84,9 @@ class OnnxEngine(Engine):
         import numpy as np
 
         started = time.perf_counter()
-        rows = self._make_rows(prompts, settings, seeds)
+        rows = fast_rows(self.text, prompts, settings, seeds, on_delta, should_stop)
         for row in rows:
             row.generator = None if settings.greedy else np.random.default_rng(row.seed)
-            row.stream = on_delta
-            if should_stop is not None:
-                row.cancelled = lambda index=row.out_index: should_stop(index)
         for batch in self._batches(sorted(rows, key=lambda r: len(r.prompt_ids))):
             self._run(batch, settings)
         return [row_result(row, started) for row in rows]
@@ -118,7 +132,7 @@ class OnnxEngine(Engine):
             now = time.perf_counter()
             still: list[int] = []
             for b in live:
-                if self._advance(rows[b], int(tokens[b]), now):
+                if self.text.advance(rows[b], int(tokens[b]), now):
                     still.append(b)
                     if picker is not None:
                         picker.saw(b, int(tokens[b]))
@@ -126,13 +140,13 @@ class OnnxEngine(Engine):
             if live and generator.is_done():  # the runtime stopped every row (its max_length): count as length
                 for b in live:
                     rows[b].finish_reason, rows[b].finished_at = "length", time.perf_counter()
-                    self._flush(rows[b], rows[b].stream)
+                    self.text.flush(rows[b], rows[b].stream)
                 live = []
         del generator
 
 
 class _Scorer:
-    """Stands in for the torch module where evaluation scores text: `window_logits(ids)` -> [len(ids), vocab]."""
+    """Scoring on the all-positions graph, loaded on first use: `window_logits(ids)` -> [len(ids), vocab]."""
 
     def __init__(self, engine: OnnxEngine):
         self.engine = engine

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from inkwell.errors import InkwellError
+from inkwell.generate.contract import Capabilities
 from inkwell.generate.engine import GenerationResult, Prompt
 from inkwell.generate.settings import GenerationSettings
 
@@ -97,6 +98,8 @@ class RemoteEngine:
         self.loaded = RemoteModel(name=model, chat=chat, context_length=int(context), base_url=self.base_url,
                                   tokenizer=self.tokenizer, info=meta)
         self.approximate_counts = self.tokenizer is None
+        # generate() fans a call's requests out on its own threads; batch jobs feed it in chunks
+        self.capabilities = Capabilities(local=False)
         self._emit_lock = threading.Lock()
 
     # ------------------------------------------------------------ prompts

@@ -32,7 +32,6 @@ adapters never share weights. Correctness over speed: adapters take turns, batch
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import logging
@@ -40,11 +39,11 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Iterator, Sequence
 
 from inkwell.errors import InkwellError
-from inkwell.generate.continuous import ContinuousBatch, PrefixCache, plain_cache
+from inkwell.generate.continuous import ContinuousBatch, PrefixCache
+from inkwell.generate.contract import Capabilities
 from inkwell.generate.engine import Engine, GenerationResult, Prompt, row_result
 from inkwell.generate.settings import GenerationSettings
 
@@ -155,10 +154,9 @@ class Scheduler:
             raise InkwellError(f"invalid step token budget {self.step_tokens}", field="step_tokens", hint="use 1 or more")
         self.max_waiting = max_waiting
         self.select_adapter = select_adapter or _no_adapters
-        # A second Engine view with its own tokenizer, for request threads (render / count tokens) while the
+        # The prompts side with its own tokenizer, for request threads (render / count tokens) while the
         # scheduler thread decodes: HF fast tokenizers must not be borrowed by two threads at once.
-        self.front = copy.copy(engine)
-        self.front.tokenizer = copy.deepcopy(engine.tokenizer)
+        self.front = engine.text.with_own_tokenizer()
         self._front_lock = threading.Lock()
         self._cond = threading.Condition()
         self._pending: list[GenerationJob] = []
@@ -298,8 +296,7 @@ class Scheduler:
         settings = dataclasses.replace(leader.settings, stop=list(leader.settings.stop), seed=None)
         self._adapter.enter_context(self.select_adapter(leader.adapter))  # one adapter for the batch's life
         try:
-            make = getattr(self.engine, "continuous_batch", None) or partial(ContinuousBatch, self.engine)
-            self._batch = make(settings, max_rows=self.max_batch_rows, step_tokens=self.step_tokens,
+            self._batch = self.engine.continuous_batch(settings, max_rows=self.max_batch_rows, step_tokens=self.step_tokens,
                                prefix_cache=self._prefixes.setdefault(leader.adapter, PrefixCache()))
         except BaseException:
             self._adapter.close()
@@ -336,7 +333,8 @@ class Scheduler:
         """Queue the jobs' rows on the batch (each job's prompt errors fail that job only)."""
         for job in jobs:
             try:
-                rows = self.engine._make_rows(job.prompts, job.settings, seeds=[job.seed] * len(job.prompts))
+                rows = self.engine.text.make_rows(job.prompts, job.settings, seeds=[job.seed] * len(job.prompts),
+                                                  torch_generators=True)
             except Exception as exc:  # noqa: BLE001 - e.g. a prompt too long for the context
                 self._finish(job, error=exc)
                 continue
@@ -451,12 +449,8 @@ class Scheduler:
 
 
 def supports_continuous(engine) -> bool:
-    """Engines with their own batch (the native engine) always can. The torch batch joins KV caches row-wise,
-    which needs the fast path and a plain per-layer cache (sliding-window layers, as in gemma3, keep a rolling
-    window that cannot simply be padded)."""
-    if hasattr(engine, "continuous_batch"):
-        return True
-    return bool(getattr(engine.loaded, "fast_path", False)) and plain_cache(engine.model)
+    """Whether the engine gives the Scheduler step-level batches (its declared capability)."""
+    return engine.capabilities.continuous_batching
 
 
 def _stream_to(job: GenerationJob) -> Callable[[int, str], None] | None:
@@ -555,7 +549,7 @@ class ScheduledEngine:
     `block`: when the scheduler's queue is full, wait for room (in-process callers) instead of raising
     QueueFull (the server, which answers 429)."""
 
-    concurrent = True
+    capabilities = Capabilities(concurrent=True, cancellable=True)
 
     def __init__(self, scheduler: Scheduler, adapter: str | None = None, adapter_path: str | None = None,
                  cancel: threading.Event | None = None, block: bool = True):
@@ -581,6 +575,9 @@ class ScheduledEngine:
 
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))
+
+    def close(self) -> None:
+        """The scheduler is its owner's to close."""
 
     def generate(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None,
                  on_delta: Callable[[int, str], None] | None = None) -> list[GenerationResult]:

@@ -143,6 +143,14 @@ class Store:
             )
         return int(cursor.lastrowid)
 
+    def log_record(self, record: Any) -> int:
+        """Log a `generate.record.GenerationRecord`: the one call every command and the server make."""
+        generation_id = self.log_generation(**record.to_store())
+        if record.api_key_id is not None:
+            with self.conn:
+                self.conn.execute("UPDATE generations SET api_key_id = ? WHERE id = ?", (record.api_key_id, generation_id))
+        return generation_id
+
     def log_served_generation(self, *, api_key_id: str | None, **record: Any) -> int:
         """`log_generation` for the server: the same record plus the API key's id (migration 4)."""
         generation_id = self.log_generation(**record)

@@ -249,19 +249,19 @@ def test_perplexity_equals_exp_mean_nll_on_a_tiny_model(tiny_base_engine):
             loss = model(input_ids=ids, labels=ids).loss  # mean NLL over the n-1 predicted tokens
         total += float(loss) * (ids.shape[1] - 1)
         count += ids.shape[1] - 1
-    result = perplexity(model, tok, texts)
+    result = perplexity(tiny_base_engine, tok, texts)
     assert result.tokens == count
     assert result.perplexity == pytest.approx(math.exp(total / count), rel=1e-5)
 
     # longer than the window: every token still scored exactly once, and the value stays close
     long_text = " ".join(texts * 6)
-    full = perplexity(model, tok, [long_text])
-    windowed = perplexity(model, tok, [long_text], max_length=32, stride=16)
+    full = perplexity(tiny_base_engine, tok, [long_text])
+    windowed = perplexity(tiny_base_engine, tok, [long_text], max_length=32, stride=16)
     assert windowed.tokens == full.tokens
     assert windowed.perplexity == pytest.approx(full.perplexity, rel=0.2)
 
     # a context is fed but not scored
-    conditioned = perplexity(model, tok, [" jumps over the lazy dog."], contexts=["The quick brown fox"])
+    conditioned = perplexity(tiny_base_engine, tok, [" jumps over the lazy dog."], contexts=["The quick brown fox"])
     target = tok(" jumps over the lazy dog.", add_special_tokens=False)["input_ids"]
     assert conditioned.tokens == len(target)
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from inkwell.generate.contract import Capabilities
 from inkwell.errors import InkwellError
 from inkwell.generate.batch import read_rows, run_batch
 from inkwell.generate.engine import Engine, GenerationResult
@@ -28,6 +29,8 @@ decoding: {max_new_tokens: 6, temperature: 0}
 
 class EchoEngine:
     """A fake engine whose output names the product it was asked about."""
+
+    capabilities = Capabilities()
 
     def __init__(self, batch_size=2):
         self.batch_size = batch_size
@@ -353,7 +356,7 @@ def test_non_utf8_input_is_an_inkwell_error(tmp_path, template):
 class SlowEchoEngine(EchoEngine):
     """A concurrent fake: rows for products named 'slow ...' take longer, so rows finish out of input order."""
 
-    concurrent = True
+    capabilities = Capabilities(concurrent=True)
 
     def __init__(self, batch_size=2):
         super().__init__(batch_size)

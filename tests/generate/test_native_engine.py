@@ -53,9 +53,9 @@ def ggufs(sharp_model, tmp_path_factory, cache):
 
 @pytest.fixture(scope="module")
 def native(ggufs):
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
-    return open_engine(str(ggufs["q4_1"]), batch_size=4)
+    return open_engine(EngineSpec(str(ggufs["q4_1"]), batch_size=4))
 
 
 def _texts(results):
@@ -189,10 +189,10 @@ def test_streaming_stop_sequences_and_cancellation(native):
 
 
 def test_beam_search_falls_back_to_torch_with_a_notice(ggufs, cache):
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
     notes: list[str] = []
-    engine = open_engine(str(ggufs["q4_1"]), progress=notes.append)
+    engine = open_engine(EngineSpec(str(ggufs["q4_1"])), notes.append)
     result = engine.generate([PROMPTS[2]], GenerationSettings(num_beams=2, max_new_tokens=6))[0]
     assert result.completion_tokens > 0
     assert any("beam search runs on the torch engine" in n for n in notes)
@@ -200,35 +200,35 @@ def test_beam_search_falls_back_to_torch_with_a_notice(ggufs, cache):
 
 def test_scoring_goes_through_the_decoder(native, ggufs):
     """Perplexity scored on the native engine matches torch on the same de-quantised weights (both windowed)."""
-    from inkwell.evaluate.perplexity import perplexity
+    from inkwell.evaluate.perplexity import ModelScorer, perplexity
     from inkwell.models.load import load_model
 
     text = "The quick brown fox jumps over the lazy dog. " * 8
-    score = perplexity(native.model, native.tokenizer, [text], max_length=64)
+    score = perplexity(native, native.tokenizer, [text], max_length=64)
     torch_model = load_model(str(ggufs["q4_1"]), dtype="fp32", device="cpu").model
-    reference = perplexity(torch_model, native.tokenizer, [text], max_length=64)
+    reference = perplexity(ModelScorer(torch_model), native.tokenizer, [text], max_length=64)
     assert score.tokens == reference.tokens > 50
     assert abs(score.perplexity / reference.perplexity - 1) < 0.02, (score.perplexity, reference.perplexity)
 
 
 def test_where_the_native_engine_steps_aside(ggufs, sharp_model):
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
     # an f16 GGUF: not blocks the kernel reads -> auto goes on quietly, --engine native says why
-    assert type(open_engine(str(ggufs["f16"]), batch_size=2)).__name__ != "NativeEngine"
+    assert type(open_engine(EngineSpec(str(ggufs["f16"]), batch_size=2))).__name__ != "NativeEngine"
     with pytest.raises(InkwellError, match="cannot read .*F16") as err:
-        open_engine(str(ggufs["f16"]), engine="native")
+        open_engine(EngineSpec(str(ggufs["f16"]), backend="native"))
     assert err.value.field == "engine"
     with pytest.raises(InkwellError, match="no GGUF file"):  # an HF folder
-        open_engine(str(sharp_model), engine="native")
+        open_engine(EngineSpec(str(sharp_model), backend="native"))
     with pytest.raises(InkwellError, match="--precision int8"):
-        open_engine(str(ggufs["q4_1"]), engine="native", precision="int8")
-    assert type(open_engine(str(ggufs["q4_1"]), precision="int8")).__name__ != "NativeEngine"
+        open_engine(EngineSpec(str(ggufs["q4_1"]), backend="native", precision="int8"))
+    assert type(open_engine(EngineSpec(str(ggufs["q4_1"]), precision="int8"))).__name__ != "NativeEngine"
 
 
 def test_no_compiler_is_a_one_line_note_and_the_next_path(ggufs, monkeypatch, tmp_path):
     import inkwell.generate.native as native_module
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
     monkeypatch.setattr(native_module, "library_path", lambda: tmp_path / "decoder-x.so")
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
@@ -237,7 +237,7 @@ def test_no_compiler_is_a_one_line_note_and_the_next_path(ggufs, monkeypatch, tm
         native_module.load_library()
     assert err.value.machine
     notes: list[str] = []
-    engine = open_engine(str(ggufs["q4_1"]), progress=notes.append, batch_size=2)
+    engine = open_engine(EngineSpec(str(ggufs["q4_1"]), batch_size=2), notes.append)
     assert type(engine).__name__ != "NativeEngine"
     assert any(n.startswith("note: ") and "native decoder" in n for n in notes)
     assert not list(tmp_path.glob("*.so")) and not list(tmp_path.glob(".decoder-*"))  # nothing half-built left

@@ -24,9 +24,9 @@ GREEDY = dict(temperature=0, repetition_penalty=1.0, max_new_tokens=24)
 
 @pytest.fixture(scope="module")
 def onnx_fp32(tiny_chat_model, cache):
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
-    return open_engine(str(tiny_chat_model), engine="onnx", precision="fp32", batch_size=4)
+    return open_engine(EngineSpec(str(tiny_chat_model), backend="onnx", precision="fp32", batch_size=4))
 
 
 def _texts(results):
@@ -92,10 +92,10 @@ def test_cancellation_ends_the_row(onnx_fp32):
 
 
 def test_beam_search_falls_back_to_torch_with_a_notice(tiny_chat_model, cache, tiny_engine):
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
     notes: list[str] = []
-    engine = open_engine(str(tiny_chat_model), engine="onnx", precision="fp32", progress=notes.append)
+    engine = open_engine(EngineSpec(str(tiny_chat_model), backend="onnx", precision="fp32"), notes.append)
     settings = GenerationSettings(num_beams=2, temperature=0, max_new_tokens=8)
     result = engine.generate([PROMPTS[0]], settings)
     assert result[0].text == tiny_engine.generate([PROMPTS[0]], settings)[0].text
@@ -116,7 +116,7 @@ def test_build_is_cached_and_keyed_by_precision(tiny_chat_model, cache, monkeypa
 
 
 def test_a_failed_build_is_remembered_not_retried(tiny_chat_model, tmp_path, monkeypatch):
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.models import onnx
 
     monkeypatch.setenv("INKWELL_MODEL_CACHE", str(tmp_path / "models"))
@@ -136,7 +136,7 @@ def test_a_failed_build_is_remembered_not_retried(tiny_chat_model, tmp_path, mon
     assert "delete it to try again" in str(info.value)
     assert not [p for p in (tmp_path / "models" / "onnx").iterdir() if not p.name.endswith(".failed")]
     notes = []
-    engine = open_engine(str(tiny_chat_model), engine="auto", device="cpu", progress=notes.append)
+    engine = open_engine(EngineSpec(str(tiny_chat_model), backend="auto", device="cpu"), notes.append)
     assert type(engine).__name__ == "Engine" and len(calls) == 1  # auto: quietly the torch engine
     assert any("KeyError" in n for n in notes)
     (failed,) = (tmp_path / "models" / "onnx").glob("*.failed")
@@ -158,11 +158,11 @@ def test_int4_rounding_is_said_on_every_use_not_only_at_build(tiny_chat_model, c
 
 
 def test_int8_is_close_to_full_precision_on_logits(tiny_chat_model, cache, onnx_fp32):
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
-    int8 = open_engine(str(tiny_chat_model), engine="onnx", precision="int8")
+    int8 = open_engine(EngineSpec(str(tiny_chat_model), backend="onnx", precision="int8"))
     ids = onnx_fp32.encode(PROMPTS[0])
-    full, quant = onnx_fp32.model.window_logits(ids), int8.model.window_logits(ids)
+    full, quant = onnx_fp32.window_logits(ids), int8.window_logits(ids)
     assert full.shape == quant.shape == (len(ids), onnx_fp32.vocab)
     assert abs(full - quant).max() < 0.05 * abs(full).max()
 
@@ -190,7 +190,7 @@ def test_lora_adapter_runs_merged_on_the_fast_path(tiny_chat_model, tmp_path, ca
     from transformers import AutoModelForCausalLM
 
     from inkwell.generate.engine import Engine
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.models.load import load_model
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
@@ -198,9 +198,9 @@ def test_lora_adapter_runs_merged_on_the_fast_path(tiny_chat_model, tmp_path, ca
                                       init_lora_weights=False))
     model.save_pretrained(tmp_path / "lora")
     settings = GenerationSettings(**GREEDY)
-    fast = open_engine(str(tiny_chat_model), adapter=str(tmp_path / "lora"), engine="onnx", precision="fp32")
+    fast = open_engine(EngineSpec(str(tiny_chat_model), adapter=str(tmp_path / "lora"), backend="onnx", precision="fp32"))
     plain = Engine(load_model(str(tiny_chat_model), adapter=str(tmp_path / "lora"), dtype="fp32", device="cpu"))
-    base = open_engine(str(tiny_chat_model), engine="onnx", precision="fp32")
+    base = open_engine(EngineSpec(str(tiny_chat_model), backend="onnx", precision="fp32"))
     assert _texts(fast.generate(PROMPTS, settings)) == _texts(plain.generate(PROMPTS, settings))
     assert _texts(fast.generate(PROMPTS, settings)) != _texts(base.generate(PROMPTS, settings))
 
@@ -209,45 +209,45 @@ def test_prefix_adapter_is_refused_on_onnx_and_auto_falls_back(tiny_chat_model, 
     from peft import PrefixTuningConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
                            PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
     model.save_pretrained(tmp_path / "prefix")
     with pytest.raises(InkwellError, match="prefix_tuning adapters"):
-        open_engine(str(tiny_chat_model), adapter=str(tmp_path / "prefix"), engine="onnx")
+        open_engine(EngineSpec(str(tiny_chat_model), adapter=str(tmp_path / "prefix"), backend="onnx"))
     notes: list[str] = []
-    engine = open_engine(str(tiny_chat_model), adapter=str(tmp_path / "prefix"), engine="auto", progress=notes.append)
+    engine = open_engine(EngineSpec(str(tiny_chat_model), adapter=str(tmp_path / "prefix"), backend="auto"), notes.append)
     assert type(engine).__name__ == "Engine"
     assert any("using the torch engine" in n for n in notes)
 
 
 def test_unknown_engine_and_precision_name_the_field(tiny_chat_model, cache):
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
     with pytest.raises(InkwellError) as err:
-        open_engine(str(tiny_chat_model), engine="tensorrt")
+        open_engine(EngineSpec(str(tiny_chat_model), backend="tensorrt"))
     assert err.value.field == "engine"
     with pytest.raises(InkwellError) as err:
-        open_engine(str(tiny_chat_model), engine="onnx", precision="int3")
+        open_engine(EngineSpec(str(tiny_chat_model), backend="onnx", precision="int3"))
     assert err.value.field == "precision"
 
 
 def test_onnx_folder_is_a_model_and_scores_perplexity(tiny_chat_model, cache, onnx_fp32, tiny_engine):
     from inkwell.evaluate.perplexity import sequence_nll
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
     folder = onnx_fp32.onnx_dir
-    engine = open_engine(str(folder))
+    engine = open_engine(EngineSpec(str(folder)))
     assert type(engine).__name__ == "OnnxEngine" and engine.loaded.chat
     settings = GenerationSettings(**GREEDY)
     assert _texts(engine.generate(PROMPTS, settings)) == _texts(tiny_engine.generate(PROMPTS, settings))
     ids = tiny_engine.encode(PROMPTS[0])
-    ours, n = sequence_nll(engine.model, ids, 1)
-    theirs, m = sequence_nll(tiny_engine.model, ids, 1)
+    ours, n = sequence_nll(engine, ids, 1)
+    theirs, m = sequence_nll(tiny_engine, ids, 1)
     assert n == m and ours == pytest.approx(theirs, rel=1e-4)
     with pytest.raises(InkwellError, match="torch engine cannot load it"):
-        open_engine(str(folder), engine="torch")
+        open_engine(EngineSpec(str(folder), backend="torch"))
 
 
 def test_cli_write_and_batch_on_the_onnx_engine(tiny_chat_model, cache, tmp_path, capsys, monkeypatch):
@@ -276,7 +276,7 @@ def test_gemma3_sliding_window_model_matches_torch(tiny_base_model, tmp_path, ca
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     from inkwell.generate.engine import Engine
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.models.load import load_model
 
     folder = tmp_path / "tiny-gemma3"
@@ -293,7 +293,7 @@ def test_gemma3_sliding_window_model_matches_torch(tiny_base_model, tmp_path, ca
     Gemma3ForCausalLM(config).save_pretrained(folder)
     prompts = ["The quick brown fox jumps over the lazy dog.", "Poems", "Inkwell writes content: ads, emails"]
     settings = GenerationSettings(**GREEDY)
-    fast = open_engine(str(folder), engine="onnx", precision="fp32", batch_size=4)
+    fast = open_engine(EngineSpec(str(folder), backend="onnx", precision="fp32", batch_size=4))
     assert type(fast).__name__ == "OnnxEngine" and fast.min_length == 8
     ours = _texts(fast.generate(prompts, settings))
     assert ours == [_texts(fast.generate([p], settings))[0] for p in prompts]

@@ -19,8 +19,8 @@ def assert_perplexity_within_3_percent(full, fast, text: str, label: str) -> flo
     """Score `text` with the full-precision engine and the fast one (same tokens); returns the relative change."""
     from inkwell.evaluate.perplexity import perplexity
 
-    reference = perplexity(full.model, full.tokenizer, [text], max_length=512)
-    quant = perplexity(fast.model, fast.tokenizer, [text], max_length=512)
+    reference = perplexity(full, full.tokenizer, [text], max_length=512)
+    quant = perplexity(fast, fast.tokenizer, [text], max_length=512)
     assert reference.tokens == quant.tokens > 1000
     change = quant.perplexity / reference.perplexity - 1
     print(f"perplexity fp32 {reference.perplexity:.3f}  {label} {quant.perplexity:.3f}  change {change:+.2%}")

@@ -27,10 +27,10 @@ PROMPTS = [
 def test_fp32_onnx_greedy_equals_hf_generate(smollm2):
     import torch
 
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.generate.settings import GenerationSettings
 
-    fast = open_engine("smollm2-135m-instruct", engine="onnx", precision="fp32")
+    fast = open_engine(EngineSpec("smollm2-135m-instruct", backend="onnx", precision="fp32"))
     messages = [[{"role": "user", "content": p}] for p in PROMPTS]
     settings = GenerationSettings(max_new_tokens=48, temperature=0, repetition_penalty=1.0)
     ours = [r.text for r in fast.generate(messages, settings)]
@@ -44,10 +44,10 @@ def test_fp32_onnx_greedy_equals_hf_generate(smollm2):
 
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 def test_quantised_perplexity_within_3_percent_of_full_precision(smollm2, precision):
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.models.onnx import build_onnx, read_onnx_card
 
-    fast = open_engine("smollm2-135m-instruct", engine="onnx", precision=precision)
+    fast = open_engine(EngineSpec("smollm2-135m-instruct", backend="onnx", precision=precision))
     if precision == "int4":  # every matmul re-packed from the Q4_1 GGUF, the head from its Q8_0 embedding
         card = read_onnx_card(build_onnx("smollm2-135m-instruct", precision="int4"))
         assert card["int4_exact"] == {"exact": 150, "kept": 0, "head": "int8-exact"}
@@ -69,13 +69,13 @@ def test_gemma3_runs_on_the_fast_path_within_3_percent(gemma3):
     prompts of different lengths in one call (the runtime's sliding-window attention refuses right-padded
     rows) give what each gives alone."""
     from inkwell.generate.onnx_engine import OnnxEngine
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.generate.settings import GenerationSettings
     from inkwell.models.onnx import read_onnx_card
 
     if not SONG100.exists():
         pytest.skip("needs Debian's fortunes-zh (apt-get install fortunes-zh) for the Song ci text")
-    fast = open_engine("gemma3-270m", device="cpu")
+    fast = open_engine(EngineSpec("gemma3-270m", device="cpu"))
     assert isinstance(fast, OnnxEngine) and read_onnx_card(fast.onnx_dir)["precision"] == "int8"
     # ~1000 tokens: scoring a 262k vocabulary on this path is slow
     text = "\n".join(SONG100.read_text(encoding="utf-8").split("\n%\n")[:10])

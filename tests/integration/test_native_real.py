@@ -13,9 +13,9 @@ pytestmark = pytest.mark.skipif(unavailable_here() is not None, reason=str(unava
 
 @pytest.fixture(scope="module")
 def native():
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
-    return open_engine("smollm2-135m-instruct")  # auto on the CPU
+    return open_engine(EngineSpec("smollm2-135m-instruct"))  # auto on the CPU
 
 
 def test_auto_runs_the_embedded_model_on_the_native_engine(native):

@@ -77,10 +77,10 @@ def gridded_model(tiny_chat_model, tmp_path_factory):
 def _logits_error(folder, model, ids) -> float:
     import torch
 
-    from inkwell.generate.runtime import open_engine
+    from inkwell.generate.builder import EngineSpec, open_engine
 
-    engine = open_engine(str(folder), engine="onnx", precision="int4")
-    ours = engine.model.window_logits(ids)
+    engine = open_engine(EngineSpec(str(folder), backend="onnx", precision="int4"))
+    ours = engine.window_logits(ids)
     with torch.no_grad():
         theirs = model(torch.tensor([ids])).logits[0].numpy()
     return float(np.abs(ours - theirs).max() / np.abs(theirs).max()), engine
