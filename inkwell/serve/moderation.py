@@ -1,15 +1,17 @@
 """Moderation in the server: the request's inputs before generation, the outputs after (or while streaming).
 
-The app calls these with the state's `Guard` (None: moderation off). A block raises `ModerationBlocked`,
-which the app answers as 422 (`errors.moderation_blocked`). `flag` and `redact` decisions are surfaced in
-the `x-inkwell-moderation` header (`flag:profanity; redact:pii`) and a `moderation` field of the choice.
+The serving layer calls these with the state's `Guard` (None: moderation off). A block raises
+`ModerationBlocked`, which it answers as 422 (`errors.moderation_blocked`). `flag` and `redact` decisions are
+surfaced in the `x-inkwell-moderation` header (`flag:profanity; redact:pii`) and a `moderation` field of the
+choice.
 
 Streaming: text cannot be judged before it exists, so each streamed row is screened cumulatively by
 `StreamScreen`. Text is released to the client only after a check of everything generated so far passed,
 and the end that is still undecided (an unfinished word, and wherever a rule's pattern runs into the end and
 may still grow: `+1 555`, `john.smith@exa`, `kill` before `yourself`; `Policy.open_start`) is held back until
-more text shows what it is. Ordinary prose is released word by word from the first word; on a block the app sends an SSE error event and `[DONE]`, and the blocked text is never
-sent. Intermediate checks are not audited; the final decision of each row (or the block) is.
+more text shows what it is. Ordinary prose is released word by word from the first word; on a block the
+serving layer sends an SSE error event and `[DONE]`, and the blocked text is never sent. Intermediate checks
+are not audited; the final decision of each row (or the block) is.
 """
 
 from __future__ import annotations
@@ -25,26 +27,31 @@ CHECK_EVERY = 16  # new characters between two checks of a streamed row (after i
 _CJK = 0x2E80  # code points from here on (CJK, kana, hangul) have no spaces between words
 
 
-def screen_prompts(guard: Guard, prompts: list, chat: bool, single: bool) -> tuple[list, list[ModerationResult]]:
-    """Completion prompts (strings) or chat messages (dicts; only `content` is checked): a redacted copy and the
-    decisions. Raises ModerationBlocked naming the field (`prompt`, `prompt[1]`, `messages[0].content`)."""
+def screen_prompts(guard: Guard, prompts: list[str], single: bool) -> tuple[list[str], list[ModerationResult]]:
+    """Completion prompts: a redacted copy and the decisions. Raises ModerationBlocked naming the field
+    (`prompt` for a `single` string prompt, else `prompt[1]`)."""
     decisions: list[ModerationResult] = []
-    out: list = []
-    if chat:
-        (messages,) = prompts
-        screened = []
-        for i, message in enumerate(messages):
-            message = dict(message)
-            if isinstance(message.get("content"), str):
-                message["content"], results = guard.screen_input_report(message["content"], f"messages[{i}].content")
-                decisions += [r for _, r in results]
-            screened.append(message)
-        return [screened], decisions
+    out: list[str] = []
     for i, prompt in enumerate(prompts):
         text, results = guard.screen_input_report(prompt, "prompt" if single else f"prompt[{i}]")
         decisions += [r for _, r in results]
         out.append(text)
     return out, decisions
+
+
+def screen_messages(guard: Guard, prompts: list) -> tuple[list, list[ModerationResult]]:
+    """A chat request's one conversation (`[messages]`; only each message's `content` is checked): a redacted
+    copy and the decisions. Raises ModerationBlocked naming the field (`messages[0].content`)."""
+    decisions: list[ModerationResult] = []
+    (messages,) = prompts
+    screened = []
+    for i, message in enumerate(messages):
+        message = dict(message)
+        if isinstance(message.get("content"), str):
+            message["content"], results = guard.screen_input_report(message["content"], f"messages[{i}].content")
+            decisions += [r for _, r in results]
+        screened.append(message)
+    return [screened], decisions
 
 
 def screen_fields(guard: Guard, fields: dict) -> tuple[dict, list[ModerationResult]]:

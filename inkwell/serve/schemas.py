@@ -7,19 +7,35 @@ spells them: top_k, repetition_penalty, min_tokens, no_repeat_ngram_size. Fields
 defaults (temperature 0.7, top_p 0.9, top_k 50, repetition_penalty 1.1: small models loop without it).
 presence_penalty / frequency_penalty are accepted only as 0 (use repetition_penalty); logprobs, echo,
 best_of, logit_bias, suffix, tools and response_format are rejected with a 400 naming the field.
+
+The OpenAPI document publishes each field's limits (`published`); the checks themselves stay in
+`overrides`, `prompts`, `chat` and GenerationSettings, whose 400s name the field and say what to do.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
 
 from inkwell.errors import InkwellError
 from inkwell.generate.settings import GenerationSettings
 from inkwell.serve.errors import bad_request, from_inkwell
 
 MAX_N = 16  # choices per request: each one is a row in the batch
+MAX_STOP = 16  # stop sequences per request
+MAX_ROWS = 64  # completions per request (prompts x n)
+
+
+def published(**schema: Any) -> Any:
+    """A field's limits in the OpenAPI document only. The server checks them itself, after the checks a
+    client should hear about first (unknown model, template), with its own 400 naming the field and the fix;
+    a pydantic constraint would answer first, in pydantic's words."""
+    return Field(json_schema_extra=schema)
+
+
+Text = Annotated[str, published(minLength=1)]  # a stop sequence or prompt: never empty
 
 
 class StreamOptions(BaseModel):
@@ -32,22 +48,22 @@ class SamplingFields(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    n: int = 1
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    max_tokens: Annotated[int, published(minimum=1)] | None = None  # at most --max-tokens-limit / the context
+    temperature: Annotated[float, published(minimum=0, maximum=5)] | None = None  # 0 is greedy
+    top_p: Annotated[float, published(exclusiveMinimum=0, maximum=1)] | None = None
+    n: Annotated[int, published(minimum=1, maximum=MAX_N)] = 1
+    stop: Text | Annotated[list[Text], published(maxItems=MAX_STOP)] | None = None
+    seed: Annotated[int, published(minimum=0)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    presence_penalty: Annotated[float, published(minimum=0, maximum=0)] | None = None  # only 0: repetition_penalty
+    frequency_penalty: Annotated[float, published(minimum=0, maximum=0)] | None = None
     user: str | None = None
     # Inkwell / vLLM extensions
-    top_k: int | None = None
-    repetition_penalty: float | None = None
-    min_tokens: int | None = None
-    no_repeat_ngram_size: int | None = None
+    top_k: Annotated[int, published(minimum=0)] | None = None  # 0 disables
+    repetition_penalty: Annotated[float, published(exclusiveMinimum=0, maximum=10)] | None = None  # 1.0 disables
+    min_tokens: Annotated[int, published(minimum=0)] | None = None  # at most max_tokens
+    no_repeat_ngram_size: Annotated[int, published(minimum=0)] | None = None
     # Not supported: rejected when set (see reject_unsupported)
     logprobs: Any = None
     top_logprobs: Any = None
@@ -83,8 +99,8 @@ class SamplingFields(BaseModel):
             raise bad_request(f"n must be between 1 and {MAX_N}, got {self.n}", param="n", code="invalid_value")
         if self.seed is not None and self.seed < 0:
             raise bad_request(f"seed must be >= 0, got {self.seed}", param="seed", code="invalid_value")
-        if isinstance(self.stop, list) and len(self.stop) > 16:
-            raise bad_request("at most 16 stop sequences", param="stop", code="invalid_value")
+        if isinstance(self.stop, list) and len(self.stop) > MAX_STOP:
+            raise bad_request(f"at most {MAX_STOP} stop sequences", param="stop", code="invalid_value")
         request = {
             "max_new_tokens": max_tokens,
             "min_new_tokens": self.min_tokens,
@@ -113,7 +129,10 @@ class SamplingFields(BaseModel):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(...)
+    # Token arrays are parsed, then refused with a 400 that says so; the document shows only what is served.
+    prompt: Annotated[str | list[str] | list[int] | list[list[int]], published(anyOf=[
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_ROWS}])]
     echo: bool = False
     best_of: int | None = None
     suffix: str | None = None
@@ -131,14 +150,15 @@ class CompletionRequest(SamplingFields):
                               param="prompt", code="invalid_value")
         if any(not p for p in prompts):
             raise bad_request("prompt is empty", param="prompt", code="invalid_value")
-        if len(prompts) * self.n > 64:
-            raise bad_request("at most 64 completions per request (prompts x n)", param="prompt", code="invalid_value")
+        if len(prompts) * self.n > MAX_ROWS:
+            raise bad_request(f"at most {MAX_ROWS} completions per request (prompts x n)", param="prompt",
+                              code="invalid_value")
         return prompts
 
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    type: str
+    type: Annotated[str, published(enum=["text"])]
     text: str | None = None
 
 
@@ -158,8 +178,8 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(SamplingFields):
-    messages: list[ChatMessage]
-    max_completion_tokens: int | None = None
+    messages: Annotated[list[ChatMessage], published(minItems=1)]
+    max_completion_tokens: Annotated[int, published(minimum=1)] | None = None
 
     def chat(self) -> list[dict]:
         if not self.messages:
@@ -171,8 +191,26 @@ class ChatCompletionRequest(SamplingFields):
 class ContentRequest(SamplingFields):
     """POST /v1/content/{template}: template fields plus settings (OpenAI names, or Inkwell's under `settings`)."""
 
+    stream: Annotated[bool, published(enum=[False])] = False  # content is answered whole
     fields: dict[str, Any] = Field(default_factory=dict)
     settings_: dict[str, Any] | None = Field(default=None, alias="settings")
     json_retries: int = Field(default=2, ge=0, le=5)
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+REQUESTS = (CompletionRequest, ChatCompletionRequest, ContentRequest)
+
+
+def openapi_body(model: type[BaseModel]) -> dict:
+    """`openapi_extra` for a route that reads its own body (so that errors keep OpenAI's shape): the body's
+    schema, by reference to `openapi_schemas()`."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def openapi_schemas() -> dict[str, dict]:
+    """The request bodies' JSON schemas and the models they use, for the OpenAPI document's components."""
+    _, top = models_json_schema([(model, "validation") for model in REQUESTS],
+                                ref_template="#/components/schemas/{model}")
+    return top["$defs"]

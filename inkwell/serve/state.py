@@ -7,13 +7,16 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from inkwell.errors import InkwellError
 from inkwell.serve.auth import KeyRing
 from inkwell.serve.errors import model_not_found, unavailable
 from inkwell.serve.limits import ConcurrencyLimiter, RateLimiter, parse_rate
 from inkwell.serve.metrics import ServeMetrics
+
+if TYPE_CHECKING:
+    from inkwell.generate.record import GenerationRecord
 
 log = logging.getLogger("inkwell.serve")
 
@@ -111,7 +114,7 @@ class ServerState:
             self.base_aliases = {self.base_id, engine.loaded.name}
             self.scheduler = Scheduler(engine, window_s=self.config.window_ms / 1000,
                                        step_tokens=self.config.step_tokens, max_waiting=self.config.max_queue,
-                                       select_adapter=adapter_selector(engine.model),
+                                       select_adapter=adapter_selector(engine.model) if engine.capabilities.adapters else None,
                                        continuous=self.config.continuous_batching).start()
             self.status = "ready"
             log.info("model %s ready (%d adapters)", self.base_id, len(adapters))
@@ -170,12 +173,13 @@ class ServerState:
                 self._store = Store(self.config.db_path)
             return action(self._store)
 
-    def log_generation(self, api_key_id: str | None, **record) -> None:
-        """Log one served generation like the CLI does, with the key's id (never the key). Thread-safe."""
+    def log_record(self, record: GenerationRecord) -> None:
+        """Log one served generation like the CLI does (`source="serve"`, `api_key_id`: the key's id, never
+        the key). Thread-safe."""
         if not self.config.log_generations:
             return
         try:
-            self.with_store(lambda store: store.log_served_generation(api_key_id=api_key_id, source="serve", **record))
+            self.with_store(lambda store: store.log_record(record))
         except Exception:  # a full disk must not fail a request that already has its answer
             log.exception("could not log a generation to the store")
 
@@ -216,22 +220,14 @@ def load_engine(config: ServeConfig):
     with no adapters) serves a llama GGUF (the embedded SmolLM2) on the native engine instead: one stream
     ~8x faster, ~2.6x the aggregate at 16 streams (docs/serving.md); adapters are switched per batch on the
     torch engine, which holds them unmerged."""
-    from inkwell.generate.engine import Engine
-    from inkwell.generate.scheduler import attach_adapters
-    from inkwell.models.load import load_model, pick_device
+    from inkwell.generate.builder import EngineSpec, open_engine
 
     if config.engine not in SERVE_ENGINES:
         raise InkwellError(f"unknown engine '{config.engine}'", field="engine", hint="use auto, native or torch")
     if config.engine == "native" and config.adapters:
         raise InkwellError("the native engine serves the base model only", field="engine",
                            hint="drop --adapter, or use --engine torch (adapters unmerged, switched per batch)")
-    cpu = pick_device(config.device) == "cpu" and config.dtype in ("auto", "fp32")
-    if config.engine == "native" or (config.engine == "auto" and cpu and not config.adapters):
-        from inkwell.generate.runtime import open_engine
-
-        engine = open_engine(config.model, dtype=config.dtype, device=config.device, batch_size=config.batch_size,
-                             engine="native" if config.engine == "native" else "auto", bulk=True, progress=log.info)
-        return engine, {}  # auto where the native engine does not apply: the torch engine, as below
-    loaded = load_model(config.model, dtype=config.dtype, device=config.device, progress=log.info)
-    adapters = attach_adapters(loaded, config.adapters)
-    return Engine(loaded, batch_size=config.batch_size), adapters
+    engine = open_engine(EngineSpec(config.model, backend=config.engine, workload="serve", dtype=config.dtype,
+                                    device=config.device, batch_size=config.batch_size,
+                                    adapters=dict(config.adapters)), log.info)
+    return engine, (engine.adapters if engine.capabilities.adapters else {})
