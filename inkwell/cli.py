@@ -1113,7 +1113,7 @@ def classify(
             items.append(row.record["text"])
     if not items:
         raise InkwellError("nothing to classify", field="texts", hint='inkwell classify --model RUN "some text"  or  --input rows.jsonl')
-    from inkwell.train.classify import Classifier
+    from inkwell.generate.classify import Classifier
 
     results = Classifier.load(model, device=device).predict(items)
     if as_json:

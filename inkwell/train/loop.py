@@ -9,7 +9,9 @@ token of the whole step, across micro-batches and processes (the token count is 
 to the model as `num_items_in_batch`), so accumulating 2 x batch 1 gives the gradient of batch 2.
 
 The loss comes from `losses.build_loss`: the model's own, or for large vocabularies (Gemma-3's 262k) the
-same cross-entropy computed in chunks so the full logits never exist.
+same cross-entropy computed in chunks so the full logits never exist. A stage that learns something else
+passes its own loss, batch collation and validation scores (classify: a cross-entropy per example, mean
+over the examples of the step, and accuracy / macro F1 beside the validation loss).
 
 Also here: AdamW/SGD with weight decay off for biases and norms, transformers' `get_scheduler` for
 warm-up + linear/cosine/constant, gradient clipping, bf16 autocast, validation every N steps (and before
@@ -33,7 +35,7 @@ from typing import Any, Callable
 
 from inkwell.errors import InkwellError
 from inkwell.home import atomic_write
-from inkwell.train.collate import collate, count_targets, epoch_batches
+from inkwell.train.collate import collate, epoch_batches
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
@@ -379,26 +381,23 @@ def tensorboard_writer(folder: Path, start_step: int, say: Callable[[str], None]
     return SummaryWriter(str(folder), purge_step=start_step + 1 if start_step else None)
 
 
-# metrics.jsonl key -> TensorBoard tag
-BOARD_TAGS = {"loss": "train/loss", "lr": "train/lr", "grad_norm": "train/grad_norm", "tokens_per_s": "train/tokens_per_s",
-              "val_loss": "val/loss"}
-
-
 def log(board, record: dict) -> None:
+    """Every number of a metrics.jsonl record but step/epoch, as val/<key> (val_loss -> val/loss) or train/<key>."""
     if board is None:
         return
-    for key, tag in BOARD_TAGS.items():
-        if key in record:
-            board.add_scalar(tag, record[key], record["step"])
+    for key, value in record.items():
+        if key not in ("step", "epoch") and isinstance(value, (int, float)):
+            board.add_scalar(f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}", value, record["step"])
     board.flush()  # a person watching `tensorboard --logdir OUT` sees every step as it happens
 
 
 # ---------------------------------------------------------------- the loop
 
 
-def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, accelerator, loss_of=None) -> float:
-    """Mean loss per target token over the validation set (sharded across processes). `loss_of` is the
-    training loss (losses.CausalLMLoss: chunked for large vocabularies); default: the model's own."""
+def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, accelerator, loss_of=None,
+             collate_fn: Callable[[list[dict], int], dict] = collate) -> float:
+    """Mean loss per counted item (target token) over the validation set (sharded across processes). `loss_of`
+    is the training loss (losses.CausalLMLoss: chunked for large vocabularies); default: the model's own."""
     import torch
 
     from inkwell.train.losses import CausalLMLoss
@@ -413,8 +412,8 @@ def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, accelera
     one = torch.tensor(1.0, device=accelerator.device)
     with torch.no_grad():
         for start in range(0, len(mine), batch_size):
-            batch = collate([examples[i] for i in mine[start:start + batch_size]], pad_id)
-            count += count_targets(batch)
+            batch = collate_fn([examples[i] for i in mine[start:start + batch_size]], pad_id)
+            count += loss_of.count(batch)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             total += loss_of(model, batch, one).float()  # summed over tokens
     model.train()
@@ -438,9 +437,20 @@ def train_loop(
     after_step: Callable[[int], None] | None = None,
     callbacks: list[Callable[[LoopState, dict], None]] = (),
     say: Callable[[str], None] = print,
+    loss_of=None,
+    collate_fn: Callable[[list[dict], int], dict] = collate,
+    validate: Callable[[Any], dict] | None = None,
+    speed: str = "tokens",
+    desc: str = "train",
 ) -> LoopResult:
     """Train `model` (already on its method: full, frozen, PEFT) and return where it ended.
-    `callbacks(state, record)` run after every step (tests use them to simulate a crash)."""
+    `callbacks(state, record)` run after every step (tests use them to simulate a crash).
+
+    What is learnt, for stages other than next-token prediction (defaults: sft and pretrain's):
+    `loss_of(model, batch, num_items)` with `loss_of.count(batch)` (default `losses.build_loss`);
+    `collate_fn(examples, pad_id)` makes a batch; `validate(model)` returns {"val_loss", other val_* scores}
+    (default: the mean loss per counted item, sharded over processes); `speed` is what the throughput
+    counts, "tokens" (tokens_per_s) or "examples" (examples_per_s); `desc` labels the progress bar."""
     import torch
     from tqdm.auto import tqdm
 
@@ -472,9 +482,10 @@ def train_loop(
         metrics_path.unlink(missing_ok=True)
     accelerator.wait_for_everyone()
 
-    loss_of = build_loss(raw, t.loss_chunk_tokens, say)  # chunked cross-entropy for large vocabularies
-    if loss_of.chunk:
-        say(f"loss: cross-entropy in chunks of {loss_of.chunk} positions (vocabulary {loss_of.head.weight.shape[0]:,})")
+    if loss_of is None:
+        loss_of = build_loss(raw, t.loss_chunk_tokens, say)  # chunked cross-entropy for large vocabularies
+        if loss_of.chunk:
+            say(f"loss: cross-entropy in chunks of {loss_of.chunk} positions (vocabulary {loss_of.head.weight.shape[0]:,})")
     board = tensorboard_writer(out / TENSORBOARD, state.step, say) if main and t.tensorboard else None
     embeddings = raw.get_input_embeddings()
     neftune = activate_neftune(embeddings, t.neftune_alpha) if t.neftune_alpha else None
@@ -483,7 +494,7 @@ def train_loop(
     scale = float(world)  # DDP averages gradients over processes; the loss is already a global mean
     lengths = [len(e["input_ids"]) for e in train_set]
     trainable = [p for p in model.parameters() if p.requires_grad]
-    bar = tqdm(total=total_steps, initial=state.step, disable=not (main and t.progress), desc="train", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=state.step, disable=not (main and t.progress), desc=desc, unit="step", dynamic_ncols=True)
     model.train()
 
     def step_on(batch: dict, n_items, sync: bool):
@@ -501,17 +512,21 @@ def train_loop(
         attack.adversarial_pass(loss_fn, backward, quiet, final)
         return loss.detach()
 
-    def validate() -> float:
-        return evaluate(model, val_set, t.batch_size, pad_id, accelerator, loss_of)
+    def scores() -> dict:
+        """{"val_loss": ..., and any other val_* number the stage reports}."""
+        if validate is not None:
+            return validate(model)
+        return {"val_loss": evaluate(model, val_set, t.batch_size, pad_id, accelerator, loss_of, collate_fn)}
 
     try:
         if val_set and t.eval_on_start and state.step == 0:
-            start_val = validate()
-            state.best_val, state.best_step = start_val, 0
-            log(board, {"step": 0, "val_loss": round(start_val, 6)})
+            start_val = scores()
+            state.best_val, state.best_step = start_val["val_loss"], 0
+            first = {"step": 0, "epoch": 0.0, **start_val, "val_loss": round(start_val["val_loss"], 6)}
+            log(board, first)
             if main:
                 with metrics_path.open("a") as handle:
-                    handle.write(json.dumps({"step": 0, "epoch": 0.0, "val_loss": round(start_val, 6)}) + "\n")
+                    handle.write(json.dumps(first) + "\n")
         while state.step < total_steps and not state.stopped:
             batches = epoch_batches(lengths, t.batch_size, world, t.seed, state.epoch, group_by_length)
             windows = [batches[i:i + t.grad_accum] for i in range(0, len(batches), t.grad_accum)]
@@ -519,10 +534,10 @@ def train_loop(
                 if state.step >= total_steps:
                     break
                 tick = time.perf_counter()
-                micro = [collate([train_set[i] for i in group[rank * t.batch_size:(rank + 1) * t.batch_size]], pad_id)
+                micro = [collate_fn([train_set[i] for i in group[rank * t.batch_size:(rank + 1) * t.batch_size]], pad_id)
                          for group in window]
-                n_items = torch.tensor(float(sum(count_targets(b) for b in micro)), device=accelerator.device)
-                n_items = accelerator.reduce(n_items, "sum").clamp_min(1)  # target tokens of the whole step
+                n_items = torch.tensor(float(sum(loss_of.count(b) for b in micro)), device=accelerator.device)
+                n_items = accelerator.reduce(n_items, "sum").clamp_min(1)  # target tokens (or examples) of the whole step
                 step_loss = torch.zeros((), device=accelerator.device)
                 for k, batch in enumerate(micro):
                     batch = {key: value.to(accelerator.device) for key, value in batch.items()}
@@ -536,14 +551,16 @@ def train_loop(
                 optimizer.zero_grad(set_to_none=True)
                 loss_value = float(accelerator.reduce(step_loss, "sum"))
                 tokens = sum(lengths[i] for group in window for i in group)
+                done = tokens if speed == "tokens" else sum(len(group) for group in window)
                 state.step += 1
                 state.window += 1
                 state.tokens += tokens
                 record = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "loss": round(loss_value, 6),
                           "lr": lr, "grad_norm": round(float(grad_norm), 6),
-                          "tokens_per_s": round(tokens / max(time.perf_counter() - tick, 1e-9), 1)}
+                          f"{speed}_per_s": round(done / max(time.perf_counter() - tick, 1e-9), 1)}
                 if val_set and ((t.eval_every and state.step % t.eval_every == 0) or state.step == total_steps):
-                    record["val_loss"] = round(validate(), 6)
+                    record.update(scores())
+                    record["val_loss"] = round(record["val_loss"], 6)
                     if state.best_val is None or record["val_loss"] < state.best_val:
                         state.best_val, state.best_step, state.bad_evals = record["val_loss"], state.step, 0
                     else:
@@ -557,7 +574,9 @@ def train_loop(
                         handle.write(json.dumps(record) + "\n")
                 log(board, record)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+                shown = {"tok_s" if speed == "tokens" else "ex_s": f"{record[f'{speed}_per_s']:.0f}"}
+                shown.update({key[4:]: f"{value:.3f}" for key, value in record.items() if key.startswith("val_") and key != "val_loss"})
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **shown)  # + e.g. accuracy for classify
                 if t.save_every and (state.step % t.save_every == 0 or state.stopped):
                     save_checkpoint(checkpoints, state, raw, optimizer, scheduler, accelerator, t.keep_last, digest)
                 for callback in callbacks:
@@ -570,7 +589,7 @@ def train_loop(
         if not state.stopped:
             state.stopped = "max_steps"
         if val_set and state.best_val is None:  # e.g. resumed after the last step: still report a val loss
-            state.best_val = validate()
+            state.best_val = scores()["val_loss"]
             state.best_step = state.step
     finally:
         bar.close()

@@ -1,4 +1,9 @@
-"""The training loss of causal LMs: the model's own cross-entropy, or the same loss computed in chunks for large vocabularies.
+"""The training losses the shared loop calls: a causal LM's cross-entropy over target tokens (the model's own,
+or the same loss computed in chunks for large vocabularies), and a classifier's cross-entropy per example.
+
+Every loss is called as `loss_of(model, batch, num_items)` and returns its batch's summed loss divided by
+`num_items`, the count (`loss_of.count(batch)`, summed over the micro-batches and processes of one
+optimizer step) of what it averages over: target tokens for a causal LM, examples for a classifier.
 
 Why chunks: Gemma-3's vocabulary is 262,144 tokens, so the model's own loss materialises
 batch x length x 262k logits (1 GB per 1,000 tokens in fp32), upcasts them and keeps their gradient: a
@@ -25,6 +30,8 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+
+from inkwell.train.collate import count_targets
 
 IGNORE = -100  # labels cross-entropy skips (prompt tokens, padding, the first token of a packed example)
 AUTO_MIN_VOCAB = 65_536  # auto: chunk for vocabularies this large (Gemma 262k, Llama-3 128k, Qwen 152k); SmolLM2's 49k keeps the fast path
@@ -145,6 +152,7 @@ class CausalLMLoss:
     chunk: int = 0  # positions per chunk; 0 = the model's own loss (full logits)
     head: Any = None  # the output layer (a plain nn.Linear), when chunked
     softcap: float | None = None  # config.final_logit_softcapping (Gemma 2/3), applied as the model does
+    count = staticmethod(count_targets)  # what num_items counts: labelled tokens after the one-token shift
 
     def __call__(self, model, batch: dict, num_items=None):
         if not self.chunk:
@@ -197,3 +205,21 @@ def _same_loss(model, chunked: CausalLMLoss) -> bool:
     finally:
         model.train(was_training)
     return bool(torch.allclose(own, ours, rtol=1e-4, atol=1e-5))
+
+
+# ---------------------------------------------------------------- classification
+
+
+class SequenceClassificationLoss:
+    """loss_of(model, batch, num_items) for a sequence-classification head (the classify stage): one
+    cross-entropy per example over its class logits, summed / num_items, the examples of the whole step.
+    The model's own loss is a mean per micro-batch, which would weigh examples unevenly under grad_accum."""
+
+    def __call__(self, model, batch: dict, num_items=None):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        total = F.cross_entropy(logits, batch["labels"], reduction="sum")
+        return total / (num_items if num_items is not None else len(batch["labels"]))
+
+    @staticmethod
+    def count(batch: dict) -> int:
+        return len(batch["labels"])

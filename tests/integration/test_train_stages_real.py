@@ -40,7 +40,7 @@ def test_dpo_config_trains_and_the_adapter_generates(tmp_path, capsys):
 
 def test_classify_config_trains_and_labels_text(tmp_path):
     from inkwell.train import train
-    from inkwell.train.classify import Classifier
+    from inkwell.generate.classify import Classifier
 
     out = tmp_path / "classify"
     run = train(REPO / "configs" / "smollm2-classify.yaml",

@@ -140,3 +140,96 @@ def test_classify_config_rules(tmp_path):
     path.write_text("stage: classify\nmodel: tiny\ndata:\n  train: a.jsonl\ntraining:\n  adversarial: fgm\n")
     with pytest.raises(InkwellError, match=r"training.adversarial: FGM/PGD are not available in the classify stage"):
         load_config(path)
+
+
+def test_trains_through_the_shared_loop(make_config, run_config, tiny_chat_model, labelled_file, monkeypatch):
+    """classify is a recipe over the shared loop (its loss, batches and validation are the loop's hooks): the
+    loop's callbacks see every step with the classifier's validation scores, and TensorBoard gets them too."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import inkwell.train.classify as classify
+    from inkwell.train import loop
+    from inkwell.train.losses import SequenceClassificationLoss
+
+    assert classify.train_loop is loop.train_loop
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return loop.train_loop(*args, **kwargs)
+
+    monkeypatch.setattr(classify, "train_loop", spy)
+    seen = []
+    path = make_config(tiny_chat_model, labelled_file, stage="classify", data={"val": [str(labelled_file)]},
+                       training={"max_steps": 3, "eval_every": 2})
+    run = run_config(path, callbacks=[lambda state, record: seen.append((state.step, dict(record)))])
+    assert len(calls) == 1 and isinstance(calls[0]["loss_of"], SequenceClassificationLoss)
+    assert [step for step, _ in seen] == [1, 2, 3]
+    assert [sorted(k for k in record if k.startswith("val_")) for _, record in seen] == [
+        [], ["val_accuracy", "val_loss", "val_macro_f1"], ["val_accuracy", "val_loss", "val_macro_f1"]]
+    assert all("examples_per_s" in record and "tokens_per_s" not in record for _, record in seen)
+    assert [record for _, record in seen] == _records(run.out)
+    board = EventAccumulator(str(run.out / "tensorboard"))
+    board.Reload()
+    assert {"train/loss", "train/examples_per_s", "val/loss", "val/accuracy", "val/macro_f1"} <= set(board.Tags()["scalars"])
+    assert [e.step for e in board.Scalars("val/accuracy")] == [2, 3]
+    assert run.card["metrics"]["steps"] == 3 and run.card["precision"] == "fp32"
+
+
+def test_resume_with_validation_and_accumulation_matches_an_uninterrupted_run(make_config, run_config, tiny_chat_model,
+                                                                              labelled_file):
+    """A crash between checkpoints, then `resume: auto`: the same steps, losses, validation scores and run card
+    metrics as a run that never stopped."""
+    training = {"max_steps": 5, "save_every": 2, "batch_size": 1, "grad_accum": 2, "eval_every": 2, "eval_on_start": True,
+                "lr": 1e-2}
+    data = {"val": [str(labelled_file)]}
+    whole = run_config(make_config(tiny_chat_model, labelled_file, stage="classify", name="whole", data=data, training=training))
+
+    def crash_at_step_3(state, record):
+        if state.step == 3:
+            raise KeyboardInterrupt
+
+    path = make_config(tiny_chat_model, labelled_file, stage="classify", name="crashed", data=data, training=training)
+    with pytest.raises(KeyboardInterrupt):
+        run_config(path, callbacks=[crash_at_step_3])
+    assert sorted(p.name for p in (whole.out.parent / "crashed" / "checkpoints").iterdir()) == ["step-00000002"]
+    resumed = run_config(path)
+
+    def curve(out):  # everything but the wall-clock speed
+        return [{k: v for k, v in r.items() if k != "examples_per_s"} for r in _records(out)]
+
+    assert [r["step"] for r in _records(resumed.out)] == list(range(6))
+    assert curve(resumed.out) == curve(whole.out)
+    same = ("steps", "train_loss", "val_loss", "best_val_loss", "best_step", "stopped", "accuracy", "confusion_matrix")
+    assert {k: resumed.card["metrics"][k] for k in same} == {k: whole.card["metrics"][k] for k in same}
+
+
+def test_the_loss_averages_over_the_examples_of_the_whole_step(tiny_chat_model):
+    """Two micro-batches, each divided by the examples of both, add up to the mean of one batch of all of them
+    (what grad_accum relies on); the model's own loss, a mean per micro-batch, would not."""
+    import torch
+
+    from inkwell.train.classify import collate, load_classifier_base
+    from inkwell.train.losses import SequenceClassificationLoss
+
+    torch.manual_seed(0)
+    model = load_classifier_base(tiny_chat_model, ["a", "b"], 0).eval()
+    examples = [{"input_ids": [5, 6, 7], "label": 0}, {"input_ids": [8, 9], "label": 1}, {"input_ids": [10], "label": 1}]
+    loss_of = SequenceClassificationLoss()
+    with torch.no_grad():
+        whole = loss_of(model, collate(examples, 0))
+        parts = [collate(examples[:2], 0), collate(examples[2:], 0)]
+        n = sum(loss_of.count(batch) for batch in parts)
+        assert n == 3
+        assert torch.allclose(sum(loss_of(model, batch, torch.tensor(float(n))) for batch in parts), whole, atol=1e-6)
+
+
+def test_the_inference_classifier_does_not_import_training():
+    """generate/ runs trained models and sits below train/: loading a classifier never pulls in the trainer."""
+    import subprocess
+    import sys
+
+    code = ("import sys, inkwell.generate.classify; "
+            "print(sorted(m for m in sys.modules if m.startswith('inkwell.train')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

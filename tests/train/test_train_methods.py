@@ -128,7 +128,7 @@ def check_dpo_full(run, base):
 def check_classifier(run, base):
     """The run loads back with `Classifier.load` (full folder, or base + adapter with its `score` head) and gives
     the trained model's class probabilities; the head did train."""
-    from inkwell.train.classify import Classifier
+    from inkwell.generate.classify import Classifier
 
     assert run.card["stage"] == "classify" and run.card["labels"] == ["en", "json", "zh"]
     assert run.card["label2id"] == {"en": 0, "json": 1, "zh": 2}
