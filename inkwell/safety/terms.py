@@ -5,8 +5,10 @@ letter also accepts its common leetspeak stand-ins (`a`: `@ 4`, `s`: `$ 5`, ...)
   * punctuation of up to three characters anywhere ("sh.it", "s-h-i-t", "k*i*l*l"), or
   * whitespace/punctuation between *every* pair of letters ("k i l l", "f . u . c . k");
 the second form needs a separator in every gap so that ordinary word breaks ("it's hit") are not read as one
-banned word. Between Chinese characters any run of up to three spaces or punctuation marks is accepted
-("傻 逼", "傻*逼", "傻，逼"). `*` at the end (or start) of a term accepts any word ending (or beginning):
+banned word. Between Chinese characters a run of up to three spaces or symbols is accepted ("傻 逼", "傻*逼"),
+but not punctuation that ends a clause (，。！？；：、 and their ASCII forms, line breaks): "秋风轻，一叶绿，绿叶垂"
+holds no "绿绿". A term of three or more characters is also matched with a separator, clause punctuation
+included, in *every* gap ("违，禁，词"): ordinary sentences do not break a word after every character. `*` at the end (or start) of a term accepts any word ending (or beginning):
 "fuck*" also matches "fucking". A term may contain spaces: "kill yourself" also matches "killyourself".
 """
 
@@ -22,7 +24,11 @@ LEET: dict[str, str] = {
 }
 _PUNCT_GAP = r"(?:[^\w\s]|_){0,3}"  # punctuation only, possibly none
 _SPACED_GAP = r"[\W_]{1,3}"  # at least one separator (space or punctuation)
-_CJK_GAP = r"[\W_]{0,3}"
+# Clause-ending punctuation (full-width and ASCII) and line breaks: text on either side belongs to different
+# clauses, so characters across it never form a word (a two-character slur read across "绿，绿" blocked a poem).
+_CLAUSE_END = "，。！？；：、,.!?;:\n\r"
+_CJK_GAP = rf"(?:(?![{_CLAUSE_END}])[\W_]){{0,3}}"
+_CJK_SPACED_GAP = r"[\W_]{1,3}"  # every gap separated: deliberate spacing, even with clause punctuation
 _WORD = "a-z0-9"
 _BEFORE = rf"(?<![{_WORD}])"
 _AFTER = rf"(?![{_WORD}])"
@@ -74,6 +80,8 @@ def term_pattern(term: str) -> tuple[str, str] | None:
 
     if has_cjk:
         forms = [build(_CJK_GAP, _CJK_GAP)]
+        if len(letters) >= 3:
+            forms.append(build(_CJK_SPACED_GAP, _CJK_SPACED_GAP))
     else:
         forms = [build(_PUNCT_GAP, r"[\W_]{0,8}")]
         if len(letters) >= 3:

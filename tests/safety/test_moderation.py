@@ -279,3 +279,19 @@ def test_moderate_cli_file_text_and_exit_code(capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["moderate"])
     assert info.value.code == 2 and "nothing to moderate" in capsys.readouterr().err
+
+
+def test_clause_punctuation_never_joins_chinese_characters_into_a_term():
+    """A Gemma-3 poem line was blocked as hate: 「绿，绿」 read across a comma as a two-character slur."""
+    policy = load_policy()
+    line = "秋天起，秋风轻，一叶绿，绿叶垂向秋夜。"
+    assert policy.moderate(line, "output").action == "allow"
+    for joined in ["绿，绿", "绿。绿", "绿、绿", "绿,绿", "绿；绿", "绿！绿", "绿\n绿"]:
+        assert not policy.moderate(f"一叶{joined}叶", "output").findings, joined
+    for evasion in ["绿绿", "绿 绿", "绿*绿", "绿_绿", "绿\u200b绿"]:  # symbols inside a word are still caught
+        assert policy.moderate(f"他是{evasion}", "output").action == "block", evasion
+
+
+def test_a_longer_term_spaced_in_every_gap_is_caught_even_with_clause_punctuation(banned):
+    assert banned.moderate("违，禁，词", "output").action == "block"  # every gap: deliberate
+    assert banned.moderate("违禁，词", "output").action == "allow"  # one clause break inside: two clauses
