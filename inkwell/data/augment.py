@@ -100,7 +100,7 @@ def _lang_name(code: str) -> str:
 
 
 def _prompt(engine, instruction: str, text: str) -> Any:
-    if getattr(engine.loaded, "chat", False):
+    if engine.loaded.chat:
         return [{"role": "user", "content": f"{instruction}\n\n{text}"}]
     return f"{instruction}\n\nText: {text}\nAnswer:"
 
@@ -119,7 +119,7 @@ def lm_rewrite(engine, texts: list[str], method: str, *, max_new_tokens: int = 2
     from inkwell.generate.settings import GenerationSettings  # only here: data does not import generation
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                                  stop=[] if getattr(engine.loaded, "chat", False) else ["\n\n"])
+                                  stop=[] if engine.loaded.chat else ["\n\n"])
 
     def run(instructions: list[str], inputs: list[str]) -> list[str]:
         prompts = [_prompt(engine, ins, txt) for ins, txt in zip(instructions, inputs)]

@@ -4,25 +4,25 @@
   rows are {"text", "source"}.
 * `.csv`: one row per record; `column_map` renames columns to schema fields (text=body, label=category);
   with a map, only the mapped columns (and `id`) are kept.
-* `.jsonl`: rows as they are.
-The schema is the one given, else the first valid row's; every row is validated against it. Invalid rows are
+* `.jsonl` (or a `.json` list): rows as they are; ShareGPT `conversations` rows are written as `messages`.
+Every file is read by `inkwell.data.formats`. The schema is the one given, else the first valid row's; every row is validated against it. Invalid rows are
 reported as `file:line: reason` and skipped, and the valid ones are still written.
 """
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from inkwell.data.rows import JsonlSink, RawRow, check_schema_name, detect_schema, progress_bar, read_jsonl, validate
+from inkwell.data.formats import BOM, NotUTF8, RawRow, as_messages, progress_bar, read_csv, read_jsonl, read_text, utf8_problem
+from inkwell.data.rows import SCHEMAS, JsonlSink, check_schema_name, detect_schema, validate
 from inkwell.errors import InkwellError
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 TABLE_SUFFIXES = {".csv", ".tsv"}
-JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
 SUPPORTED = TEXT_SUFFIXES | TABLE_SUFFIXES | JSONL_SUFFIXES
 MAX_LISTED = 10_000  # invalid rows kept for the report; all are counted
 
@@ -78,9 +78,9 @@ def _text_rows(path: Path, unit: str, progress: bool) -> Iterator[RawRow]:
     try:
         if unit == "file":
             try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                yield RawRow(str(path), 1, None, f"not UTF-8 ({exc.reason} at byte {exc.start})")
+                text = read_text(path, field="source")
+            except NotUTF8 as exc:
+                yield RawRow(str(path), exc.line, None, exc.reason)
                 return
             bar.update(path.stat().st_size)
             yield RawRow(str(path), 1, {"text": text.strip(), "source": str(path)})
@@ -91,10 +91,12 @@ def _text_rows(path: Path, unit: str, progress: bool) -> Iterator[RawRow]:
         with path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 bar.update(len(raw))
+                if number == 1:
+                    raw = raw.removeprefix(BOM)
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    yield RawRow(str(path), number, None, f"not UTF-8 ({exc.reason})")
+                    yield RawRow(str(path), number, None, utf8_problem(raw, exc, number)[1])
                     continue
                 if line.strip():
                     if not block:
@@ -105,44 +107,6 @@ def _text_rows(path: Path, unit: str, progress: bool) -> Iterator[RawRow]:
                     block = []
             if block:
                 yield RawRow(str(path), start, {"text": "\n".join(block).strip(), "source": f"{path}:{start}"})
-    finally:
-        bar.close()
-
-
-def _decoded_lines(handle, bar) -> Iterator[str]:
-    """Feeds csv.reader line by line while advancing the progress bar by bytes."""
-    for number, raw in enumerate(handle):
-        bar.update(len(raw))
-        yield raw.decode("utf-8-sig" if number == 0 else "utf-8", errors="replace")
-
-
-def _csv_rows(path: Path, column_map: dict[str, str], delimiter: str | None, progress: bool) -> Iterator[RawRow]:
-    bar = progress_bar(path.stat().st_size, path.name, progress)
-    try:
-        with path.open("rb") as handle:
-            sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
-            reader = csv.DictReader(_decoded_lines(handle, bar), delimiter=sep)
-            header = reader.fieldnames
-            if not header:
-                raise InkwellError(f"{path}: the CSV has no header row", field="source", hint="the first line names the columns")
-            missing = [column for column in column_map.values() if column not in header]
-            if missing:
-                raise InkwellError(f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(header)})", field="map")
-            for record in reader:
-                line = reader.line_num
-                if None in record:
-                    yield RawRow(str(path), line, None, "more values than header columns")
-                    continue
-                if any(v is None for v in record.values()):
-                    yield RawRow(str(path), line, None, "fewer values than header columns")
-                    continue
-                if column_map:
-                    row = {fld: record[col] for fld, col in column_map.items()}
-                    if "id" in record and "id" not in row:
-                        row["id"] = record["id"]
-                else:
-                    row = dict(record)
-                yield RawRow(str(path), line, row)
     finally:
         bar.close()
 
@@ -184,17 +148,18 @@ def ingest(
             if suffix in TEXT_SUFFIXES:
                 rows = _text_rows(path, unit, progress)
             elif suffix in TABLE_SUFFIXES:
-                rows = _csv_rows(path, column_map or {}, delimiter, progress)
+                rows = read_csv(path, on_error="skip", field="source", column_map=column_map, delimiter=delimiter,
+                                progress=progress)
             else:
-                rows = read_jsonl(path, progress=progress)
+                rows = read_jsonl(path, on_error="skip", field="source", progress=progress)
             for raw in rows:
-                if raw.record is None:
-                    report.bad(raw.where, raw.error or "unreadable")
+                if raw.error:
+                    report.bad(raw.where, raw.error)
                     continue
                 detected = detect_schema(raw.record)
                 if detected is None:
                     keys = ", ".join(sorted(raw.record)) or "none"
-                    report.bad(raw.where, f"no known schema (keys: {keys}); expected text, text/label, prompt/completion, alpaca or messages")
+                    report.bad(raw.where, f"no known schema (keys: {keys}); expected {', '.join(SCHEMAS)}")
                     continue
                 report.schemas_seen[detected] += 1
                 target = report.schema or detected
@@ -208,6 +173,6 @@ def ingest(
                     report.bad(raw.where, problem)
                     continue
                 report.schema = target
-                sink.write(raw.record)
+                sink.write(as_messages(raw.record))  # one vocabulary out: ShareGPT rows become messages
                 report.written += 1
     return report

@@ -1,11 +1,8 @@
-"""Rows on disk: streaming JSONL reading and writing, progress, and the five row schemas.
+"""Rows on disk for `inkwell data`: streaming reading and atomic writing, and the checks and text of each
+row format (the formats themselves, their detection and the readers live in `inkwell.data.formats`).
 
-Schemas (detected from a row's keys, first match wins):
-  messages           {"messages": [{"role": "user", "content": ...}, ...]}
-  alpaca             {"instruction", "input" (optional), "output"}
-  prompt/completion  {"prompt", "completion"}
-  text/label         {"text", "label"}
-  text               {"text"}
+Schemas (`formats.FORMATS`, detected from a row's keys, first match wins): preference, messages (ShareGPT
+`conversations` too), alpaca, prompt/completion, template, text/label, text.
 Other keys (id, source, augmented, ...) are kept as they are.
 """
 
@@ -13,70 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from inkwell.data import formats
+from inkwell.data.formats import FORMATS, RawRow, chat_turns, detect_format, turn_parts
 from inkwell.errors import InkwellError
 from inkwell.home import atomic_write
 
-SCHEMAS: tuple[str, ...] = ("messages", "alpaca", "prompt/completion", "text/label", "text")
+SCHEMAS: tuple[str, ...] = tuple(FORMATS)
 ROLES = ("system", "user", "assistant", "tool")
 # Keys that describe a row rather than hold its text: never cleaned, redacted or de-duplicated on.
 META_KEYS = {"id", "label", "source", "augmented", "split", "role", "lang", "meta", "title", "author"}
 
 
-@dataclass
-class RawRow:
-    """One line of an input file: the parsed record, or why it could not be parsed."""
-
-    source: str
-    line: int
-    record: dict | None
-    error: str | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.source}:{self.line}"
-
-
-def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str = "B"):
-    """A tqdm bar on standard error (bytes by default, so a bar over a file is meaningful from the start)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", unit_divisor=1024 if unit == "B" else 1000,
-                disable=not enabled, dynamic_ncols=True, file=sys.stderr, leave=False)
-
-
 def read_jsonl(path: str | Path, *, progress: bool = True, desc: str | None = None) -> Iterator[RawRow]:
-    """Stream the rows of a JSONL file (bytes are read line by line; nothing else is held)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InkwellError(f"input file not found: {path}", field="input")
-    bar = progress_bar(path.stat().st_size, desc or path.name, progress)
-    try:
-        with path.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                bar.update(len(raw))
-                if not raw.strip():
-                    continue
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield RawRow(str(path), number, None, f"not UTF-8 ({exc.reason} at byte {exc.start})")
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield RawRow(str(path), number, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
-                    continue
-                if not isinstance(record, dict):
-                    yield RawRow(str(path), number, None, f"not a JSON object (a {type(record).__name__})")
-                    continue
-                yield RawRow(str(path), number, record)
-    finally:
-        bar.close()
+    """Stream the rows of a JSONL file; a bad line comes back as a RawRow with its reason (the data commands
+    list it and go on)."""
+    return formats.read_jsonl(path, on_error="skip", progress=progress, desc=desc)
 
 
 class JsonlSink:
@@ -117,18 +68,7 @@ def check_output(inp: Path, out: Path) -> None:
 
 
 def detect_schema(record: dict) -> str | None:
-    keys = set(record)
-    if "messages" in keys:
-        return "messages"
-    if "instruction" in keys and "output" in keys:
-        return "alpaca"
-    if "prompt" in keys and "completion" in keys:
-        return "prompt/completion"
-    if "text" in keys and "label" in keys:
-        return "text/label"
-    if "text" in keys:
-        return "text"
-    return None
+    return detect_format(record)
 
 
 def _nonempty_str(record: dict, key: str, optional: bool = False) -> str | None:
@@ -142,28 +82,49 @@ def _nonempty_str(record: dict, key: str, optional: bool = False) -> str | None:
     return None
 
 
+def _check_turns(turns: Any, key: str) -> str | None:
+    """Why a list of chat turns ({role, content} or ShareGPT {from, value}) is not valid, or None."""
+    if not isinstance(turns, list) or not turns:
+        return f"'{key}' must be a non-empty list"
+    roles = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            return f"{key}[{i}] must be an object with role and content"
+        role, content = turn_parts(turn)
+        if role not in ROLES:
+            return f"{key}[{i}].role {role!r} is not one of {', '.join(ROLES)}"
+        if not isinstance(content, str):
+            return f"{key}[{i}].content must be a string"
+        roles.append((role, content))
+    if all(role == "system" for role, _ in roles):
+        return f"'{key}' holds only system messages"
+    if not any(content.strip() for role, content in roles if role != "system"):
+        return "every message is empty"
+    return None
+
+
+def _text_or_turns(record: dict, key: str, optional: bool = False) -> str | None:
+    if isinstance(record.get(key), list):
+        return _check_turns(record[key], key)
+    return _nonempty_str(record, key, optional)
+
+
 def validate(record: dict, schema: str) -> str | None:
     """Why `record` is not a valid row of `schema`, or None."""
     if schema == "messages":
-        messages = record.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return "'messages' must be a non-empty list"
-        for i, message in enumerate(messages):
-            if not isinstance(message, dict):
-                return f"messages[{i}] must be an object with role and content"
-            if message.get("role") not in ROLES:
-                return f"messages[{i}].role {message.get('role')!r} is not one of {', '.join(ROLES)}"
-            if not isinstance(message.get("content"), str):
-                return f"messages[{i}].content must be a string"
-        if all(m["role"] == "system" for m in messages):
-            return "'messages' holds only system messages"
-        if not any(m["content"].strip() for m in messages if m["role"] != "system"):
-            return "every message is empty"
-        return None
+        key, turns = chat_turns(record)
+        return _check_turns(turns, key)
     if schema == "alpaca":
         return _nonempty_str(record, "instruction") or _nonempty_str(record, "input", optional=True) or _nonempty_str(record, "output")
     if schema == "prompt/completion":
         return _nonempty_str(record, "prompt", optional=True) or _nonempty_str(record, "completion")
+    if schema == "preference":  # the prompt may live in chosen/rejected's messages
+        return (_text_or_turns(record, "chosen") or _text_or_turns(record, "rejected")
+                or _text_or_turns(record, "prompt", optional=isinstance(record.get("chosen"), list)))
+    if schema == "template":
+        if record.get("fields") is not None and not isinstance(record["fields"], dict):
+            return "'fields' must be an object of template fields"
+        return _nonempty_str(record, "template", optional=True) or _nonempty_str(record, "output")
     if schema == "text/label":
         problem = _nonempty_str(record, "text")
         if problem:
@@ -180,29 +141,47 @@ def validate(record: dict, schema: str) -> str | None:
 
 
 def check_schema_name(schema: str | None) -> str | None:
-    if schema in (None, "", "auto"):
-        return None
-    aliases = {"prompt_completion": "prompt/completion", "text_label": "text/label", "chat": "messages"}
-    schema = aliases.get(schema, schema)
-    if schema not in SCHEMAS:
-        raise InkwellError(f"unknown schema '{schema}'", field="schema", hint=f"use auto or one of {', '.join(SCHEMAS)}")
-    return schema
+    name = formats.format_name(schema)
+    if name is not None and name not in SCHEMAS:
+        raise InkwellError(f"unknown schema '{name}'", field="schema", hint=f"use auto or one of {', '.join(SCHEMAS)}")
+    return name
 
 
 # -------------------------------------------------------------------- the text a row holds
+
+
+def _turn_paths(record: dict, key: str, side: str) -> list[tuple[Any, ...]]:
+    paths = []
+    for i, turn in enumerate(record.get(key) or []):
+        if not isinstance(turn, dict):
+            continue
+        role, content = turn_parts(turn)
+        if isinstance(content, str) and not (side == "input" and role != "user"):
+            paths.append((key, i, "content" if "content" in turn else "value"))
+    return paths
 
 
 def content_fields(record: dict, schema: str | None, *, side: str = "all") -> list[tuple[Any, ...]]:
     """Where a row's text lives, as paths: ("text",), ("messages", 2, "content"), ...
     side="input" keeps only the prompt side (what augmentation may rewrite without changing the target)."""
     if schema == "messages":
+        return _turn_paths(record, chat_turns(record)[0], side)
+    if schema == "preference":
+        keys = ["prompt"] if side == "input" else ["prompt", "chosen", "rejected"]
         paths = []
-        for i, message in enumerate(record.get("messages") or []):
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                if side == "input" and message.get("role") != "user":
-                    continue
-                paths.append(("messages", i, "content"))
+        for key in keys:
+            if isinstance(record.get(key), list):
+                paths += _turn_paths(record, key, "input" if key == "prompt" else side)
+            elif isinstance(record.get(key), str):
+                paths.append((key,))
         return paths
+    if schema == "template":
+        fields = record.get("fields")
+        if isinstance(fields, dict):
+            paths = [("fields", k) for k, v in fields.items() if isinstance(v, str)]
+        else:
+            paths = [(k,) for k, v in record.items() if isinstance(v, str) and k not in META_KEYS | {"template", "output"}]
+        return paths + ([("output",)] if side != "input" and isinstance(record.get("output"), str) else [])
     keys = {
         "alpaca": ["instruction", "input"] if side == "input" else ["instruction", "input", "output"],
         "prompt/completion": ["prompt"] if side == "input" else ["prompt", "completion"],

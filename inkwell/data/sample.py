@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Iterator
 
 from inkwell.data.fortune_files import read_fortunes
-from inkwell.data.rows import JsonlSink, progress_bar
+from inkwell.data.formats import progress_bar
+from inkwell.data.rows import JsonlSink
 from inkwell.errors import InkwellError
 
 FORTUNE_DIRS = (

@@ -21,6 +21,7 @@ from inkwell.safety.pii import PII_TYPES, detect_pii
 class Stats:
     rows: int = 0
     invalid: int = 0
+    invalid_rows: list[str] = field(default_factory=list)  # the first few `file:line: reason`
     schemas: Counter = field(default_factory=Counter)
     languages: Counter = field(default_factory=Counter)
     labels: Counter = field(default_factory=Counter)
@@ -47,7 +48,7 @@ class Stats:
 
     def to_dict(self) -> dict:
         return {
-            "rows": self.rows, "invalid": self.invalid, "schemas": dict(self.schemas),
+            "rows": self.rows, "invalid": self.invalid, "invalid_rows": self.invalid_rows, "schemas": dict(self.schemas),
             "languages": dict(self.languages.most_common()), "tokens": self.token_summary(),
             "duplicates": {"exact": self.exact_duplicates, "near": self.near_duplicates},
             "pii": {t: self.pii.get(t, 0) for t in PII_TYPES}, "rows_with_pii": self.rows_with_pii,
@@ -94,6 +95,8 @@ def stats_file(
     for raw in read_jsonl(inp, progress=progress, desc="stats"):
         if raw.record is None:
             stats.invalid += 1
+            if len(stats.invalid_rows) < 10:
+                stats.invalid_rows.append(f"{raw.where}: {raw.error}")
             continue
         record = raw.record
         stats.rows += 1

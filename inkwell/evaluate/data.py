@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inkwell.data import formats
+from inkwell.data.formats import read_jsonl
 from inkwell.errors import InkwellError
 
 SYSTEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -30,19 +32,9 @@ class EvalRow:
 
 
 def _json_lines(path: Path, what: str, field_name: str):
-    if not path.exists():
-        raise InkwellError(f"{what} file not found: {path}", field=field_name)
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InkwellError(f"{path}:{number}: not valid JSON ({exc.msg})", field=field_name) from None
-            if not isinstance(row, dict):
-                raise InkwellError(f"{path}:{number}: each line must be a JSON object", field=field_name)
-            yield number, row
+    """(line, object) per row; the first bad line (not UTF-8, not JSON, not an object) is an error naming it."""
+    for row in read_jsonl(path, on_error="raise", field=field_name, what=f"{what} file"):
+        yield row.line, row.record
 
 
 def parse_keywords(value: Any) -> list[str] | None:
@@ -83,8 +75,8 @@ def read_eval_rows(
         seen[row_id] = number
         row = EvalRow(id=row_id, line=number, reference=reference, keywords=parse_keywords(record.get(keywords_field)))
         if template_fields is not None:
-            source = record["fields"] if isinstance(record.get("fields"), dict) else record
-            row.fields = {k: v for k, v in source.items() if k in template_fields}
+            given = formats.template_fields(record, drop=())
+            row.fields = {k: v for k, v in given.items() if k in template_fields}
         else:
             prompt = record.get("prompt")
             if not isinstance(prompt, str) or not prompt.strip():
@@ -187,12 +179,9 @@ def read_loss_curve(folder: Path) -> list[dict]:
     path = folder / "metrics.jsonl"
     if not path.is_file():
         return points
-    for text in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), (int, float)) and (
+    for line in read_jsonl(path, on_error="skip"):  # a torn or foreign line is no point of the curve
+        row = line.record or {}
+        if isinstance(row.get("step"), (int, float)) and (
             isinstance(row.get("loss"), (int, float)) or isinstance(row.get("val_loss"), (int, float))
         ):
             points.append({k: row.get(k) for k in ("step", "loss", "val_loss")})

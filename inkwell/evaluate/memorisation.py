@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from inkwell.data.formats import read_jsonl, read_text
 from inkwell.errors import InkwellError
 from inkwell.evaluate.text import join_tokens, word_tokens
 
@@ -216,18 +217,10 @@ def read_corpus(paths: Sequence[str | Path]) -> list[str]:
             raise InkwellError(f"corpus file not found: {path}", field="corpus")
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
-            text = file.read_text(encoding="utf-8", errors="replace")
             if file.suffix.lower() in (".jsonl", ".ndjson"):
-                for number, line in enumerate(text.splitlines(), start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InkwellError(f"{file}:{number}: not valid JSON ({exc.msg})", field="corpus") from None
-                    docs.append(_row_text(row))
+                docs += [_row_text(row.record) for row in read_jsonl(file, on_error="raise", field="corpus", what="corpus file")]
             else:
-                docs.append(text)
+                docs.append(read_text(file, field="corpus", what="corpus file"))
     return docs
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from inkwell.data.formats import read_json
 from inkwell.errors import InkwellError
 from inkwell.models.gguf_write import GGUF_TYPES, write_gguf
 
@@ -66,9 +67,10 @@ def open_run(spec: str | os.PathLike) -> Run:
     if not path.is_dir():
         raise InkwellError(f"'{path}' is a file, not a run folder", field="run",
                            hint="pass the output folder of `inkwell train` (the one holding inkwell-run.json)")
-    card = json.loads((path / RUN_CARD).read_text()) if (path / RUN_CARD).exists() else {}
+    # a damaged card or adapter config: an error naming file:line, not a traceback
+    card = read_json(path / RUN_CARD, field="run") if (path / RUN_CARD).exists() else {}
     if (path / "adapter_config.json").exists():
-        adapter_config = json.loads((path / "adapter_config.json").read_text())
+        adapter_config = read_json(path / "adapter_config.json", field="run")
         return Run(path, card, adapter=True, peft_type=str(adapter_config.get("peft_type") or "").upper() or None,
                    task_type=adapter_config.get("task_type"))
     if (path / "config.json").exists():

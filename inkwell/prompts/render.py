@@ -8,13 +8,13 @@ the user's own input is never cut.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from jinja2 import UndefinedError
 
+from inkwell.data.formats import read_jsonl, template_fields
 from inkwell.errors import InkwellError
 from inkwell.prompts.template import JINJA as _ENV
 from inkwell.prompts.template import ContentTemplate, Example
@@ -38,20 +38,12 @@ def _render(text: str, values: dict[str, Any], where: str) -> str:
 
 def load_shots(path: str | Path, template: ContentTemplate) -> list[Example]:
     """Read few-shot examples from JSONL: {"fields": {...}, "output": ...} or flat {field: ..., "output": ...}."""
-    path = Path(path)
-    if not path.exists():
-        raise InkwellError(f"shots file not found: {path}", field="shots")
     shots: list[Example] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InkwellError(f"{path}:{number}: not valid JSON ({exc.msg})", field="shots") from None
-        if not isinstance(row, dict) or not isinstance(row.get("output"), str) or not row["output"].strip():
+    for raw in read_jsonl(path, on_error="raise", field="shots", what="shots file"):
+        row, number = raw.record, raw.line
+        if not isinstance(row.get("output"), str) or not row["output"].strip():
             raise InkwellError(f"{path}:{number}: each example needs a non-empty string 'output'", field="shots")
-        fields = row.get("fields") if isinstance(row.get("fields"), dict) else {k: v for k, v in row.items() if k not in ("output", "id")}
+        fields = template_fields(row, drop=("output", "id"))
         try:
             resolved = template.resolve_fields(fields)
         except InkwellError as exc:

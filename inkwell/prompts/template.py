@@ -17,6 +17,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inkwell.data.formats import read_text
 from inkwell.errors import InkwellError
 
 # Sandboxed: user templates are data, not code. StrictUndefined: a misspelt name fails loudly.
@@ -137,7 +138,7 @@ def coerce(name: str, value: Any, spec: FieldSpec, template: str) -> Any:
 
 def load_template_file(path: Path) -> ContentTemplate:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path, field="template-file"))  # not UTF-8: an error naming file:line
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -25,9 +25,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inkwell.data.formats import read_yaml
 from inkwell.errors import InkwellError
 
 Action = Literal["allow", "flag", "redact", "block"]
@@ -160,10 +160,7 @@ def find_policy(spec: str | os.PathLike | None, relative_to: Path | None = None)
 
 
 def _read_spec(path: Path) -> PolicySpec:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InkwellError(f"{path}: not valid YAML ({exc})", field="policy") from None
+    data = read_yaml(path, field="policy") or {}  # not UTF-8 or not YAML: an error naming file:line
     if not isinstance(data, dict):
         raise InkwellError(f"{path}: a policy file is a mapping with a `categories` key", field="policy")
     try:

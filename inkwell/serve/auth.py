@@ -13,6 +13,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
+from inkwell.data.formats import read_text
 from inkwell.errors import InkwellError
 from inkwell.serve.errors import unauthorized
 
@@ -74,7 +75,7 @@ def read_keys_file(path: Path) -> list[ApiKey]:
     if not path.is_file():
         raise InkwellError(f"API keys file not found: {path}", field="api-keys-file")
     keys: list[ApiKey] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path, field="api-keys-file").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

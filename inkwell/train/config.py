@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from inkwell.data.formats import read_text
 from inkwell.errors import InkwellError
 
 METHODS = ("full", "freeze", "lora", "adalora", "ia3", "prefix", "prompt")
@@ -274,7 +275,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     if not path.exists():
         raise InkwellError(f"config file not found: {path}", field="config", hint="see configs/ for examples")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, field="config")  # not UTF-8: an error naming file:line
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -1,6 +1,7 @@
 """Training data readers: files and folders in, checked rows out, with every bad row reported by file:line.
 
-Formats (one JSON object per line in .jsonl; a .json file may hold a list of them):
+Formats (one JSON object per line in .jsonl; a .json file may hold a list of them), named and detected as
+everywhere else by `inkwell.data.formats` (train spells prompt/completion as prompt_completion):
 
     alpaca             {"instruction": ..., "input": ... (optional), "output": ..., "system": ... (optional)}
     messages           {"messages": [{"role": "system|user|assistant", "content": ...}, ...]}
@@ -11,25 +12,29 @@ Formats (one JSON object per line in .jsonl; a .json file may hold a list of the
     text               {"text": ...} lines, or .txt / .md files (one document per file)
 
 `auto` tells the format of each file from the keys of its first row (or its extension for .txt/.md).
-A malformed line, a missing field, an empty response is a `Problem`: skipped and listed in the report
-(data.on_error: skip), or a clear error naming file:line and the field (on_error: error). Nothing here
-needs a model or a tokenizer, so all of it runs before anything heavy is loaded.
+A line that is not UTF-8 or not a JSON object, a malformed line, a missing field, an empty response is a
+`Problem`: skipped and listed in the report (data.on_error: skip), or a clear error naming file:line and the
+field (on_error: error). Nothing here needs a model or a tokenizer, so all of it runs before anything heavy
+is loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inkwell.data.formats import NotUTF8, chat_turns, detect_format, read_jsonl, read_text, template_fields, turn_parts
 from inkwell.errors import InkwellError
 
 TEXT_SUFFIXES = (".txt", ".md")
 ROW_SUFFIXES = (".jsonl", ".json")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+ROLES = ("system", "user", "assistant")
+# The data vocabulary's formats -> the row kinds SFT and pretraining read (a text/label row is text to them).
+KINDS = {"alpaca": "alpaca", "messages": "messages", "prompt/completion": "prompt_completion", "template": "template",
+         "text": "text", "text/label": "text"}
 
 
 @dataclass
@@ -138,22 +143,19 @@ def read_rows(files: list[Path], fmt: str, report: DataReport, template: str | N
                 raise InkwellError(f"{path}: a {path.suffix} file is raw text, but data.format is {fmt}", field="data.format",
                                    hint="use data.format: text (or auto), or give .jsonl rows")
             count = 1
-            text = path.read_text(encoding="utf-8", errors="replace")
-            if text.strip():
+            text = _whole_text(path, report)
+            if text is not None and text.strip():
                 rows.append(Row(f"{path}:1", "text", {"text": text}))
-            else:
+            elif text is not None:
                 report.problem(f"{path}:1", None, "the file is empty")
         else:
             file_kind = None if fmt == "auto" else fmt
             for source, raw in _json_rows(path, report):
                 count += 1
-                if not isinstance(raw, dict):
-                    report.problem(source, None, f"expected a JSON object, got {type(raw).__name__}")
+                if raw is None:
                     continue
-                kind = file_kind or _detect(raw, template)
+                kind = file_kind or _detect(raw, template, source, report)
                 if kind is None:
-                    report.problem(source, None, f"cannot tell the format from the keys {sorted(raw)}; "
-                                                 "set data.format (alpaca, messages, prompt_completion, template, text)")
                     continue
                 file_kind = file_kind or kind  # the first readable row decides the file's format
                 if allowed and kind not in allowed:
@@ -166,42 +168,37 @@ def read_rows(files: list[Path], fmt: str, report: DataReport, template: str | N
     return rows
 
 
-def _json_rows(path: Path, report: DataReport):
-    """(source, parsed value) per row; lines that are not JSON are reported and skipped."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            report.problem(f"{path}:{exc.lineno}", None, f"not valid JSON ({exc.msg})")
-            return
-        if not isinstance(data, list):
-            report.problem(f"{path}:1", None, "a .json data file must hold a list of rows")
-            return
-        for index, item in enumerate(data):
-            yield f"{path}:[{index}]", item
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"{path}:{number}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.problem(f"{path}:{number}", None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+def _whole_text(path: Path, report: DataReport) -> str | None:
+    """A .txt/.md file's text, or None when it is not UTF-8 (reported at the line of the first bad byte)."""
+    try:
+        return read_text(path, field="data")
+    except NotUTF8 as exc:
+        report.problem(exc.where, None, exc.reason)
+        return None
 
 
-def _detect(raw: dict, template: str | None) -> str | None:
-    if "messages" in raw or "conversations" in raw:
-        return "messages"
-    if "instruction" in raw:
-        return "alpaca"
-    if "prompt" in raw and "completion" in raw:
-        return "prompt_completion"
-    if "fields" in raw or "template" in raw or (template and "output" in raw):
-        return "template"
-    if "text" in raw:
-        return "text"
-    return None
+def _json_rows(path: Path, report: DataReport, shape: str | None = None):
+    """(source, row object) per row of a .jsonl/.json file. A line that is not UTF-8, not JSON or not an object
+    is reported (skipped, or an error with data.on_error: error) and comes back as (source, None)."""
+    for raw in read_jsonl(path, on_error="skip", field="data", what="data file"):
+        if raw.record is None:
+            if raw.json_type is not None:
+                report.problem(raw.where, None, f"expected a JSON object{' with ' + shape if shape else ''}, got {raw.json_type}")
+            else:
+                report.problem(raw.where, None, raw.error)
+        yield raw.where, raw.record
+
+
+def _detect(raw: dict, template: str | None, source: str, report: DataReport) -> str | None:
+    """The row's kind, or None (reported) when it is not one SFT and pretraining read."""
+    found = detect_format(raw, template=template)
+    if found == "preference":
+        report.problem(source, None, "a preference row (prompt, chosen, rejected): train it with stage: dpo")
+        return None
+    if found is None:
+        report.problem(source, None, f"cannot tell the format from the keys {sorted(raw)}; "
+                                     "set data.format (alpaca, messages, prompt_completion, template, text)")
+    return KINDS.get(found)
 
 
 def _text(raw: dict, key: str, source: str, report: DataReport, *, required: bool = True, empty_ok: bool = False) -> str | None:
@@ -246,8 +243,8 @@ def _check(kind: str, raw: dict, source: str, report: DataReport, template: str 
 
 
 def _check_messages(raw: dict, source: str, report: DataReport) -> Row | None:
-    key = "messages" if "messages" in raw else "conversations"
-    messages = parse_messages(raw.get(key), source, key, report)
+    key, turns = chat_turns(raw)
+    messages = parse_messages(turns, source, key, report)
     if messages is None:
         return None
     answers = [m for m in messages if m["role"] == "assistant"]
@@ -271,10 +268,8 @@ def parse_messages(turns: Any, source: str, key: str, report: DataReport) -> lis
         if not isinstance(turn, dict):
             report.problem(source, where, "must be an object with role and content")
             return None
-        role = turn.get("role", turn.get("from"))
-        content = turn.get("content", turn.get("value"))
-        role = SHAREGPT_ROLES.get(role) if isinstance(role, str) else None
-        if role is None:
+        role, content = turn_parts(turn)
+        if role not in ROLES:
             report.problem(source, f"{where}.role", f"must be one of system, user, assistant, got {turn.get('role', turn.get('from'))!r}")
             return None
         if not isinstance(content, str):
@@ -316,12 +311,10 @@ def _check_template_row(raw: dict, source: str, report: DataReport, default: str
     output = _text(raw, "output", source, report)
     if output is None:
         return None
-    fields = raw.get("fields")
-    if fields is None:
-        fields = {k: v for k, v in raw.items() if k not in ("output", "template", "id")}
-    if not isinstance(fields, dict):
+    if raw.get("fields") is not None and not isinstance(raw["fields"], dict):
         report.problem(source, "fields", "must be an object of template fields")
         return None
+    fields = template_fields(raw)
     try:
         resolved = template.resolve_fields(fields)
     except InkwellError as exc:
@@ -338,10 +331,9 @@ def read_shaped_rows(files: list[Path], report: DataReport, check, shape: str, k
         if path.suffix in TEXT_SUFFIXES:
             raise InkwellError(f"{key}: {path} is raw text, but this stage reads .jsonl/.json rows of {shape}", field=key)
         kept_before, count = len(rows), 0
-        for source, raw in _json_rows(path, report):
+        for source, raw in _json_rows(path, report, shape):
             count += 1
-            if not isinstance(raw, dict):
-                report.problem(source, None, f"expected a JSON object with {shape}, got {type(raw).__name__}")
+            if raw is None:
                 continue
             row = check(raw, source, report)
             if row is not None:

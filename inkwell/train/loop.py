@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from inkwell.data.formats import read_jsonl
 from inkwell.errors import InkwellError
 from inkwell.home import atomic_write
 from inkwell.train.collate import collate, epoch_batches
@@ -343,7 +344,8 @@ def config_digest(config: dict) -> str:
 def read_metrics(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # a line torn by a kill mid-write is left out rather than stopping the resumed run
+    return [row.record for row in read_jsonl(path, on_error="skip", field="metrics") if row.record is not None]
 
 
 def plot_losses(records: list[dict], path: Path, title: str = "") -> None:
