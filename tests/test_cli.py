@@ -377,3 +377,101 @@ def test_adapter_without_adapter_config(capsys, tiny_chat_model, tmp_path):
     err = run_error(capsys, ["generate", "hi", "--model", str(tiny_chat_model), "--adapter", str(tmp_path / "empty-adapter"),
                              "--no-log", *FAST])
     assert "adapter_config.json" in err
+
+
+def test_moderate_file_not_utf8_names_the_file_and_line(capsys, tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("fine first line\ncaf\xe9 cr\xe8me\n".encode("latin-1"))
+    err = run_error(capsys, ["moderate", "--file", str(path), "--no-log"])
+    assert f"{path}:2" in err and "UTF-8" in err
+
+
+def test_batch_rows_are_generation_records_keyed_by_id(capsys, tiny_chat_model, tmp_path):
+    src = tmp_path / "rows.jsonl"
+    src.write_text(json.dumps({"id": "a", "product": "pen"}) + "\n", encoding="utf-8")
+    dst = tmp_path / "out.jsonl"
+    run(capsys, ["batch", "product-description", "-i", str(src), "-o", str(dst), "--n", "2", "--seed", "1",
+                 "--model", str(tiny_chat_model), "--no-progress", "--no-moderation", *FAST])
+    rows = [json.loads(line) for line in dst.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["sample"]) for r in rows] == [("a", 0), ("a", 1)]
+    for row in rows:  # the batch row shape: no adapter key
+        assert set(row) == {"id", "text", "model", "template", "fields", "settings", "usage", "latency_s",
+                            "finish_reason", "sample"}
+    history = json.loads(run(capsys, ["history", "--json"])[0])
+    assert sorted(r["output"] for r in history) == sorted(r["text"] for r in rows)
+    assert {(r["source"], r["row_id"]) for r in history} == {("batch", "a")}
+
+
+def test_decoding_flags_reach_the_settings(capsys, tiny_chat_model):
+    out, _ = run(capsys, ["generate", "hello", "--model", str(tiny_chat_model), "--json", "--no-log", "--top-k", "5",
+                          "--stop", "###", "--repetition-penalty", "1.3", "-t", "0", *FAST])
+    settings = json.loads(out)["settings"]
+    assert (settings["top_k"], settings["stop"], settings["repetition_penalty"]) == (5, ["###"], 1.3)
+    assert settings["temperature"] == 0 and settings["max_new_tokens"] == 8
+
+
+def test_help_imports_nothing_heavy():
+    code = ("import sys\nfrom inkwell.cli import main\ntry:\n    main(['write', '--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'peft', 'numpy') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
+    assert done.returncode == 0, done.stderr
+
+
+# ------------------------------------------------------------------ the shape of the CLI package
+
+CLI_DIR = Path(__file__).resolve().parents[1] / "inkwell" / "cli"
+
+
+def _all_commands():
+    from inkwell.cli import COMMANDS, GROUPS
+
+    yield from COMMANDS.items()
+    for group, (_help, commands) in GROUPS.items():
+        yield from ((f"{group} {name}", command) for name, command in commands.items())
+
+
+def test_every_command_body_is_short():
+    import ast
+
+    trees: dict = {}
+    for name, command in _all_commands():
+        path = Path(sys.modules[command.__module__].__file__)
+        tree = trees.setdefault(path, ast.parse(path.read_text(encoding="utf-8")))
+        (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == command.__name__]
+        body = node.body[1:] if isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) else node.body
+        lines = body[-1].end_lineno - body[0].lineno + 1
+        assert lines <= 40, f"`inkwell {name}` has a {lines}-line body: move the work into its lifecycle folder"
+
+
+def test_each_decoding_flag_is_declared_once():
+    import ast
+
+    from inkwell.cli.common import DECODING_FLAGS
+    from inkwell.generate.settings import GenerationSettings
+
+    # one flag per setting; --n (each command's own) sets num_return_sequences
+    assert list(DECODING_FLAGS) == [n for n in GenerationSettings.names() if n != "num_return_sequences"]
+    # options that share a decoding flag's name but mean something else
+    other_meanings = {("evaluate.py", "--seed"): "rate: the shuffle seed of the blind order",
+                      ("data.py", "--seed"): "data split: the seed of the split"}
+    flags = {flag for names, _help in DECODING_FLAGS.values() for flag in names}
+    seen: dict[str, int] = dict.fromkeys(flags, 0)
+    for path in sorted(CLI_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "locals":
+                raise AssertionError(f"{path.name}:{node.lineno}: locals() gathers flags; use @with_decoding")
+            if isinstance(node, ast.Constant) and node.value in flags and (path.name, node.value) not in other_meanings:
+                seen[node.value] += 1
+    assert seen == dict.fromkeys(flags, 1)
+
+    import typer.main
+
+    from inkwell.cli import app
+
+    root = typer.main.get_command(app)
+    for name in ("write", "generate", "batch", "eval"):
+        declared = {opt for param in root.commands[name].params for opt in getattr(param, "opts", [])}
+        assert flags <= declared, (name, flags - declared)

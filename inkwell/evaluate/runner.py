@@ -599,12 +599,9 @@ def score_files(
         keywords = [k or [] for k in keywords]
     schema_value = None
     if schema is not None:
-        if not Path(schema).exists():
-            raise InkwellError(f"schema file not found: {schema}", field="schema")
-        try:
-            schema_value = json.loads(Path(schema).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InkwellError(f"schema file {schema} is not valid JSON ({exc.msg})", field="schema") from None
+        from inkwell.data.formats import read_json
+
+        schema_value = read_json(Path(schema), field="schema", what="schema file")  # errors name file:line
     if "memorisation" in names and not corpus:
         raise InkwellError("metric 'memorisation' needs the training corpus", field="corpus", hint="pass --corpus FILE")
     index = _prepare_corpus(corpus, None, lambda _m: None) if "memorisation" in names else None

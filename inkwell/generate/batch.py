@@ -13,7 +13,6 @@ CLI's moderation), so the output is written once.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import threading
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from inkwell.data.formats import CSV_SUFFIXES, JSONL_SUFFIXES, read_jsonl, read_records, template_fields
 from inkwell.errors import InkwellError
 from inkwell.home import drop_torn_tail
 from inkwell.generate.content import ContentResult, prepare, write_many
@@ -52,85 +52,43 @@ class BatchReport:
 
 
 def read_rows(path: Path) -> Iterator[InputRow]:
-    """Stream rows from CSV or JSONL. A row's id is its `id` value, else its line number."""
-    try:
-        yield from _read_rows(path)
-    except UnicodeDecodeError as exc:
-        raise InkwellError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})", field="input",
-                           hint="save the file as UTF-8 (CSV UTF-8 in spreadsheet programs)") from None
-
-
-def _read_rows(path: Path) -> Iterator[InputRow]:
-    if not path.exists():
-        raise InkwellError(f"input file not found: {path}", field="input")
+    """Stream rows from CSV or JSONL. A row's id is its `id` value, else its line number. A bad row comes back
+    with its reason (it fails alone); a file that is not UTF-8 stops the job (every row would be wrong)."""
+    path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: skip a spreadsheet BOM
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames:
-                raise InkwellError(f"{path}: the CSV has no header row", field="input", hint="the first line names the fields")
-            for record in reader:
-                line = reader.line_num
-                if None in record:
-                    yield InputRow(line, str(record.get("id") or line), None, "more values than header columns")
-                    continue
-                fields = {k: v for k, v in record.items() if k != "id" and v not in (None, "")}
-                yield InputRow(line, str(record.get("id") or line), fields)
-    elif suffix in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8-sig") as handle:
-            for line, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield InputRow(line, str(line), None, f"not valid JSON ({exc.msg})")
-                    continue
-                if not isinstance(record, dict):
-                    yield InputRow(line, str(line), None, "each line must be a JSON object")
-                    continue
-                row_id = str(record.get("id", line))
-                fields = record.get("fields") if isinstance(record.get("fields"), dict) else {
-                    k: v for k, v in record.items() if k != "id"
-                }
-                yield InputRow(line, row_id, fields)
-    else:
+    if path.exists() and suffix not in CSV_SUFFIXES + JSONL_SUFFIXES:
         raise InkwellError(f"unsupported input format '{suffix}' for {path}", field="input", hint="use .csv or .jsonl")
+    # fill_missing: trailing empty cells a spreadsheet left out are empty fields (template defaults apply)
+    for raw in read_records(path, on_error="skip", strict_encoding=True, field="input", fill_missing=True):
+        record = raw.record or {}
+        if suffix in CSV_SUFFIXES:
+            row_id = str(record.get("id") or raw.line)
+            fields = {k: v for k, v in record.items() if k != "id" and v not in (None, "")}
+        else:
+            row_id = str(record.get("id", raw.line))
+            fields = template_fields(record, drop=("id",))
+        yield InputRow(raw.line, row_id, None, raw.error) if raw.error else InputRow(raw.line, row_id, fields)
 
 
 def _done_ids(*paths: Path) -> set[str]:
+    """Ids already written to these output files (lines that are not whole records are ignored)."""
     done: set[str] = set()
     for path in paths:
         if path.exists():
-            with path.open(encoding="utf-8") as handle:
-                for text in handle:
-                    if text.endswith("\n"):
-                        try:
-                            done.add(str(json.loads(text)["id"]))
-                        except (json.JSONDecodeError, KeyError, TypeError):
-                            pass
+            for raw in read_jsonl(path, on_error="skip", field="output"):
+                if raw.record is not None and "id" in raw.record:
+                    done.add(str(raw.record["id"]))
     return done
 
 
+def output_record(row: InputRow, item: ContentResult, engine, template: str, sample: int | None) -> dict:
+    """One output line: the row's `id`, the generation record as `--json` prints it but without the adapter,
+    and `sample` (which version) when a row has several."""
+    from inkwell.generate.record import GenerationRecord
 
-
-def output_record(row: InputRow, item: ContentResult, model: str, template: str, sample: int | None) -> dict:
-    record = {
-        "id": row.id,
-        "text": item.text,
-        "model": model,
-        "template": template,
-        "fields": item.rendered.fields,
-        "settings": item.settings.to_dict(),
-        "usage": {"prompt_tokens": item.generation.prompt_tokens, "completion_tokens": item.generation.completion_tokens},
-        "finish_reason": item.generation.finish_reason,
-        "latency_s": item.generation.latency_s,
-    }
-    if item.data is not None:
-        record["data"] = item.data
-    if sample is not None:
-        record["sample"] = sample
-    return record
+    extra = {} if sample is None else {"sample": sample}
+    record = GenerationRecord.of_content(engine, item, template=template, source="batch", extra=extra)
+    return {"id": row.id, **record.to_json(adapter=False)}
 
 
 def run_batch(
@@ -208,7 +166,7 @@ def run_batch(
         multi = len(outcome) > 1
         lines, kept, blocked = [], [], None
         for item in outcome:
-            record = output_record(row, item, engine.loaded.name, template.name, item.generation.sample_index if multi else None)
+            record = output_record(row, item, engine, template.name, item.generation.sample_index if multi else None)
             if screen_output is not None:
                 record = screen_output(record)
                 if "error" in record:

@@ -215,7 +215,7 @@ def _native(spec: EngineSpec, progress: Progress, required: bool):
     from inkwell.generate.native_engine import NativeEngine
 
     try:
-        decoder = Decoder.open(gguf)
+        decoder = Decoder.open(gguf, progress=progress)  # first use: a line before each wait
     except NativeUnavailable as exc:  # the model's shape: a quiet skip; the machine (no compiler...): a note
         return skip(exc.args[0], loud=exc.machine)
     label = f"native-{decoder.config['blocks']}"

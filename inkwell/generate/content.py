@@ -30,6 +30,8 @@ class ContentResult:
     settings: GenerationSettings
     attempts: int = 1
     warnings: list[str] = field(default_factory=list)
+    moderation: dict | None = None  # what output moderation decided, where it acted (write, batch)
+    moderation_audit_id: int | None = None  # that decision's row in the store's moderation audit
 
 
 def template_settings(template: ContentTemplate, overrides: dict | None, stop: list[str]) -> GenerationSettings:

@@ -56,7 +56,7 @@ class GenerationRecord:
         record = cls.of(engine, item.generation, source=source, prompt=item.rendered.prompt, settings=item.settings,
                         template=template, fields=item.rendered.fields, text=item.text, **more)
         record.data = item.data
-        record.moderation = getattr(item, "moderation", None) or None
+        record.moderation = item.moderation or None
         return record
 
     @property

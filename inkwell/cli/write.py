@@ -1,0 +1,199 @@
+"""`inkwell write`, `generate` and `batch`: the commands that write. The work is in `inkwell.generate.jobs`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from inkwell.cli.common import (
+    AdapterOpt, BackendOpt, BaseUrlOpt, Decoding, DeviceOpt, DtypeOpt, EngineOpt, EngineOptions, JsonOut, ModelOpt,
+    NoLog, NoModerationOpt, PolicyOpt, PrecisionOpt, RemoteKeyOpt, guard_for, open_engine_for, parse_sets,
+    print_json, say, settings_overrides, store_for, with_decoding,
+)
+from inkwell.errors import InkwellError
+
+
+@with_decoding
+def write(
+    template: Annotated[Optional[str], typer.Argument(help="Template name (see `inkwell templates list`).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Template field: name=value (repeatable).")] = None,
+    template_file: Annotated[Optional[Path], typer.Option("--template-file", help="A template YAML file to use instead of a name.")] = None,
+    shots: Annotated[Optional[Path], typer.Option("--shots", help="Few-shot examples (JSONL: fields + output).")] = None,
+    n: Annotated[int, typer.Option("--n", help="How many versions to write.")] = 1,
+    stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Print text as it is written [default: on a terminal].")] = None,
+    json_retries: Annotated[int, typer.Option("--json-retries", help="Retries when a structured template's JSON is invalid.")] = 2,
+    model: ModelOpt = None,
+    adapter: AdapterOpt = None,
+    decoding: Decoding = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    no_log: NoLog = False,
+    as_json: JsonOut = False,
+    policy: PolicyOpt = None,
+    no_moderation: NoModerationOpt = False,
+    backend: BackendOpt = "local",
+    base_url: BaseUrlOpt = None,
+    api_key: RemoteKeyOpt = None,
+):
+    """Write content from a template: the main job.
+
+    Example: inkwell write product-description --set product="bamboo water bottle"
+    """
+    from inkwell.generate.jobs import prepare_write, write_job
+
+    fields = parse_sets(set_)
+    guard = guard_for(policy, no_moderation, "write", no_log)
+    # Everything is checked (and the fields moderated: a blocked one exits 2 naming the category) before a
+    # model loads.
+    overrides = settings_overrides(decoding, n)
+    job = prepare_write(template, template_file, fields, shots=shots, overrides=overrides, guard=guard)
+    # With moderation on, output is checked before anyone sees it, so it is not streamed.
+    streaming = _streaming(stream, as_json, n) and guard is None
+    if stream and guard is not None:
+        say("note: output is moderated before it is shown, so it is not streamed (--no-moderation streams)")
+    options = EngineOptions(model, adapter, dtype, device, engine, precision, backend=backend, base_url=base_url,
+                            api_key=api_key)
+    with open_engine_for(options) as loaded:
+        outcome = write_job(loaded, job, on_delta=_echo if streaming else None, json_retries=json_retries,
+                            store=store_for(no_log))
+    for warning in outcome.warnings:
+        say(f"warning: {warning}")
+    if outcome.blocked and not outcome.records:
+        _blocked_exit(outcome.blocked, as_json)  # every version was blocked
+    _show(outcome.records, as_json, streaming, lambda r: _json_text(r.data) if r.data is not None else r.text)
+    _blocked_exit(outcome.blocked)  # some versions were blocked: say which category, exit 3
+
+
+@with_decoding
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The prompt text ('-' reads standard input).")],
+    chat: Annotated[bool, typer.Option("--chat/--completion", help="Send as a chat message (instruct models) or as plain text to continue.")] = False,
+    system: Annotated[Optional[str], typer.Option("--system", help="System message (with --chat).")] = None,
+    n: Annotated[int, typer.Option("--n")] = 1,
+    stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream")] = None,
+    model: ModelOpt = None,
+    adapter: AdapterOpt = None,
+    decoding: Decoding = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    no_log: NoLog = False,
+    as_json: JsonOut = False,
+):
+    """Generate from a raw prompt (no template)."""
+    from inkwell.generate.jobs import generate_job
+    from inkwell.generate.settings import GenerationSettings
+
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise InkwellError("the prompt is empty", field="prompt")
+    settings = GenerationSettings.build(settings_overrides(decoding, n))
+    with open_engine_for(EngineOptions(model, adapter, dtype, device, engine, precision)) as loaded:
+        streaming = _streaming(stream, as_json, n)
+        if streaming and not chat:
+            sys.stdout.write(prompt)
+        records = generate_job(loaded, prompt, settings, chat=chat, system=system,
+                               on_delta=_echo if streaming else None, store=store_for(no_log))
+    _show(records, as_json, streaming, lambda r: r.text if chat else prompt + r.text)
+
+
+@with_decoding
+def batch(
+    template: Annotated[Optional[str], typer.Argument(help="Template name.")] = None,
+    input: Annotated[Path, typer.Option("--input", "-i", help="Rows: .csv (header = field names) or .jsonl; an `id` column keys the output.")] = ...,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .jsonl, one line per input row.")] = ...,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows decoding at once; finished rows make room for the next at once.")] = 16,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip rows whose id is already in the output.")] = False,
+    template_file: Annotated[Optional[Path], typer.Option("--template-file")] = None,
+    shots: Annotated[Optional[Path], typer.Option("--shots")] = None,
+    n: Annotated[int, typer.Option("--n", help="Versions per row.")] = 1,
+    model: ModelOpt = None,
+    adapter: AdapterOpt = None,
+    decoding: Decoding = None,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    engine: EngineOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    no_log: NoLog = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    as_json: JsonOut = False,
+    policy: PolicyOpt = None,
+    no_moderation: NoModerationOpt = False,
+    backend: BackendOpt = "local",
+    base_url: BaseUrlOpt = None,
+    api_key: RemoteKeyOpt = None,
+):
+    """Run a template over every row of a CSV/JSONL file; resumable."""
+    from inkwell.generate.jobs import batch_job, batch_summary, prepare_batch
+
+    # Moderation: blocked input rows are reported and not run; blocked outputs become failed rows naming
+    # the category; redactions are what is written.
+    guard = guard_for(policy, no_moderation, "batch", no_log)
+    overrides = settings_overrides(decoding, n)
+    job = prepare_batch(template, template_file, input, shots=shots, overrides=overrides, guard=guard)
+    options = EngineOptions(model, adapter, dtype, device, engine, precision, batch_size=batch_size, backend=backend,
+                            base_url=base_url, api_key=api_key, bulk=True)
+    with open_engine_for(options) as loaded:
+        report = batch_job(loaded, job, input, output, resume=resume, progress=progress, store=store_for(no_log),
+                           say=say)
+    if as_json:
+        print_json(batch_summary(report))
+    else:
+        say(f"wrote {report.written} rows to {report.output} ({report.skipped_done} already done, "
+            f"{len(report.failed)} failed) in {report.seconds:.1f}s")
+    if report.failed and not report.written and not report.skipped_done:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- printing
+
+
+def _streaming(stream: bool | None, as_json: bool, n: int) -> bool:
+    """Print text as it is written: on a terminal unless told, never with --json or several versions."""
+    return (sys.stdout.isatty() if stream is None else stream) and not as_json and n == 1
+
+
+def _echo(_index: int, text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _json_text(value) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _show(records: list, as_json: bool, streaming: bool, text_of: Callable) -> None:
+    """The records as --json prints them, or each version's text (the streamed text only needs its newline)."""
+    if as_json:
+        print_json(records[0].to_json() if len(records) == 1 else [r.to_json() for r in records])
+    elif streaming:
+        typer.echo()
+    else:
+        for i, record in enumerate(records):
+            if len(records) > 1:
+                typer.echo(f"--- version {i + 1} ---")
+            typer.echo(text_of(record))
+
+
+def _blocked_exit(blocked: list, as_json: bool = False) -> None:
+    """Versions moderation blocked: say which category (and, with --json, print it), exit with status 3."""
+    if not blocked:
+        return
+    from inkwell.safety.guard import decision_summary
+
+    for decision in blocked:
+        say(f"blocked: {decision.describe()}; the text was not shown")
+    if as_json:
+        first = blocked[0]
+        print_json({"error": first.describe(), "category": (first.blocking_categories or first.categories)[0],
+                    "moderation": decision_summary(first)})
+    raise typer.Exit(3)
