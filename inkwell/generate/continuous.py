@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from torch import Tensor
+    from transformers import DynamicCache
 
 # 256 tokens a step: on a 2-core CPU a step then costs about as much as 2-3 decode steps of a full batch of
 # 16, so running streams slow down at most that much while a prompt is prefilled, and a typical chat prompt
@@ -78,7 +82,7 @@ class PrefixCache:
             n = min([cap, *(_common(p, key) for p in prompts)])
             if n > best:
                 best, best_key = n, key
-        if best < MIN_PREFIX:
+        if best < MIN_PREFIX or best_key is None:  # (best_key is set whenever best > 0)
             return 0, None
         self.entries.move_to_end(best_key)
         return best, best_key
@@ -113,7 +117,7 @@ class _Lane:
         device = engine.loaded.device
         self.rows = rows
         self.cache = DynamicCache(config=engine.model.config)
-        n, layers = prefix if prefix else (0, None)
+        n, layers = prefix if prefix else (0, [])
         ids, mask, positions, padded = left_pad([r.prompt_ids[n:] for r in rows], engine.pad_id, device)
         if n:
             count = len(rows)
@@ -146,7 +150,9 @@ class _Lane:
     def first_prompt_kv(self) -> list:
         """The KV of row 0's prompt (its real columns only), batch 1: what PrefixCache keeps."""
         columns = self.mask[0].nonzero().squeeze(-1)
-        return [(layer.keys[:1].index_select(2, columns), layer.values[:1].index_select(2, columns)) for layer in self.cache.layers]
+        # transformers types `layers` as a union that includes layers without keys/values; a DynamicCache's have them
+        return [(layer.keys[:1].index_select(2, columns), layer.values[:1].index_select(2, columns))  # type: ignore[union-attr,index]
+                for layer in self.cache.layers]
 
 
 class ContinuousBatch:
@@ -170,12 +176,12 @@ class ContinuousBatch:
         self.queue: deque = deque()  # rows waiting for a place, in order
         self.lane: _Lane | None = None  # rows being prefilled
         self.rows: list = []  # rows decoding, one per batch position
-        self.cache = None
-        self.mask = None  # (rows, length) 1 for real tokens; None while nothing is padded
-        self.next_pos = None  # (rows, 1) position of the next token
-        self.tokens = None  # (rows,) the last sampled tokens: the next step's input
-        self.seen = None  # (rows, vocab) tokens seen, for the repetition penalty
-        self.history = None  # (rows, length) ids, only when a logits processor needs them
+        self.cache: DynamicCache | None = None  # the running rows' KV; None while no row is decoding
+        self.mask: Tensor | None = None  # (rows, length) 1 for real tokens; None while nothing is padded
+        self.next_pos: Tensor | None = None  # (rows, 1) position of the next token
+        self.tokens: Tensor | None = None  # (rows,) the last sampled tokens: the next step's input
+        self.seen: Tensor | None = None  # (rows, vocab) tokens seen, for the repetition penalty
+        self.history: Tensor | None = None  # (rows, length) ids, only when a logits processor needs them
         self.steps = 0
 
     # ------------------------------------------------------------ state
@@ -274,7 +280,7 @@ class ContinuousBatch:
             start = _Lane(self.engine, rows[:1], kept)  # the shared start alone, once (from what is kept)
             start.ids, start.mask, start.positions = (t[:, :shared] for t in (start.ids, start.mask, start.positions))
             start.advance(self.engine.model, shared)
-            layers = [(layer.keys, layer.values) for layer in start.cache.layers]
+            layers = [(layer.keys, layer.values) for layer in start.cache.layers]  # type: ignore[union-attr]  # (as above)
             self.prefixes.add(prompts[0][:shared], layers)
             self.prefixes.hits += shared * (len(rows) - 1) + length
             return _Lane(self.engine, rows, (shared, layers))
@@ -314,15 +320,16 @@ class ContinuousBatch:
             self.history = lane.ids if len(self.warpers) else None
             self.rows = list(lane.rows)
             return
+        assert self.next_pos is not None  # set together with the cache
         old_len, new_len = self.cache.get_seq_length(), lane.cache.get_seq_length()
         length = max(old_len, new_len)
-        for mine, theirs in zip(self.cache.layers, lane.cache.layers):
-            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, length - old_len, 0)), F.pad(theirs.keys, (0, 0, length - new_len, 0))])
-            mine.values = torch.cat([F.pad(mine.values, (0, 0, length - old_len, 0)), F.pad(theirs.values, (0, 0, length - new_len, 0))])
+        for mine, theirs in zip(self.cache.layers, lane.cache.layers):  # (transformers' layer union, as above)
+            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, length - old_len, 0)), F.pad(theirs.keys, (0, 0, length - new_len, 0))])  # type: ignore[union-attr,arg-type]
+            mine.values = torch.cat([F.pad(mine.values, (0, 0, length - old_len, 0)), F.pad(theirs.values, (0, 0, length - new_len, 0))])  # type: ignore[union-attr,arg-type]
         old_mask = self.mask if self.mask is not None else torch.ones((len(self.rows), old_len), dtype=torch.long, device=device)
         self.mask = torch.cat([F.pad(old_mask, (length - old_len, 0)), F.pad(lane.mask, (length - new_len, 0))])
         self.next_pos = torch.cat([self.next_pos, next_pos])
-        if self.seen is not None:
+        if self.seen is not None and seen is not None:  # both exist exactly when there is a repetition penalty
             self.seen = torch.cat([self.seen, seen])
         if self.history is not None:
             pad, ids = self.engine.pad_id, lane.ids
@@ -361,6 +368,7 @@ class ContinuousBatch:
                 keep.append(b)
         left = len(keep) < len(self.rows)
         if left:  # finished rows leave the batch
+            assert self.cache is not None and self.next_pos is not None  # rows were decoding, so these exist
             index = torch.tensor(keep, device=device, dtype=torch.long)
             self.cache.batch_select_indices(index)
             tokens, self.next_pos = tokens[index], self.next_pos[index]
@@ -392,8 +400,9 @@ class ContinuousBatch:
             return
         first = int(self.mask.any(0).int().argmax())  # the first column any row still uses
         if first:
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+            assert self.cache is not None  # rows are still decoding
+            for layer in self.cache.layers:  # (transformers' layer union, as above)
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]  # type: ignore[union-attr,index]
             self.mask = self.mask[:, first:]
         if bool(self.mask.all()):
             self.mask = None  # nothing padded any more: the model's own causal mask is cheaper

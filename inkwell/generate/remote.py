@@ -82,7 +82,7 @@ class RemoteEngine:
                                    limits=httpx.Limits(max_connections=batch_size + 2))
         self.batch_size = batch_size
         listed = self._list_models()
-        ids = [m.get("id") for m in listed]
+        ids: list[str] = [m["id"] for m in listed if isinstance(m.get("id"), str)]
         if model is None:
             if not ids:
                 raise InkwellError(f"{self.base_url} lists no models", field="model", hint="pass --model NAME")
@@ -94,7 +94,8 @@ class RemoteEngine:
         context = context_length or meta.get("context_length") or meta.get("max_model_len") or DEFAULT_CONTEXT
         self.tokenizer = tokenizer if tokenizer is not None else local_tokenizer(model)
         if chat is None:
-            chat = meta.get("chat") if isinstance(meta.get("chat"), bool) else True  # OpenAI-style servers are chat-first
+            listed_chat = meta.get("chat")
+            chat = listed_chat if isinstance(listed_chat, bool) else True  # OpenAI-style servers are chat-first
         self.loaded = RemoteModel(name=model, chat=chat, context_length=int(context), base_url=self.base_url,
                                   tokenizer=self.tokenizer, info=meta)
         self.approximate_counts = self.tokenizer is None

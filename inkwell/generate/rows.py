@@ -46,7 +46,7 @@ class Row:
     prompt_ids: list[int]
     seed: int | None
     generator: object = None
-    generated: list | None = None
+    generated: list[int] = field(default_factory=list)  # the tokens decoded so far (end of text excluded)
     text: str = ""
     emitted: int = 0
     finish_reason: str | None = None
@@ -63,7 +63,7 @@ class Row:
 
 def row_result(row: Row, started: float) -> GenerationResult:
     """A finished row as the API's result; latency counted from `started` (a perf_counter time)."""
-    return GenerationResult(text=row.text, prompt_tokens=len(row.prompt_ids), completion_tokens=len(row.generated or []),
+    return GenerationResult(text=row.text, prompt_tokens=len(row.prompt_ids), completion_tokens=len(row.generated),
                             finish_reason=row.finish_reason or "length", latency_s=round(row.finished_at - started, 4),
                             prompt_index=row.prompt_index, sample_index=row.sample_index, seed=row.seed)
 

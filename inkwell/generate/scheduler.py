@@ -44,7 +44,8 @@ from typing import Any, Callable, Iterator, Sequence
 from inkwell.errors import InkwellError
 from inkwell.generate.continuous import ContinuousBatch, PrefixCache
 from inkwell.generate.contract import Capabilities
-from inkwell.generate.engine import Engine, GenerationResult, Prompt, row_result
+from inkwell.generate.engine import Engine
+from inkwell.generate.rows import GenerationResult, Prompt, TextRows, row_result
 from inkwell.generate.settings import GenerationSettings
 
 log = logging.getLogger("inkwell.scheduler")
@@ -205,8 +206,9 @@ class Scheduler:
         """Submit (waiting for room in the queue) and wait for the results. Not for the scheduler thread."""
         return self.submit(GenerationJob(prompts, settings, adapter=adapter, on_delta=on_delta), block=True).wait()
 
-    def tokenize(self, fn: Callable[[Engine], Any]) -> Any:
-        """Run `fn(front_engine)` for render / encode / count_tokens from a request thread."""
+    def tokenize(self, fn: Callable[[TextRows], Any]) -> Any:
+        """Run `fn(front)` for render / encode / count_tokens from a request thread (`front`: the engine's
+        prompts side with its own tokenizer)."""
         with self._front_lock:
             return fn(self.front)
 
@@ -455,7 +457,8 @@ def supports_continuous(engine) -> bool:
 
 def _stream_to(job: GenerationJob) -> Callable[[int, str], None] | None:
     """The job's on_delta, guarded like the window path's (a broken callback cancels only its job)."""
-    if job.on_delta is None:
+    on_delta = job.on_delta
+    if on_delta is None:
         return None
 
     def deliver(index: int, text: str) -> None:
@@ -463,7 +466,7 @@ def _stream_to(job: GenerationJob) -> Callable[[int, str], None] | None:
             return
         job.emitted = True
         try:
-            job.on_delta(index, text)
+            on_delta(index, text)
         except Exception:
             log.exception("on_delta callback failed; cancelling its request")
             job.cancel()
@@ -568,10 +571,10 @@ class ScheduledEngine:
         return ScheduledEngine(self.scheduler, self.adapter, self.adapter_path, cancel=cancel, block=self.block)
 
     def render(self, prompt: Prompt) -> str:
-        return self.scheduler.tokenize(lambda engine: engine.render(prompt))
+        return self.scheduler.tokenize(lambda text: text.render(prompt))
 
     def encode(self, prompt: Prompt) -> list[int]:
-        return self.scheduler.tokenize(lambda engine: engine.encode(prompt))
+        return self.scheduler.tokenize(lambda text: text.encode(prompt))
 
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))

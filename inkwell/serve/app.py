@@ -76,8 +76,10 @@ def _publish_request_bodies(app: FastAPI) -> None:
     build = app.openapi
 
     def openapi() -> dict:
-        if app.openapi_schema is None:
-            build().setdefault("components", {}).setdefault("schemas", {}).update(openapi_schemas())
-        return app.openapi_schema
+        schema = app.openapi_schema
+        if schema is None:
+            schema = build()  # FastAPI's builder keeps it as app.openapi_schema
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(openapi_schemas())
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

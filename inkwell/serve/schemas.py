@@ -144,8 +144,9 @@ class CompletionRequest(SamplingFields):
             raise bad_request("best_of is not supported by this server", param="best_of", code="unsupported_parameter")
         if self.suffix:
             raise bad_request("suffix is not supported by this server", param="suffix", code="unsupported_parameter")
-        prompts = [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
+        given = [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+        prompts = [p for p in given if isinstance(p, str)]
+        if not prompts or len(prompts) != len(given):
             raise bad_request("prompt must be a string or a list of strings (token arrays are not supported)",
                               param="prompt", code="invalid_value")
         if any(not p for p in prompts):

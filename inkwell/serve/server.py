@@ -37,7 +37,9 @@ def run_server(config: ServeConfig, say: Callable[[str], None] = print) -> None:
     app = create_app(state)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_level="info", lifespan="on",
-        timeout_graceful_shutdown=config.drain_timeout_s, timeout_keep_alive=5,
+        # uvicorn annotates this as int but waits with asyncio (a float of seconds works)
+        timeout_graceful_shutdown=config.drain_timeout_s,  # type: ignore[arg-type]
+        timeout_keep_alive=5,
     ))
     state.on_load_failed = lambda: setattr(server, "should_exit", True)
     say(f"loading {config.model or 'the default model'}; http://{config.host}:{config.port}/health turns 200 when ready")

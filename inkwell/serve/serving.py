@@ -170,7 +170,12 @@ class Serving:
         self.metrics.prompt_tokens.inc(tokens["prompt_tokens"])
         self.metrics.completion_tokens.inc(tokens["completion_tokens"])
         if self.state.config.log_generations:
-            await run_in_threadpool(lambda: [self.state.log_record(record) for record in records()])
+
+            def log_all() -> None:
+                for record in records():
+                    self.state.log_record(record)
+
+            await run_in_threadpool(log_all)
         return tokens
 
     # ------------------------------------------------------------ completions and chat
@@ -260,7 +265,7 @@ class Serving:
             self.count(kind.endpoint, 422)
             return [sse(error.body()), DONE]
 
-        async def held_back(count: int) -> tuple[list[str], bool]:
+        async def held_back(screen: StreamScreen, count: int) -> tuple[list[str], bool]:
             """Judge the whole of each row: the SSE lines still to send, and whether the stream was blocked."""
             try:
                 rest = await run_in_threadpool(lambda: [screen.finish(i) for i in range(count)])
@@ -292,7 +297,7 @@ class Serving:
                 event = await call.next_event(None)
             if call.job.error is not None and screen is not None:
                 # The rows will not grow any more: judge what they hold and send what passes before the error.
-                lines, blocked = await held_back(rows)
+                lines, blocked = await held_back(screen, rows)
                 for line in lines:
                     yield line
                 if blocked:
@@ -306,12 +311,16 @@ class Serving:
             results = call.job.results or []
             texts = None
             if screen is not None:  # the whole of each row, audited; then what was still held back
-                lines, blocked = await held_back(len(results))
+                lines, blocked = await held_back(screen, len(results))
                 for line in lines:
                     yield line
                 if blocked:
                     return
-                texts = [screen.result(i).text for i in range(len(results))]
+                texts = []
+                for i in range(len(results)):
+                    final = screen.result(i)
+                    assert final is not None  # held_back judged every row
+                    texts.append(final.text)
             for index, result in enumerate(results):
                 note = choice_note(screen.result(index) if screen is not None else None)
                 yield answer.chunk([{**kind.chunk_of(index, None, result.finish_reason), **note}])
@@ -492,7 +501,7 @@ class _Call:
 
     def start(self) -> None:
         try:
-            self.state.scheduler.submit(self.job)
+            self.state.ready_scheduler.submit(self.job)
         except QueueFull as exc:
             raise queue_full(exc) from None
 

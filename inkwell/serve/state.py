@@ -17,6 +17,8 @@ from inkwell.serve.metrics import ServeMetrics
 
 if TYPE_CHECKING:
     from inkwell.generate.record import GenerationRecord
+    from inkwell.generate.scheduler import Scheduler
+    from inkwell.store import Store
 
 log = logging.getLogger("inkwell.serve")
 
@@ -73,13 +75,13 @@ class ServerState:
         self._loader = loader or load_engine
         self.status = "loading"  # loading | ready | failed
         self.load_error: str | None = None
-        self.scheduler = None
+        self.scheduler: Scheduler | None = None  # set once the model has loaded (status "ready")
         self.adapters: dict[str, str] = {}
         self.base_id = ""
         self.base_aliases: set[str] = set()
         self.on_load_failed: Callable[[], None] | None = None
         self._loading: threading.Thread | None = None
-        self._store = None
+        self._store: Store | None = None
         self._store_lock = threading.Lock()
         self.guard = None  # inkwell.safety.Guard, or None with moderation off
         if config.moderation:
@@ -133,8 +135,14 @@ class ServerState:
     # ------------------------------------------------------------ models
 
     @property
+    def ready_scheduler(self) -> Scheduler:
+        """The scheduler, which exists once loading finished: requests get here after `require_ready`."""
+        assert self.scheduler is not None, "the model has not finished loading"
+        return self.scheduler
+
+    @property
     def engine(self):
-        return self.scheduler.engine
+        return self.ready_scheduler.engine
 
     @property
     def context_length(self) -> int:
@@ -159,7 +167,7 @@ class ServerState:
         from inkwell.generate.scheduler import ScheduledEngine
 
         # block=False: a full queue is answered with 429 + Retry-After rather than a request thread left waiting.
-        return ScheduledEngine(self.scheduler, adapter, self.adapters.get(adapter) if adapter else None, cancel=cancel,
+        return ScheduledEngine(self.ready_scheduler, adapter, self.adapters.get(adapter) if adapter else None, cancel=cancel,
                                block=False)
 
     # ------------------------------------------------------------ history
