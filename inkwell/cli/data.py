@@ -4,6 +4,7 @@ sample. Each command reads JSONL, writes atomically, and lists every bad row as 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -155,8 +156,13 @@ def augment(
         raise InkwellError(f"--method {method} needs --model", field="model", hint="e.g. --model smollm2-135m-instruct")
     options = EngineOptions(model, adapter, dtype, device, engine="torch", batch_size=batch_size)
     with open_engine_for(options) if method != "synonym" else nullcontext() as engine:
+        rewrite = None
+        if engine is not None:
+            from inkwell.generate.rewrite import lm_rewrite
+
+            rewrite = partial(lm_rewrite, engine, max_new_tokens=max_new_tokens)
         report = augment_file(input, out, method=method, n=n, rate=rate, seed=seed or 0, keep_original=keep_original,
-                              engine=engine, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress)
+                              rewrite=rewrite, batch_size=batch_size, progress=progress)
     if as_json:
         print_json(report.to_dict())
         return

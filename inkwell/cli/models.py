@@ -153,7 +153,7 @@ def moderate(
     from inkwell.safety import Guard, load_policy
 
     if file is not None:
-        from inkwell.data.formats import read_text
+        from inkwell.files import read_text
 
         text = read_text(file, field="file")  # not UTF-8: an error naming file:line, not a traceback
     elif text == "-":

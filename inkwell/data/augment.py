@@ -17,7 +17,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from inkwell.data.dedup import exact_key
 from inkwell.data.rows import JsonlSink, _get, _set, check_output, content_fields, content_text, detect_schema, read_jsonl
@@ -92,52 +92,6 @@ class AugmentReport:
                 "invalid": len(self.invalid)}
 
 
-# ------------------------------------------------------------------ LM rewriting
-
-
-def _lang_name(code: str) -> str:
-    return {"zh": "Chinese", "en": "English"}.get(code, "the original language")
-
-
-def _prompt(engine, instruction: str, text: str) -> Any:
-    if engine.loaded.chat:
-        return [{"role": "user", "content": f"{instruction}\n\n{text}"}]
-    return f"{instruction}\n\nText: {text}\nAnswer:"
-
-
-def _clean_output(text: str) -> str:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":
-        text = text[1:-1].strip()
-    return re.sub(r"^(?:paraphrase|rewritten text|translation|answer)\s*[:：]\s*", "", text, flags=re.I)
-
-
-def lm_rewrite(engine, texts: list[str], method: str, *, max_new_tokens: int = 256, temperature: float = 0.7,
-               seed: int | None = 0) -> list[str | None]:
-    """Rewrite each text with the model; None where the model gave nothing usable (empty, or the same text).
-    `engine` is an `inkwell.generate.engine.Engine`, passed in so this folder does not depend on generation."""
-    from inkwell.generate.settings import GenerationSettings  # only here: data does not import generation
-
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                                  stop=[] if engine.loaded.chat else ["\n\n"])
-
-    def run(instructions: list[str], inputs: list[str]) -> list[str]:
-        prompts = [_prompt(engine, ins, txt) for ins, txt in zip(instructions, inputs)]
-        return [_clean_output(r.text) for r in engine.generate(prompts, settings)]
-
-    if method == "paraphrase":
-        outputs = run(["Rewrite the following text in different words. Keep its meaning, its language and about "
-                       "its length. Reply with the rewritten text only."] * len(texts), texts)
-    elif method == "back-translate":
-        langs = [detect_language(t) for t in texts]
-        pivots = ["en" if lang == "zh" else "zh" for lang in langs]
-        middle = run([f"Translate the following text into {_lang_name(p)}. Reply with the translation only." for p in pivots], texts)
-        outputs = run([f"Translate the following text into {_lang_name(lang)}. Reply with the translation only." for lang in langs], middle)
-    else:
-        raise InkwellError(f"unknown LM method '{method}'", field="method", hint="paraphrase or back-translate")
-    return [o if o and o.strip().casefold() != t.strip().casefold() else None for o, t in zip(outputs, texts)]
-
-
 # ------------------------------------------------------------------ the command
 
 
@@ -150,9 +104,8 @@ def augment_file(
     rate: float = 0.15,
     seed: int = 0,
     keep_original: bool = True,
-    engine=None,
+    rewrite: Callable[..., list[str | None]] | None = None,
     batch_size: int = 16,
-    max_new_tokens: int = 256,
     wordnet=None,
     progress: bool = True,
 ) -> AugmentReport:
@@ -162,7 +115,7 @@ def augment_file(
         raise InkwellError("--n must be at least 1", field="n")
     if not 0 < rate <= 1:
         raise InkwellError(f"--rate {rate} must be in (0, 1]", field="rate")
-    if method != "synonym" and engine is None:
+    if method != "synonym" and rewrite is None:
         raise InkwellError(f"method '{method}' needs a model", field="model", hint="pass --model (or use --method synonym)")
     check_output(Path(inp), Path(out))
     if method == "synonym" and wordnet is None:
@@ -179,8 +132,7 @@ def augment_file(
         for variant in range(n):
             jobs: list[tuple[int, tuple]] = [(i, path) for i, (rec, schema) in enumerate(pending)
                                              for path in content_fields(rec, schema, side="input") if _get(rec, path).strip()]
-            outputs = lm_rewrite(engine, [_get(pending[i][0], path) for i, path in jobs], method,
-                                 max_new_tokens=max_new_tokens, seed=seed + variant)
+            outputs = rewrite([_get(pending[i][0], path) for i, path in jobs], method, seed=seed + variant)
             new_rows: dict[int, dict] = {}
             failed: set[int] = set()
             for (i, path), text in zip(jobs, outputs):

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from inkwell.data.formats import BOM, NotUTF8, RawRow, as_messages, progress_bar, read_csv, read_jsonl, read_text, utf8_problem
+from inkwell.data.formats import BOM, RawRow, as_messages, progress_bar, read_csv, read_jsonl
+from inkwell.files import NotUTF8, read_text, utf8_problem
 from inkwell.data.rows import SCHEMAS, JsonlSink, check_schema_name, detect_schema, validate
 from inkwell.errors import InkwellError
 

@@ -22,7 +22,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from inkwell.data.formats import read_jsonl, read_text
+from inkwell.data.formats import read_jsonl
+from inkwell.files import read_text
 from inkwell.errors import InkwellError
 from inkwell.evaluate.text import join_tokens, word_tokens
 

@@ -338,7 +338,7 @@ def load_report(out: Path) -> dict:
     if not path.exists():
         raise InkwellError(f"no evaluation report in {out} (report.json is missing)", field="dir",
                            hint="run `inkwell eval ... --out DIR` first")
-    from inkwell.data.formats import read_json
+    from inkwell.files import read_json
 
     return read_json(path, field="dir")  # a damaged report: an error naming file:line, not a traceback
 

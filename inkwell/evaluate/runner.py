@@ -599,7 +599,7 @@ def score_files(
         keywords = [k or [] for k in keywords]
     schema_value = None
     if schema is not None:
-        from inkwell.data.formats import read_json
+        from inkwell.files import read_json
 
         schema_value = read_json(Path(schema), field="schema", what="schema file")  # errors name file:line
     if "memorisation" in names and not corpus:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from inkwell.data.formats import read_json
+from inkwell.files import read_json
 from inkwell.errors import InkwellError
 from inkwell.models.gguf_write import GGUF_TYPES, write_gguf
 

@@ -17,7 +17,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from inkwell.data.formats import read_text
+from inkwell.files import read_text
 from inkwell.errors import InkwellError
 
 # Sandboxed: user templates are data, not code. StrictUndefined: a misspelt name fails loudly.

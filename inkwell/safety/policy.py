@@ -27,7 +27,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inkwell.data.formats import read_yaml
+from inkwell.files import read_yaml
 from inkwell.errors import InkwellError
 
 Action = Literal["allow", "flag", "redact", "block"]

@@ -115,7 +115,7 @@ def compile_terms(terms: Iterable[str]) -> re.Pattern | None:
 
 def read_terms_file(path) -> list[str]:
     """One term per line; blank lines and lines starting with `#` are ignored."""
-    from inkwell.data.formats import read_text
+    from inkwell.files import read_text
 
     lines = (line.strip() for line in read_text(path, field="policy", what="terms file").splitlines())
     return [line for line in lines if line and not line.startswith("#")]

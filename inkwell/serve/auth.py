@@ -13,7 +13,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from inkwell.data.formats import read_text
+from inkwell.files import read_text
 from inkwell.errors import InkwellError
 from inkwell.serve.errors import unauthorized
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from inkwell.data.formats import read_text
+from inkwell.files import read_text
 from inkwell.errors import InkwellError
 
 METHODS = ("full", "freeze", "lora", "adalora", "ia3", "prefix", "prompt")

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inkwell.data.formats import NotUTF8, chat_turns, detect_format, read_jsonl, read_text, template_fields, turn_parts
+from inkwell.data.formats import chat_turns, detect_format, read_jsonl, template_fields, turn_parts
+from inkwell.files import NotUTF8, read_text
 from inkwell.errors import InkwellError
 
 TEXT_SUFFIXES = (".txt", ".md")

@@ -3,6 +3,8 @@ paraphrase / back-translation through an engine; augmented rows are marked with 
 
 from __future__ import annotations
 
+from functools import partial
+
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +14,7 @@ import pytest
 from inkwell.cli import main
 from inkwell.data import wordnet as wn
 from inkwell.data.augment import augment_file, source_key
+from inkwell.generate.rewrite import lm_rewrite
 from inkwell.errors import InkwellError
 from inkwell.generate.engine import GenerationResult
 
@@ -143,14 +146,14 @@ def test_lm_paraphrase_and_back_translation(tmp_path):
         {"prompt": "hello there", "completion": "hi"}, {"prompt": "skip me", "completion": "x"}, {"text": "third row"}])
     engine = FakeEngine()
     out = tmp_path / "para.jsonl"
-    report = augment_file(src, out, method="paraphrase", engine=engine, batch_size=2, keep_original=False, progress=False)
+    report = augment_file(src, out, method="paraphrase", rewrite=partial(lm_rewrite, engine), batch_size=2, keep_original=False, progress=False)
     rows = read(out)
     assert [r.get("prompt") or r.get("text") for r in rows] == ["there hello", "row third"]
     assert rows[0]["completion"] == "hi" and rows[0]["augmented"]["method"] == "paraphrase"
     assert report.skipped == {"model gave no usable rewrite": 1} and len(engine.calls) == 2  # batches of 2, then 1
 
     out = tmp_path / "bt.jsonl"
-    augment_file(src, out, method="back-translate", engine=FakeEngine(), keep_original=False, progress=False)
+    augment_file(src, out, method="back-translate", rewrite=partial(lm_rewrite, FakeEngine()), keep_original=False, progress=False)
     assert [r.get("prompt") or r.get("text") for r in read(out)] == ["hello there again", "skip me again", "third row again"]
 
 
@@ -165,7 +168,7 @@ def test_lm_methods_need_an_engine(tmp_path):
 def test_lm_paraphrase_with_the_tiny_engine(tmp_path, tiny_engine):
     src = rows_file(tmp_path / "in.jsonl", [{"text": "The quick brown fox jumps over the lazy dog."}])
     out = tmp_path / "out.jsonl"
-    report = augment_file(src, out, method="paraphrase", engine=tiny_engine, max_new_tokens=8, progress=False)
+    report = augment_file(src, out, method="paraphrase", rewrite=partial(lm_rewrite, tiny_engine, max_new_tokens=8), progress=False)
     rows = read(out)
     assert rows[0] == {"text": "The quick brown fox jumps over the lazy dog."}
     assert report.augmented + sum(report.skipped.values()) == 1

@@ -8,17 +8,8 @@ import json
 
 import pytest
 
-from inkwell.data.formats import (
-    NotUTF8,
-    as_messages,
-    detect_format,
-    format_name,
-    read_csv,
-    read_jsonl,
-    read_records,
-    read_text,
-    template_fields,
-)
+from inkwell.data.formats import as_messages, detect_format, format_name, read_csv, read_jsonl, read_records, template_fields
+from inkwell.files import NotUTF8, read_text
 from inkwell.data.ingest import ingest
 from inkwell.data.rows import content_text, validate
 from inkwell.errors import InkwellError
