@@ -38,13 +38,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TOPICS = [
-    "a bamboo water bottle", "a solar phone charger", "a linen summer shirt", "a cast-iron skillet",
-    "noise-cancelling headphones", "a standing desk", "a kids' science kit", "a travel backpack",
-    "organic green tea", "a mechanical keyboard", "a yoga mat", "a smart thermostat",
-    "a hand-thrown ceramic mug", "trail running shoes", "a fountain pen", "a weekend city guide to Lisbon",
+    "a bamboo water bottle",
+    "a solar phone charger",
+    "a linen summer shirt",
+    "a cast-iron skillet",
+    "noise-cancelling headphones",
+    "a standing desk",
+    "a kids' science kit",
+    "a travel backpack",
+    "organic green tea",
+    "a mechanical keyboard",
+    "a yoga mat",
+    "a smart thermostat",
+    "a hand-thrown ceramic mug",
+    "trail running shoes",
+    "a fountain pen",
+    "a weekend city guide to Lisbon",
 ]
-TASKS = ["Write a product description for {}.", "Write a short ad for {}.", "Write a tweet about {}.",
-         "Write a customer review of {}."]
+TASKS = [
+    "Write a product description for {}.",
+    "Write a short ad for {}.",
+    "Write a tweet about {}.",
+    "Write a customer review of {}.",
+]
 
 
 def make_prompts(count: int) -> list[list[dict]]:
@@ -91,8 +107,9 @@ def arm_inkwell(args, cases) -> dict:
         limit = MAX_BATCH
 
     def run(prompts, new_tokens):
-        settings = GenerationSettings(max_new_tokens=new_tokens, min_new_tokens=new_tokens, temperature=0,
-                                      repetition_penalty=1.0)
+        settings = GenerationSettings(
+            max_new_tokens=new_tokens, min_new_tokens=new_tokens, temperature=0, repetition_penalty=1.0
+        )
         engine.batch_size = min(len(prompts), limit)  # the ONNX runtime caps a batch at 32 rows
         started = time.perf_counter()
         results = engine.generate(for_model(prompts, engine.loaded.chat), settings)
@@ -118,8 +135,13 @@ def arm_hf(args, cases) -> dict:
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not loaded.chat)
         started = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                                 pad_token_id=engine.pad_id)
+            out = model.generate(
+                **batch,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=engine.pad_id,
+            )
         return (out.shape[1] - batch["input_ids"].shape[1]) * len(texts), time.perf_counter() - started
 
     return measure(run, tokenizer, args, cases, label=f"hf generate ({loaded.dtype})")
@@ -141,8 +163,11 @@ def arm_llamacpp(args, cases) -> dict:
     def run(prompts, new_tokens):
         if len(prompts) > 1:
             return None  # llama-cpp-python decodes one sequence at a time: no bulk column
-        text = (tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=False)
-                if tokenizer.chat_template else for_model(prompts, False)[0])
+        text = (
+            tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=False)
+            if tokenizer.chat_template
+            else for_model(prompts, False)[0]
+        )
         started = time.perf_counter()
         out = llm.create_completion(text, max_tokens=new_tokens, temperature=0.0, logit_bias={eos: -1e9})
         return out["usage"]["completion_tokens"], time.perf_counter() - started
@@ -175,8 +200,13 @@ def arm_hf_reference(args, cases) -> dict:
     return arm_hf(argparse.Namespace(**{**vars(args), "hf_dtype": args.hf_reference}), cases)
 
 
-ARMS = {"inkwell": arm_inkwell, "batch": arm_batch_engine, "hf": arm_hf, "hf_ref": arm_hf_reference,
-        "llamacpp": arm_llamacpp}
+ARMS = {
+    "inkwell": arm_inkwell,
+    "batch": arm_batch_engine,
+    "hf": arm_hf,
+    "hf_ref": arm_hf_reference,
+    "llamacpp": arm_llamacpp,
+}
 
 
 # ---------------------------------------------------------------- the driver
@@ -194,7 +224,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--engine", default="auto", help="Inkwell's engine: auto | native | onnx | torch")
-    parser.add_argument("--precision", default="auto", help="ONNX path precision: auto | int4 | int8 | fp32 (not auto: ONNX)")
+    parser.add_argument(
+        "--precision", default="auto", help="ONNX path precision: auto | int4 | int8 | fp32 (not auto: ONNX)"
+    )
     parser.add_argument("--hf-dtype", default="bf16", help="plain HF baseline dtype (the targets' baseline)")
     parser.add_argument("--hf-reference", default="fp32", help="second plain HF dtype to compare with (none: skip)")
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -202,8 +234,9 @@ def main() -> None:
     parser.add_argument("--bulk", default="16,64", help="bulk batch sizes")
     parser.add_argument("--ttft-tokens", type=int, default=500, help="prompt length for time to first token (0: skip)")
     parser.add_argument("--llamacpp", default="auto", choices=["auto", "off"])
-    parser.add_argument("--batch-engine", default="none",
-                        help="also run the bulk cases on this engine, e.g. torch (none: skip)")
+    parser.add_argument(
+        "--batch-engine", default="none", help="also run the bulk cases on this engine, e.g. torch (none: skip)"
+    )
     parser.add_argument("--arm", choices=sorted(ARMS), help=argparse.SUPPRESS)  # internal: run one side
     args = parser.parse_args()
 
@@ -223,7 +256,9 @@ def main() -> None:
     runs: dict[str, list[dict]] = {arm: [] for arm in arms}
     for round_ in range(args.repeats):
         for arm in arms:
-            done = subprocess.run([sys.executable, __file__, *passthrough, "--arm", arm], capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, __file__, *passthrough, "--arm", arm], capture_output=True, text=True
+            )
             if done.returncode != 0:
                 sys.exit(f"{arm} failed:\n{done.stderr[-2000:]}")
             runs[arm].append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -238,8 +273,17 @@ def main() -> None:
         print(f"  {arm:<9} = {runs[arm][0]['label']}")
     ratios: dict[str, float] = {}
 
-    def column(line: str, arm: str, key: str, label: str, fmt: str, unit: str, ours: float | None = None,
-               ratio_key: str | None = None, show_ratio: bool = True) -> str:
+    def column(
+        line: str,
+        arm: str,
+        key: str,
+        label: str,
+        fmt: str,
+        unit: str,
+        ours: float | None = None,
+        ratio_key: str | None = None,
+        show_ratio: bool = True,
+    ) -> str:
         """Append another side's figure (our ratio to it printed and/or recorded) when that side ran."""
         theirs = med(arm, key)
         if not theirs:
@@ -265,15 +309,18 @@ def main() -> None:
         print(line)
     if args.ttft_tokens:
         ours, hf = med("inkwell", "ttft"), med("hf", "ttft")
-        line = f"ttft     {args.ttft_tokens}-token prompt  inkwell {ours:6.3f} s   hf {hf:6.3f} s   ratio {ours / hf:5.2f}"
+        line = (
+            f"ttft     {args.ttft_tokens}-token prompt  inkwell {ours:6.3f} s   hf {hf:6.3f} s   ratio {ours / hf:5.2f}"
+        )
         line = column(line, "hf_ref", "ttft", f"hf {ref}", "6.3f", "s", ours, f"ttft_vs_hf_{ref}")
         line = column(line, "llamacpp", "ttft", "llama.cpp", "6.3f", "s")
         print(line)
         ratios["ttft_vs_hf"] = round(ours / hf, 3)
     ours, hf = med("inkwell", "peak_rss_mb"), med("hf", "peak_rss_mb")
     line = f"peak RSS inkwell {ours:7.0f} MB   hf {hf:7.0f} MB   ratio {ours / hf:5.2f}"
-    line = column(line, "hf_ref", "peak_rss_mb", f"hf {ref}", "7.0f", "MB", ours, f"peak_rss_vs_hf_{ref}",
-                  show_ratio=False)
+    line = column(
+        line, "hf_ref", "peak_rss_mb", f"hf {ref}", "7.0f", "MB", ours, f"peak_rss_vs_hf_{ref}", show_ratio=False
+    )
     if med("batch", "peak_rss_mb"):
         line += f"   {batch_label} {med('batch', 'peak_rss_mb'):7.0f} MB"
         ratios["peak_rss_batch_vs_hf"] = round(med("batch", "peak_rss_mb") / hf, 3)

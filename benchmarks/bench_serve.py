@@ -47,8 +47,21 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "inkwell", "serve", "--port", str(port), "--dtype", args.dtype,
-               "--batch-size", str(args.batch_size), "--max-concurrency", "256", "--no-log"]
+    command = [
+        sys.executable,
+        "-m",
+        "inkwell",
+        "serve",
+        "--port",
+        str(port),
+        "--dtype",
+        args.dtype,
+        "--batch-size",
+        str(args.batch_size),
+        "--max-concurrency",
+        "256",
+        "--no-log",
+    ]
     if args.model:
         command += ["--model", args.model]
     if args.step_tokens:
@@ -58,8 +71,12 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     if args.engine:
         command += ["--engine", args.engine]
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL if not args.verbose else None,
-                            stderr=subprocess.STDOUT if not args.verbose else None)
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL if not args.verbose else None,
+        stderr=subprocess.STDOUT if not args.verbose else None,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -77,9 +94,16 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
 
 async def one_request(client: httpx.AsyncClient, url: str, model: str, index: int, max_tokens: int) -> dict:
     task = TASKS[index % len(TASKS)].format(TOPICS[(index // len(TASKS) + index) % len(TOPICS)])
-    body = {"model": model, "messages": [{"role": "user", "content": task}], "max_tokens": max_tokens,
-            "min_tokens": max_tokens, "temperature": 0.7, "seed": index, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": task}],
+        "max_tokens": max_tokens,
+        "min_tokens": max_tokens,
+        "temperature": 0.7,
+        "seed": index,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     started = time.perf_counter()
     first = last = None
     tokens = 0
@@ -105,8 +129,12 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, index: in
     end = time.perf_counter()
     if first is None:
         return {"error": "no tokens"}
-    return {"ttft": first - started, "tpot": (last - first) / (tokens - 1) if tokens > 1 else None,
-            "e2e": end - started, "tokens": tokens}
+    return {
+        "ttft": first - started,
+        "tpot": (last - first) / (tokens - 1) if tokens > 1 else None,
+        "e2e": end - started,
+        "tokens": tokens,
+    }
 
 
 async def run_level(url: str, model: str, concurrency: int, total: int, max_tokens: int) -> dict:
@@ -126,9 +154,14 @@ async def run_level(url: str, model: str, concurrency: int, total: int, max_toke
     ttft = [r["ttft"] for r in ok]
     tpot = [r["tpot"] for r in ok if r["tpot"] is not None]
     return {
-        "concurrency": concurrency, "requests": total, "errors": len(results) - len(ok), "wall_s": round(wall, 2),
-        "ttft_p50_s": _round(percentile(ttft, 50)), "ttft_p95_s": _round(percentile(ttft, 95)),
-        "tpot_p50_ms": _round(percentile(tpot, 50), 1000), "tpot_p95_ms": _round(percentile(tpot, 95), 1000),
+        "concurrency": concurrency,
+        "requests": total,
+        "errors": len(results) - len(ok),
+        "wall_s": round(wall, 2),
+        "ttft_p50_s": _round(percentile(ttft, 50)),
+        "ttft_p95_s": _round(percentile(ttft, 95)),
+        "tpot_p50_ms": _round(percentile(tpot, 50), 1000),
+        "tpot_p95_ms": _round(percentile(tpot, 95), 1000),
         "e2e_p50_s": _round(percentile([r["e2e"] for r in ok], 50)),
         "tokens_per_s": round(sum(r["tokens"] for r in ok) / wall, 1) if wall else None,
         "error_kinds": sorted({r["error"] for r in results if "error" in r}),
@@ -149,7 +182,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="The server's --batch-size.")
     parser.add_argument("--step-tokens", type=int, default=None, help="The server's --step-tokens (default: its own).")
     parser.add_argument("--no-moderation", action="store_true", help="Serve without moderation (the scheduler alone).")
-    parser.add_argument("--engine", default=None, help="The server's --engine (torch | native | auto; default: its own, torch).")
+    parser.add_argument(
+        "--engine", default=None, help="The server's --engine (torch | native | auto; default: its own, torch)."
+    )
     parser.add_argument("--verbose", action="store_true", help="Show the server's log.")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -162,10 +197,13 @@ def main() -> None:
         for concurrency in levels:
             row = asyncio.run(run_level(url, model, concurrency, max(8, args.rounds * concurrency), args.max_tokens))
             rows.append(row)
-            print(f"concurrency {concurrency:>3}: {row['requests']:>3} requests, {row['errors']} errors | "
-                  f"TTFT p50 {row['ttft_p50_s']} s p95 {row['ttft_p95_s']} s | "
-                  f"TPOT p50 {row['tpot_p50_ms']} ms p95 {row['tpot_p95_ms']} ms | "
-                  f"{row['tokens_per_s']} tok/s aggregate", flush=True)
+            print(
+                f"concurrency {concurrency:>3}: {row['requests']:>3} requests, {row['errors']} errors | "
+                f"TTFT p50 {row['ttft_p50_s']} s p95 {row['ttft_p95_s']} s | "
+                f"TPOT p50 {row['tpot_p50_ms']} ms p95 {row['tpot_p95_ms']} ms | "
+                f"{row['tokens_per_s']} tok/s aggregate",
+                flush=True,
+            )
     finally:
         proc.terminate()
         try:
@@ -175,13 +213,25 @@ def main() -> None:
     base = next((r for r in rows if r["concurrency"] == 1), None)
     top = rows[-1]
     ratio = round(top["tokens_per_s"] / base["tokens_per_s"], 2) if base and base["tokens_per_s"] else None
-    print(f"throughput ratio {top['concurrency']} vs 1: {ratio} (target >= 4); "
-          f"p95 TTFT at {top['concurrency']}: {top['ttft_p95_s']} s (target <= 2)")
-    print(json.dumps({"model": model, "engine": args.engine or "torch", "max_tokens": args.max_tokens,
-                      "moderation": not args.no_moderation,
-                      "step_tokens": args.step_tokens, "levels": rows,
-                      f"ratio_{top['concurrency']}_vs_1": ratio, "cpu_count": os.cpu_count(),
-                      "median_tokens_per_s": statistics.median([r["tokens_per_s"] or 0 for r in rows])}))
+    print(
+        f"throughput ratio {top['concurrency']} vs 1: {ratio} (target >= 4); "
+        f"p95 TTFT at {top['concurrency']}: {top['ttft_p95_s']} s (target <= 2)"
+    )
+    print(
+        json.dumps(
+            {
+                "model": model,
+                "engine": args.engine or "torch",
+                "max_tokens": args.max_tokens,
+                "moderation": not args.no_moderation,
+                "step_tokens": args.step_tokens,
+                "levels": rows,
+                f"ratio_{top['concurrency']}_vs_1": ratio,
+                "cpu_count": os.cpu_count(),
+                "median_tokens_per_s": statistics.median([r["tokens_per_s"] or 0 for r in rows]),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

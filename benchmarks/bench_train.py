@@ -72,9 +72,19 @@ def prepare_data(case: str, folder: Path, max_rows: int | None, seed: int) -> Pa
 def arm_inkwell(case: str, data: Path, steps: int, out: Path) -> dict:
     from inkwell.train import train
 
-    overrides = [f"data.train={data}", "data.format=text", "data.template=null", "data.val_split=0", f"output={out}",
-                 f"training.max_steps={steps}", "training.save_every=0", "training.eval_every=0", "training.progress=false",
-                 "training.bf16=false", "training.eval_on_start=false"]
+    overrides = [
+        f"data.train={data}",
+        "data.format=text",
+        "data.template=null",
+        "data.val_split=0",
+        f"output={out}",
+        f"training.max_steps={steps}",
+        "training.save_every=0",
+        "training.eval_every=0",
+        "training.progress=false",
+        "training.bf16=false",
+        "training.eval_on_start=false",
+    ]
     run = train(CASES[case][2], overrides, say=lambda _message: None)
     metrics = run.card["metrics"]
     t = run.card["config"]["training"]
@@ -102,7 +112,9 @@ def _lora(cfg):
     import peft
 
     s = cfg.lora
-    return peft.LoraConfig(task_type="CAUSAL_LM", r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_modules)
+    return peft.LoraConfig(
+        task_type="CAUSAL_LM", r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_modules
+    )
 
 
 def arm_trainer(case: str, data: Path, steps: int, out: Path) -> dict:
@@ -124,15 +136,29 @@ def arm_trainer(case: str, data: Path, steps: int, out: Path) -> dict:
         return batch
 
     args = TrainingArguments(
-        output_dir=str(out), max_steps=steps, per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.lr, lr_scheduler_type={"constant": "constant_with_warmup"}.get(t.schedule, t.schedule),
-        warmup_steps=t.warmup_steps or t.warmup_ratio, max_grad_norm=t.max_grad_norm or 0.0,
-        seed=t.seed, use_cpu=True, report_to=[], save_strategy="no", logging_steps=10**6, disable_tqdm=True,
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        lr_scheduler_type={"constant": "constant_with_warmup"}.get(t.schedule, t.schedule),
+        warmup_steps=t.warmup_steps or t.warmup_ratio,
+        max_grad_norm=t.max_grad_norm or 0.0,
+        seed=t.seed,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10**6,
+        disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": x} for x in ids], data_collator=collate)
     started = time.perf_counter()
     trainer.train()
-    return {"tokens": seen["tokens"], "seconds": time.perf_counter() - started, "batch": f"{t.batch_size}x{t.grad_accum}"}
+    return {
+        "tokens": seen["tokens"],
+        "seconds": time.perf_counter() - started,
+        "batch": f"{t.batch_size}x{t.grad_accum}",
+    }
 
 
 def arm_plain(case: str, data: Path, steps: int, out: Path, micro: int) -> dict:
@@ -160,14 +186,14 @@ def arm_plain(case: str, data: Path, steps: int, out: Path, micro: int) -> dict:
             if position + micro > len(order):
                 rng.shuffle(order)
                 position = 0
-            chosen = [ids[i] for i in order[position:position + micro]]
+            chosen = [ids[i] for i in order[position : position + micro]]
             position += micro
             width = max(len(x) for x in chosen)
             input_ids = torch.full((micro, width), tokenizer.pad_token_id)
             mask = torch.zeros((micro, width), dtype=torch.long)
             for row, x in enumerate(chosen):
-                input_ids[row, :len(x)] = torch.tensor(x)
-                mask[row, :len(x)] = 1
+                input_ids[row, : len(x)] = torch.tensor(x)
+                mask[row, : len(x)] = 1
             labels = input_ids.masked_fill(mask == 0, -100)
             loss = model(input_ids=input_ids, attention_mask=mask, labels=labels, use_cache=False).loss
             (loss / (per_step // micro)).backward()
@@ -190,7 +216,9 @@ def child(args) -> None:
         result = arm_trainer(case, Path(args.data), args.steps, out / "run")
     else:
         result = arm_plain(case, Path(args.data), args.steps, out / "run", int(arm.removeprefix("plain-b")))
-    result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux; GB = 10^9 bytes
+    result["peak_rss_gb"] = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    )  # KiB on Linux; GB = 10^9 bytes
     (out / "result.json").write_text(json.dumps(result))
 
 
@@ -202,8 +230,23 @@ def run_arm(case: str, arm: str, data: Path, args, work: Path) -> dict:
 
     out = work / f"{case}-{arm}"
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, __file__, "--child", "--case", case, "--arm", arm, "--data", str(data), "--steps", str(args.steps),
-               "--out", str(out), "--threads", str(args.threads or 0)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--case",
+        case,
+        "--arm",
+        arm,
+        "--data",
+        str(data),
+        "--steps",
+        str(args.steps),
+        "--out",
+        str(out),
+        "--threads",
+        str(args.threads or 0),
+    ]
     cap = int(args.mem_cap_gb * 1e9)
     log = (out / "log.txt").open("w")
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -233,8 +276,11 @@ def show(case: str, arm: str, r: dict) -> None:
     if r.get("oom"):
         print(f"{case:<8} {arm:<9} OUT OF MEMORY: killed at {r['peak_rss_gb']:.1f} GB RSS (--mem-cap-gb)", flush=True)
         return
-    print(f"{case:<8} {arm:<9} batch {r['batch']:<5} {r['tokens']:>7} tokens in {r['seconds']:7.1f} s = "
-          f"{r['tokens_per_s']:7.1f} tok/s   peak RSS {r['peak_rss_gb']:5.2f} GB", flush=True)
+    print(
+        f"{case:<8} {arm:<9} batch {r['batch']:<5} {r['tokens']:>7} tokens in {r['seconds']:7.1f} s = "
+        f"{r['tokens_per_s']:7.1f} tok/s   peak RSS {r['peak_rss_gb']:5.2f} GB",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -242,7 +288,9 @@ def main() -> None:
     parser.add_argument("--cases", default="smollm2,gemma3")
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per arm (8 examples each)")
     parser.add_argument("--plain-batches", default="2,8", help="gemma3: micro-batch sizes of the plain loop")
-    parser.add_argument("--mem-cap-gb", type=float, default=16.0, help="an arm over this RSS is killed and reported OOM")
+    parser.add_argument(
+        "--mem-cap-gb", type=float, default=16.0, help="an arm over this RSS is killed and reported OOM"
+    )
     parser.add_argument("--max-rows", type=int, default=None, help="use at most this many data rows (smoke runs)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per arm (0 = torch's default)")
     parser.add_argument("--seed", type=int, default=42)
@@ -265,7 +313,9 @@ def main() -> None:
             data = prepare_data(case, work, args.max_rows, args.seed)
             rows = data.read_text(encoding="utf-8").count("\n")
             print(f"{case}: {CASES[case][0]}, {rows} rows of {CASES[case][1]}, {args.steps} steps per arm", flush=True)
-            baselines = ["trainer"] if case == "smollm2" else [f"plain-b{n}" for n in args.plain_batches.split(",") if n]
+            baselines = (
+                ["trainer"] if case == "smollm2" else [f"plain-b{n}" for n in args.plain_batches.split(",") if n]
+            )
             ours = run_arm(case, "inkwell", data, args, work)
             show(case, "inkwell", ours)
             for arm in baselines:

@@ -61,8 +61,11 @@ def read_json(path: Path, *, field: str, what: str = "file") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InkwellError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})", field=field,
-                           hint="check the brackets, quotes and commas around that line") from None
+        raise InkwellError(
+            f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})",
+            field=field,
+            hint="check the brackets, quotes and commas around that line",
+        ) from None
 
 
 def read_yaml(path: Path, *, field: str, what: str = "file") -> Any:
@@ -75,5 +78,8 @@ def read_yaml(path: Path, *, field: str, what: str = "file") -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InkwellError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})", field=field,
-                           hint="check the indentation and brackets around that line") from None
+        raise InkwellError(
+            f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})",
+            field=field,
+            hint="check the indentation and brackets around that line",
+        ) from None

@@ -33,7 +33,7 @@ CORPUS = [
     "The quick brown fox jumps over the lazy dog. Poems, stories, headlines and news articles.",
     "Inkwell writes content: ads, emails, reviews, travel guides, quizzes and summaries.",
     "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
-    "{\"questions\": [{\"question\": \"?\", \"options\": [\"a\", \"b\"], \"answer\": \"a\"}]}",
+    '{"questions": [{"question": "?", "options": ["a", "b"], "answer": "a"}]}',
 ] * 20
 
 
@@ -46,26 +46,39 @@ def build_tiny_model(folder: Path, chat: bool = True, context_length: int = 512,
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(CORPUS, trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>" if chat else "<|endoftext|>", pad_token="<|endoftext|>",
+        tokenizer_object=tok,
+        eos_token="<|im_end|>" if chat else "<|endoftext|>",
+        pad_token="<|endoftext|>",
         bos_token="<|endoftext|>" if not chat else None,
     )
     if chat:
         tokenizer.chat_template = CHATML
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context_length,
-        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=context_length,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
     model = LlamaForCausalLM(config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / "inkwell-model.json").write_text(json.dumps({"name": folder.name, "chat": chat, "context_length": context_length}))
+    (folder / "inkwell-model.json").write_text(
+        json.dumps({"name": folder.name, "chat": chat, "context_length": context_length})
+    )
     return folder
 
 

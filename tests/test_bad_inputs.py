@@ -66,16 +66,26 @@ def write_policy(tmp, kind, model):
 def batch_input_jsonl(tmp, kind, model):
     bad = _jsonl(tmp / "rows.jsonl", {"text": "Rain all weekend."}, kind)
     out = tmp / "out.jsonl"
-    return (["batch", "headline", "-i", str(bad), "-o", str(out), "--model", model, "--no-progress", *MODEL_FLAGS],
-            bad, 2, [out])
+    return (
+        ["batch", "headline", "-i", str(bad), "-o", str(out), "--model", model, "--no-progress", *MODEL_FLAGS],
+        bad,
+        2,
+        [out],
+    )
 
 
 def batch_input_csv(tmp, kind, model):
     bad = tmp / "rows.csv"
-    bad.write_bytes(b"id,text\na,Rain all weekend.\n" + ("b,caf\xe9\n".encode("latin-1") if kind == "latin1" else b"b,x,EXTRA\n"))
+    bad.write_bytes(
+        b"id,text\na,Rain all weekend.\n" + ("b,caf\xe9\n".encode("latin-1") if kind == "latin1" else b"b,x,EXTRA\n")
+    )
     out = tmp / "out.jsonl"
-    return (["batch", "headline", "-i", str(bad), "-o", str(out), "--model", model, "--no-progress", *MODEL_FLAGS],
-            bad, 3, [out])
+    return (
+        ["batch", "headline", "-i", str(bad), "-o", str(out), "--model", model, "--no-progress", *MODEL_FLAGS],
+        bad,
+        3,
+        [out],
+    )
 
 
 def batch_shots(tmp, kind, model):
@@ -83,8 +93,25 @@ def batch_shots(tmp, kind, model):
     rows.write_text(json.dumps({"text": "x"}) + "\n", encoding="utf-8")
     bad = _jsonl(tmp / "shots.jsonl", SHOT, kind)
     out = tmp / "out.jsonl"
-    return (["batch", "headline", "-i", str(rows), "-o", str(out), "--shots", str(bad), "--model", model,
-             "--no-progress", *MODEL_FLAGS], bad, 2, [out])
+    return (
+        [
+            "batch",
+            "headline",
+            "-i",
+            str(rows),
+            "-o",
+            str(out),
+            "--shots",
+            str(bad),
+            "--model",
+            model,
+            "--no-progress",
+            *MODEL_FLAGS,
+        ],
+        bad,
+        2,
+        [out],
+    )
 
 
 def eval_data(tmp, kind, model):
@@ -96,16 +123,50 @@ def eval_system_shots(tmp, kind, model):
     data = tmp / "eval.jsonl"
     data.write_text(json.dumps(EVAL_ROW) + "\n", encoding="utf-8")
     bad = _jsonl(tmp / "shots.jsonl", {"prompt": "Say yo.", "output": "Yo."}, kind)
-    return (["eval", "--data", str(data), "--system", f"a={model}@{bad}", "--out", str(tmp / "ev"),
-             "--metrics", "length", *FAST], bad, 2, [])
+    return (
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--system",
+            f"a={model}@{bad}",
+            "--out",
+            str(tmp / "ev"),
+            "--metrics",
+            "length",
+            *FAST,
+        ],
+        bad,
+        2,
+        [],
+    )
 
 
 def eval_corpus(tmp, kind, model):
     data = tmp / "eval.jsonl"
     data.write_text(json.dumps(EVAL_ROW) + "\n", encoding="utf-8")
     bad = _jsonl(tmp / "corpus.jsonl", {"text": "Hi there."}, kind)
-    return (["eval", "--data", str(data), "--system", f"a={model}", "--out", str(tmp / "ev"), "--metrics",
-             "memorisation", "--corpus", str(bad), "--max-new-tokens", "2", *FAST], bad, 2, [])
+    return (
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--system",
+            f"a={model}",
+            "--out",
+            str(tmp / "ev"),
+            "--metrics",
+            "memorisation",
+            "--corpus",
+            str(bad),
+            "--max-new-tokens",
+            "2",
+            *FAST,
+        ],
+        bad,
+        2,
+        [],
+    )
 
 
 def score_pred(tmp, kind, model):
@@ -143,8 +204,10 @@ def rate_report(tmp, kind, model):
 
 def _train_config(tmp, data: Path) -> Path:
     config = tmp / "sft.yaml"
-    config.write_text(f"stage: sft\nmodel: {tmp / 'no-model'}\ndata:\n  train: [{data}]\n  on_error: error\n"
-                      f"output: {tmp / 'run'}\n", encoding="utf-8")
+    config.write_text(
+        f"stage: sft\nmodel: {tmp / 'no-model'}\ndata:\n  train: [{data}]\n  on_error: error\noutput: {tmp / 'run'}\n",
+        encoding="utf-8",
+    )
     return config
 
 
@@ -197,9 +260,17 @@ def _data(command, *extra):
     def build(tmp, kind, model):
         bad = _jsonl(tmp / "rows.jsonl", {"text": "Hello there, a row of text."}, kind)
         out = tmp / "out.jsonl"
-        argv = ["data", command, str(bad), *(["--out", str(out)] if command not in ("split", "stats") else []),
-                *(["--out-dir", str(tmp / "split")] if command == "split" else []), *extra, "--no-progress"]
+        argv = [
+            "data",
+            command,
+            str(bad),
+            *(["--out", str(out)] if command not in ("split", "stats") else []),
+            *(["--out-dir", str(tmp / "split")] if command == "split" else []),
+            *extra,
+            "--no-progress",
+        ]
         return argv, bad, 2, [out, tmp / "split" / "train.jsonl"]
+
     return build
 
 
@@ -211,17 +282,41 @@ def data_ingest_csv(tmp, kind, model):
 
 
 # Commands that stop on a bad file (exit 2, one error line) ...
-STOPS = {f.__name__: f for f in (
-    write_shots, write_template_file, write_policy, batch_shots, eval_data, eval_system_shots, eval_corpus,
-    score_pred, score_ref, score_corpus, score_schema, rate_report, train_config, train_data_jsonl, train_data_text,
-    moderate_file, moderate_policy, classify_input, serve_keys_file, export_run_card,
-)}
+STOPS = {
+    f.__name__: f
+    for f in (
+        write_shots,
+        write_template_file,
+        write_policy,
+        batch_shots,
+        eval_data,
+        eval_system_shots,
+        eval_corpus,
+        score_pred,
+        score_ref,
+        score_corpus,
+        score_schema,
+        rate_report,
+        train_config,
+        train_data_jsonl,
+        train_data_text,
+        moderate_file,
+        moderate_policy,
+        classify_input,
+        serve_keys_file,
+        export_run_card,
+    )
+}
 # ... and commands whose policy is to list each bad row (file:line) and go on with the good ones.
 SKIPS = {
     "batch_input_jsonl": batch_input_jsonl,  # a bad row fails alone (a file in another encoding stops the job)
     "batch_input_csv": batch_input_csv,
-    "data_ingest": _data("ingest"), "data_ingest_csv": data_ingest_csv, "data_clean": _data("clean", "--json"),
-    "data_redact": _data("redact"), "data_augment": _data("augment", "--n", "1"), "data_split": _data("split"),
+    "data_ingest": _data("ingest"),
+    "data_ingest_csv": data_ingest_csv,
+    "data_clean": _data("clean", "--json"),
+    "data_redact": _data("redact"),
+    "data_augment": _data("augment", "--n", "1"),
+    "data_split": _data("split"),
     "data_stats": _data("stats", "--json"),  # clean and stats print counts; --json names the rows
 }
 # batch stops on a file that is not UTF-8 (every row would be wrong), and skips a malformed row.
@@ -249,8 +344,15 @@ def _error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("error:")]
 
 
-@pytest.mark.parametrize("case, kind", [(case, kind) for case in sorted(STOPS) for kind in ("latin1", "malformed")
-                                        if (case, kind) != ("moderate_file", "malformed")])
+@pytest.mark.parametrize(
+    "case, kind",
+    [
+        (case, kind)
+        for case in sorted(STOPS)
+        for kind in ("latin1", "malformed")
+        if (case, kind) != ("moderate_file", "malformed")
+    ],
+)
 def test_commands_that_stop_on_a_bad_file(case, kind, capsys, tmp_path, tiny_chat_model):
     argv, bad, line, outputs = STOPS[case](tmp_path, kind, str(tiny_chat_model))
     code, _, err = _run(capsys, argv)

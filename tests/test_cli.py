@@ -7,14 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from inkwell.cli import main
 from cli_helpers import run
 
 FAST = ["--dtype", "fp32", "--device", "cpu", "--max-new-tokens", "8"]
-
-
 
 
 def run_error(capsys, argv) -> str:
@@ -28,8 +23,24 @@ def run_error(capsys, argv) -> str:
 
 
 def test_write_json_prints_one_record_and_logs_it(capsys, tiny_chat_model):
-    out, _ = run(capsys, ["write", "product-description", "--model", str(tiny_chat_model), "--set", "product=bamboo bottle",
-                          "--set", "features=light, sturdy", "--json", "--no-stream", "--seed", "3", *FAST])
+    out, _ = run(
+        capsys,
+        [
+            "write",
+            "product-description",
+            "--model",
+            str(tiny_chat_model),
+            "--set",
+            "product=bamboo bottle",
+            "--set",
+            "features=light, sturdy",
+            "--json",
+            "--no-stream",
+            "--seed",
+            "3",
+            *FAST,
+        ],
+    )
     record = json.loads(out)
     assert isinstance(record, dict)
     assert {"text", "model", "template", "fields", "settings", "usage", "latency_s"} <= set(record)
@@ -56,16 +67,42 @@ def test_write_json_prints_one_record_and_logs_it(capsys, tiny_chat_model):
 
 
 def test_write_same_seed_same_text(capsys, tiny_chat_model):
-    argv = ["write", "product-description", "--model", str(tiny_chat_model), "--set", "product=pen", "--json",
-            "--seed", "11", "--no-log", *FAST]
+    argv = [
+        "write",
+        "product-description",
+        "--model",
+        str(tiny_chat_model),
+        "--set",
+        "product=pen",
+        "--json",
+        "--seed",
+        "11",
+        "--no-log",
+        *FAST,
+    ]
     first = json.loads(run(capsys, argv)[0])["text"]
     second = json.loads(run(capsys, argv)[0])["text"]
     assert first == second
 
 
 def test_write_n_2_prints_a_list(capsys, tiny_chat_model):
-    out, _ = run(capsys, ["write", "product-description", "--model", str(tiny_chat_model), "--set", "product=x",
-                          "--n", "2", "--json", "--seed", "5", *FAST])
+    out, _ = run(
+        capsys,
+        [
+            "write",
+            "product-description",
+            "--model",
+            str(tiny_chat_model),
+            "--set",
+            "product=x",
+            "--n",
+            "2",
+            "--json",
+            "--seed",
+            "5",
+            *FAST,
+        ],
+    )
     records = json.loads(out)
     assert isinstance(records, list) and len(records) == 2
     assert all(r["template"] == "product-description" for r in records)
@@ -75,21 +112,47 @@ def test_write_n_2_prints_a_list(capsys, tiny_chat_model):
 
 
 def test_write_no_log_logs_nothing(capsys, tiny_chat_model):
-    run(capsys, ["write", "product-description", "--model", str(tiny_chat_model), "--set", "product=x", "--json",
-                 "--no-log", *FAST])
+    run(
+        capsys,
+        [
+            "write",
+            "product-description",
+            "--model",
+            str(tiny_chat_model),
+            "--set",
+            "product=x",
+            "--json",
+            "--no-log",
+            *FAST,
+        ],
+    )
     assert json.loads(run(capsys, ["history", "--json"])[0]) == []
 
 
 def test_write_streaming_prints_the_logged_text(capsys, tiny_chat_model):
-    out, _ = run(capsys, ["write", "product-description", "--model", str(tiny_chat_model), "--set", "product=x",
-                          "--stream", "--temperature", "0", *FAST])
+    out, _ = run(
+        capsys,
+        [
+            "write",
+            "product-description",
+            "--model",
+            str(tiny_chat_model),
+            "--set",
+            "product=x",
+            "--stream",
+            "--temperature",
+            "0",
+            *FAST,
+        ],
+    )
     (row,) = json.loads(run(capsys, ["history", "--json"])[0])
     assert out == row["output"] + "\n"
 
 
 def test_write_base_model_uses_completion_prompt(capsys, tiny_base_model):
-    out, _ = run(capsys, ["write", "product-description", "--model", str(tiny_base_model), "--set", "product=x",
-                          "--json", *FAST])
+    out, _ = run(
+        capsys, ["write", "product-description", "--model", str(tiny_base_model), "--set", "product=x", "--json", *FAST]
+    )
     record = json.loads(out)
     assert record["settings"]["stop"] == ["\n###", "\nProduct:"]
     (row,) = json.loads(run(capsys, ["history", "--json"])[0])
@@ -103,8 +166,23 @@ def test_write_template_file(capsys, tiny_chat_model, tmp_path):
         "completion:\n  example: 'Topic: {{ topic }} {{ output }}'\ndecoding: {max_new_tokens: 4}\n",
         encoding="utf-8",
     )
-    out, _ = run(capsys, ["write", "--template-file", str(path), "--model", str(tiny_chat_model), "--set", "topic=rain",
-                          "--json", "--dtype", "fp32", "--device", "cpu"])
+    out, _ = run(
+        capsys,
+        [
+            "write",
+            "--template-file",
+            str(path),
+            "--model",
+            str(tiny_chat_model),
+            "--set",
+            "topic=rain",
+            "--json",
+            "--dtype",
+            "fp32",
+            "--device",
+            "cpu",
+        ],
+    )
     record = json.loads(out)
     assert record["template"] == "mine" and record["usage"]["completion_tokens"] <= 4
 
@@ -123,15 +201,32 @@ def test_generate_json(capsys, tiny_chat_model):
 
 
 def test_generate_chat_and_n(capsys, tiny_chat_model):
-    out, _ = run(capsys, ["generate", "hello", "--chat", "--system", "be brief", "--n", "2", "--model",
-                          str(tiny_chat_model), "--json", "--no-log", *FAST])
+    out, _ = run(
+        capsys,
+        [
+            "generate",
+            "hello",
+            "--chat",
+            "--system",
+            "be brief",
+            "--n",
+            "2",
+            "--model",
+            str(tiny_chat_model),
+            "--json",
+            "--no-log",
+            *FAST,
+        ],
+    )
     records = json.loads(out)
     assert len(records) == 2
 
 
 def test_generate_plain_output_repeats_the_prompt(capsys, tiny_chat_model):
-    out, _ = run(capsys, ["generate", "hello", "--model", str(tiny_chat_model), "--no-stream", "--temperature", "0",
-                          "--no-log", *FAST])
+    out, _ = run(
+        capsys,
+        ["generate", "hello", "--model", str(tiny_chat_model), "--no-stream", "--temperature", "0", "--no-log", *FAST],
+    )
     assert out.startswith("hello")
 
 
@@ -141,17 +236,37 @@ def test_generate_plain_output_repeats_the_prompt(capsys, tiny_chat_model):
 def test_batch_end_to_end_with_resume(capsys, tiny_chat_model, tmp_path):
     src = tmp_path / "rows.jsonl"
     src.write_text(
-        json.dumps({"id": "a", "product": "pen"}) + "\n"
-        + json.dumps({"id": "b", "product": "cup"}) + "\n"
+        json.dumps({"id": "a", "product": "pen"})
+        + "\n"
+        + json.dumps({"id": "b", "product": "cup"})
+        + "\n"
         + '{"id": "broken",\n'
-        + json.dumps({"id": "d", "tone": "playful"}) + "\n",  # missing required product
+        + json.dumps({"id": "d", "tone": "playful"})
+        + "\n",  # missing required product
         encoding="utf-8",
     )
     dst = tmp_path / "out.jsonl"
     # an earlier interrupted run already finished row a
     (tmp_path / "out.jsonl.part").write_text(json.dumps({"id": "a", "text": "from before"}) + "\n", encoding="utf-8")
-    out, err = run(capsys, ["batch", "product-description", "--input", str(src), "--output", str(dst), "--resume",
-                            "--model", str(tiny_chat_model), "--json", "--no-progress", "--batch-size", "2", *FAST])
+    out, err = run(
+        capsys,
+        [
+            "batch",
+            "product-description",
+            "--input",
+            str(src),
+            "--output",
+            str(dst),
+            "--resume",
+            "--model",
+            str(tiny_chat_model),
+            "--json",
+            "--no-progress",
+            "--batch-size",
+            "2",
+            *FAST,
+        ],
+    )
     summary = json.loads(out)
     assert summary["rows"] == 4 and summary["written"] == 1 and summary["already_done"] == 1 and summary["failed"] == 2
     assert f"{src}:3" in err and f"{src}:4" in err  # bad rows named by line
@@ -164,8 +279,24 @@ def test_batch_end_to_end_with_resume(capsys, tiny_chat_model, tmp_path):
 
     # resume again with a new row: only the new row is generated
     src.write_text(src.read_text(encoding="utf-8") + json.dumps({"id": "e", "product": "mug"}) + "\n", encoding="utf-8")
-    out, _ = run(capsys, ["batch", "product-description", "-i", str(src), "-o", str(dst), "--resume", "--model",
-                          str(tiny_chat_model), "--json", "--no-progress", "--no-log", *FAST])
+    out, _ = run(
+        capsys,
+        [
+            "batch",
+            "product-description",
+            "-i",
+            str(src),
+            "-o",
+            str(dst),
+            "--resume",
+            "--model",
+            str(tiny_chat_model),
+            "--json",
+            "--no-progress",
+            "--no-log",
+            *FAST,
+        ],
+    )
     summary = json.loads(out)
     assert summary["written"] == 1 and summary["already_done"] == 2
     ids = [json.loads(line)["id"] for line in dst.read_text(encoding="utf-8").splitlines()]
@@ -176,8 +307,22 @@ def test_batch_csv(capsys, tiny_chat_model, tmp_path):
     src = tmp_path / "rows.csv"
     src.write_text("id,product\nx,pen\ny,cup\n", encoding="utf-8")
     dst = tmp_path / "out.jsonl"
-    run(capsys, ["batch", "product-description", "--input", str(src), "--output", str(dst), "--model",
-                 str(tiny_chat_model), "--no-progress", "--no-log", *FAST])
+    run(
+        capsys,
+        [
+            "batch",
+            "product-description",
+            "--input",
+            str(src),
+            "--output",
+            str(dst),
+            "--model",
+            str(tiny_chat_model),
+            "--no-progress",
+            "--no-log",
+            *FAST,
+        ],
+    )
     ids = [json.loads(line)["id"] for line in dst.read_text(encoding="utf-8").splitlines()]
     assert ids == ["x", "y"]
 
@@ -185,8 +330,23 @@ def test_batch_csv(capsys, tiny_chat_model, tmp_path):
 def test_batch_where_every_row_fails_exits_1(capsys, tiny_chat_model, tmp_path):
     src = tmp_path / "rows.jsonl"
     src.write_text('{"id": "a"}\n', encoding="utf-8")
-    run(capsys, ["batch", "product-description", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--model",
-                 str(tiny_chat_model), "--no-progress", "--no-log", *FAST], exit_code=1)
+    run(
+        capsys,
+        [
+            "batch",
+            "product-description",
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "o.jsonl"),
+            "--model",
+            str(tiny_chat_model),
+            "--no-progress",
+            "--no-log",
+            *FAST,
+        ],
+        exit_code=1,
+    )
 
 
 # ------------------------------------------------------------------ listings and history
@@ -213,7 +373,8 @@ def test_user_template_appears_in_list(capsys, inkwell_home):
     folder = inkwell_home / "templates"
     folder.mkdir(parents=True)
     (folder / "mine.yaml").write_text(
-        "name: my-own\ndescription: d\nfields: {}\nchat: 'hi'\ncompletion:\n  example: '{{ output }}'\n", encoding="utf-8"
+        "name: my-own\ndescription: d\nfields: {}\nchat: 'hi'\ncompletion:\n  example: '{{ output }}'\n",
+        encoding="utf-8",
     )
     names = [item["name"] for item in json.loads(run(capsys, ["templates", "list", "--json"])[0])]
     assert "my-own" in names
@@ -226,8 +387,16 @@ def test_history_empty_and_search(capsys):
 
     store = Store()
     for text in ("50% off", "plain"):
-        store.log_generation(source="write", model="m", prompt="p", output=text, settings={}, prompt_tokens=1,
-                             completion_tokens=1, latency_s=0.1)
+        store.log_generation(
+            source="write",
+            model="m",
+            prompt="p",
+            output=text,
+            settings={},
+            prompt_tokens=1,
+            completion_tokens=1,
+            latency_s=0.1,
+        )
     store.close()
     rows = json.loads(run(capsys, ["history", "--search", "%", "--json"])[0])
     assert [r["output"] for r in rows] == ["50% off"]
@@ -269,8 +438,9 @@ def test_bad_temperature(capsys):
 
 
 def test_unknown_model(capsys):
-    err = run_error(capsys, ["write", "product-description", "--set", "product=x", "--model", "no-such-model",
-                             "--device", "cpu"])
+    err = run_error(
+        capsys, ["write", "product-description", "--set", "product=x", "--model", "no-such-model", "--device", "cpu"]
+    )
     assert "unknown model 'no-such-model'" in err and "smollm2-135m-instruct" in err
 
 
@@ -280,8 +450,17 @@ def test_bad_set_syntax(capsys):
 
 
 def test_missing_input_file(capsys, tmp_path):
-    err = run_error(capsys, ["batch", "product-description", "--input", str(tmp_path / "missing.jsonl"), "--output",
-                             str(tmp_path / "o.jsonl")])
+    err = run_error(
+        capsys,
+        [
+            "batch",
+            "product-description",
+            "--input",
+            str(tmp_path / "missing.jsonl"),
+            "--output",
+            str(tmp_path / "o.jsonl"),
+        ],
+    )
     assert "input file not found" in err
 
 
@@ -309,7 +488,9 @@ def test_usage_error_exits_2(capsys):
 
 def test_help_as_a_subprocess():
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "inkwell", "--help"], capture_output=True, text=True, timeout=60, cwd=root)
+    done = subprocess.run(
+        [sys.executable, "-m", "inkwell", "--help"], capture_output=True, text=True, timeout=60, cwd=root
+    )
     assert done.returncode == 0, done.stderr
     for command in ("write", "generate", "batch", "history", "models", "templates"):
         assert command in done.stdout
@@ -340,8 +521,22 @@ def test_ctrl_c_exits_130(capsys, monkeypatch, tiny_chat_model, tmp_path):
     monkeypatch.setattr(batch_module, "run_batch", interrupted)
     src = tmp_path / "rows.jsonl"
     src.write_text('{"product": "x"}\n', encoding="utf-8")
-    _, err = run(capsys, ["batch", "product-description", "-i", str(src), "-o", str(tmp_path / "o.jsonl"), "--model",
-                          str(tiny_chat_model), "--no-log", *FAST], exit_code=130)
+    _, err = run(
+        capsys,
+        [
+            "batch",
+            "product-description",
+            "-i",
+            str(src),
+            "-o",
+            str(tmp_path / "o.jsonl"),
+            "--model",
+            str(tiny_chat_model),
+            "--no-log",
+            *FAST,
+        ],
+        exit_code=130,
+    )
     assert "interrupted" in err and "Traceback" not in err
 
 
@@ -367,15 +562,40 @@ def test_models_info_folder_and_templates_show(capsys, tiny_chat_model):
 def test_input_file_not_utf8(capsys, tiny_chat_model, tmp_path):
     src = tmp_path / "latin1.csv"
     src.write_bytes("id,product\n1,caf\xe9 cr\xe8me\n".encode("latin-1"))
-    err = run_error(capsys, ["batch", "product-description", "-i", str(src), "-o", str(tmp_path / "o.jsonl"),
-                             "--model", str(tiny_chat_model), "--no-log", "--no-progress", *FAST])
+    err = run_error(
+        capsys,
+        [
+            "batch",
+            "product-description",
+            "-i",
+            str(src),
+            "-o",
+            str(tmp_path / "o.jsonl"),
+            "--model",
+            str(tiny_chat_model),
+            "--no-log",
+            "--no-progress",
+            *FAST,
+        ],
+    )
     assert "UTF-8" in err
 
 
 def test_adapter_without_adapter_config(capsys, tiny_chat_model, tmp_path):
     (tmp_path / "empty-adapter").mkdir()
-    err = run_error(capsys, ["generate", "hi", "--model", str(tiny_chat_model), "--adapter", str(tmp_path / "empty-adapter"),
-                             "--no-log", *FAST])
+    err = run_error(
+        capsys,
+        [
+            "generate",
+            "hi",
+            "--model",
+            str(tiny_chat_model),
+            "--adapter",
+            str(tmp_path / "empty-adapter"),
+            "--no-log",
+            *FAST,
+        ],
+    )
     assert "adapter_config.json" in err
 
 
@@ -390,30 +610,78 @@ def test_batch_rows_are_generation_records_keyed_by_id(capsys, tiny_chat_model, 
     src = tmp_path / "rows.jsonl"
     src.write_text(json.dumps({"id": "a", "product": "pen"}) + "\n", encoding="utf-8")
     dst = tmp_path / "out.jsonl"
-    run(capsys, ["batch", "product-description", "-i", str(src), "-o", str(dst), "--n", "2", "--seed", "1",
-                 "--model", str(tiny_chat_model), "--no-progress", "--no-moderation", *FAST])
+    run(
+        capsys,
+        [
+            "batch",
+            "product-description",
+            "-i",
+            str(src),
+            "-o",
+            str(dst),
+            "--n",
+            "2",
+            "--seed",
+            "1",
+            "--model",
+            str(tiny_chat_model),
+            "--no-progress",
+            "--no-moderation",
+            *FAST,
+        ],
+    )
     rows = [json.loads(line) for line in dst.read_text(encoding="utf-8").splitlines()]
     assert [(r["id"], r["sample"]) for r in rows] == [("a", 0), ("a", 1)]
     for row in rows:  # the batch row shape: no adapter key
-        assert set(row) == {"id", "text", "model", "template", "fields", "settings", "usage", "latency_s",
-                            "finish_reason", "sample"}
+        assert set(row) == {
+            "id",
+            "text",
+            "model",
+            "template",
+            "fields",
+            "settings",
+            "usage",
+            "latency_s",
+            "finish_reason",
+            "sample",
+        }
     history = json.loads(run(capsys, ["history", "--json"])[0])
     assert sorted(r["output"] for r in history) == sorted(r["text"] for r in rows)
     assert {(r["source"], r["row_id"]) for r in history} == {("batch", "a")}
 
 
 def test_decoding_flags_reach_the_settings(capsys, tiny_chat_model):
-    out, _ = run(capsys, ["generate", "hello", "--model", str(tiny_chat_model), "--json", "--no-log", "--top-k", "5",
-                          "--stop", "###", "--repetition-penalty", "1.3", "-t", "0", *FAST])
+    out, _ = run(
+        capsys,
+        [
+            "generate",
+            "hello",
+            "--model",
+            str(tiny_chat_model),
+            "--json",
+            "--no-log",
+            "--top-k",
+            "5",
+            "--stop",
+            "###",
+            "--repetition-penalty",
+            "1.3",
+            "-t",
+            "0",
+            *FAST,
+        ],
+    )
     settings = json.loads(out)["settings"]
     assert (settings["top_k"], settings["stop"], settings["repetition_penalty"]) == (5, ["###"], 1.3)
     assert settings["temperature"] == 0 and settings["max_new_tokens"] == 8
 
 
 def test_help_imports_nothing_heavy():
-    code = ("import sys\nfrom inkwell.cli import main\ntry:\n    main(['write', '--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'peft', 'numpy') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys\nfrom inkwell.cli import main\ntry:\n    main(['write', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'peft', 'numpy') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
     assert done.returncode == 0, done.stderr
@@ -440,7 +708,11 @@ def test_every_command_body_is_short():
         path = Path(sys.modules[command.__module__].__file__)
         tree = trees.setdefault(path, ast.parse(path.read_text(encoding="utf-8")))
         (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == command.__name__]
-        body = node.body[1:] if isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) else node.body
+        body = (
+            node.body[1:]
+            if isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+            else node.body
+        )
         lines = body[-1].end_lineno - body[0].lineno + 1
         assert lines <= 40, f"`inkwell {name}` has a {lines}-line body: move the work into its lifecycle folder"
 
@@ -454,8 +726,10 @@ def test_each_decoding_flag_is_declared_once():
     # one flag per setting; --n (each command's own) sets num_return_sequences
     assert list(DECODING_FLAGS) == [n for n in GenerationSettings.names() if n != "num_return_sequences"]
     # options that share a decoding flag's name but mean something else
-    other_meanings = {("evaluate.py", "--seed"): "rate: the shuffle seed of the blind order",
-                      ("data.py", "--seed"): "data split: the seed of the split"}
+    other_meanings = {
+        ("evaluate.py", "--seed"): "rate: the shuffle seed of the blind order",
+        ("data.py", "--seed"): "data split: the seed of the split",
+    }
     flags = {flag for names, _help in DECODING_FLAGS.values() for flag in names}
     seen: dict[str, int] = dict.fromkeys(flags, 0)
     for path in sorted(CLI_DIR.glob("*.py")):

@@ -18,9 +18,15 @@ from inkwell.models.export import export_model
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
 
 IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 120]])
-ROWS = [{"instruction": f"Describe item {i}.", "output": f"A fine item, number {i}, light and strong."} for i in range(6)]
-LABELLED = [{"text": "床前明月光，疑是地上霜。", "label": "zh"}, {"text": "举头望明月，低头思故乡。", "label": "zh"},
-            {"text": "The quick brown fox jumps.", "label": "en"}, {"text": "Poems, stories and headlines.", "label": "en"}]
+ROWS = [
+    {"instruction": f"Describe item {i}.", "output": f"A fine item, number {i}, light and strong."} for i in range(6)
+]
+LABELLED = [
+    {"text": "床前明月光，疑是地上霜。", "label": "zh"},
+    {"text": "举头望明月，低头思故乡。", "label": "zh"},
+    {"text": "The quick brown fox jumps.", "label": "en"},
+    {"text": "Poems, stories and headlines.", "label": "en"},
+]
 
 
 @pytest.fixture(autouse=True)
@@ -59,9 +65,22 @@ def train_run(tmp: Path, name: str, model, data: dict, stage: str = "sft", metho
 
     from inkwell.train import train
 
-    config = {"stage": stage, "model": model, "output": str(tmp / name), "data": data, "method": method,
-              "training": {"max_steps": 2, "batch_size": 2, "lr": 1e-2, "progress": False, "max_length": 64,
-                           "schedule": "constant", **training}}
+    config = {
+        "stage": stage,
+        "model": model,
+        "output": str(tmp / name),
+        "data": data,
+        "method": method,
+        "training": {
+            "max_steps": 2,
+            "batch_size": 2,
+            "lr": 1e-2,
+            "progress": False,
+            "max_length": 64,
+            "schedule": "constant",
+            **training,
+        },
+    }
     path = tmp / f"{name}.yaml"
     path.write_text(f"# inkwell train {path}\n" + yaml.safe_dump(config, allow_unicode=True))
     return train(path, [], say=lambda _message: None).out
@@ -79,13 +98,28 @@ def runs(tmp_path_factory, tiny_chat_model):
         labelled.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in LABELLED))
         (tmp / "corpus").mkdir()
         (tmp / "corpus" / "a.txt").write_text(" ".join(r["output"] for r in ROWS) * 8)
-        scratch = {"from_scratch": {"layers": 1, "hidden": 32, "heads": 2, "context": 64, "tokenizer_from": str(tiny_chat_model)}}
+        scratch = {
+            "from_scratch": {
+                "layers": 1,
+                "hidden": 32,
+                "heads": 2,
+                "context": 64,
+                "tokenizer_from": str(tiny_chat_model),
+            }
+        }
         return {
             "lora": train_run(tmp, "lora", str(tiny_chat_model), {"train": [str(rows)]}),
             "full": train_run(tmp, "full", str(tiny_chat_model), {"train": [str(rows)]}, method="full", lr=1e-3),
             "classify": train_run(tmp, "classify", str(tiny_chat_model), {"train": [str(labelled)]}, stage="classify"),
-            "scratch": train_run(tmp, "scratch", scratch, {"train": [str(tmp / "corpus")]}, stage="pretrain", method="full",
-                                 max_length=32),
+            "scratch": train_run(
+                tmp,
+                "scratch",
+                scratch,
+                {"train": [str(tmp / "corpus")]},
+                stage="pretrain",
+                method="full",
+                max_length=32,
+            ),
         }
 
 
@@ -98,16 +132,33 @@ def peft_adapter(base: Path, out: Path, peft_config, method: str) -> Path:
     with torch.no_grad():
         for param in model.parameters():
             if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.05)  # LoRA B starts at zero, IA3 at one: make it change the output
+                param.add_(
+                    torch.randn_like(param) * 0.05
+                )  # LoRA B starts at zero, IA3 at one: make it change the output
     model.save_pretrained(out)
-    (out / "inkwell-run.json").write_text(json.dumps({"inkwell_run": 1, "stage": "sft", "method": method, "weights": "adapter",
-                                                      "base_model": str(base), "base_model_path": str(base), "chat": True}))
+    (out / "inkwell-run.json").write_text(
+        json.dumps(
+            {
+                "inkwell_run": 1,
+                "stage": "sft",
+                "method": method,
+                "weights": "adapter",
+                "base_model": str(base),
+                "base_model_path": str(base),
+                "chat": True,
+            }
+        )
+    )
     return out
 
 
 ADAPTERS = {
-    "dora": lambda peft: peft.LoraConfig(task_type="CAUSAL_LM", r=4, use_dora=True, target_modules=["q_proj", "k_proj", "v_proj"]),
-    "adalora": lambda peft: peft.AdaLoraConfig(task_type="CAUSAL_LM", init_r=4, target_r=2, total_step=10, target_modules=["q_proj", "v_proj"]),
+    "dora": lambda peft: peft.LoraConfig(
+        task_type="CAUSAL_LM", r=4, use_dora=True, target_modules=["q_proj", "k_proj", "v_proj"]
+    ),
+    "adalora": lambda peft: peft.AdaLoraConfig(
+        task_type="CAUSAL_LM", init_r=4, target_r=2, total_step=10, target_modules=["q_proj", "v_proj"]
+    ),
     "ia3": lambda peft: peft.IA3Config(task_type="CAUSAL_LM"),
     "prefix": lambda peft: peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
     "prompt": lambda peft: peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
@@ -133,7 +184,11 @@ def test_merged_lora_loads_like_inkwell_write_and_matches_the_adapter(runs, tmp_
     out = tmp_path / "exports" / "ads"
     result = export_model(runs["lora"], out, merge=True)
     assert result["merged"]["path"] == str(out) and result["gguf"] is None
-    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists() and (out / "generation_config.json").exists()
+    assert (
+        (out / "model.safetensors").exists()
+        and (out / "tokenizer.json").exists()
+        and (out / "generation_config.json").exists()
+    )
     assert not (out / "adapter_config.json").exists() and not (out / "metrics.jsonl").exists()
     assert [p.name for p in out.parent.iterdir()] == ["ads"]  # the staging folder was renamed, nothing left beside it
 
@@ -146,7 +201,9 @@ def test_merged_lora_loads_like_inkwell_write_and_matches_the_adapter(runs, tmp_
     adapter = load_model(adapter=str(runs["lora"]), dtype="fp32", device="cpu")  # inkwell write --adapter RUN
     assert merged.chat is True and merged.adapter is None
     assert torch.allclose(logits(merged.model), logits(adapter.model), atol=1e-5)
-    assert not torch.allclose(logits(merged.model), logits(hf(card_base(runs["lora"]))), atol=1e-4)  # the adapter is in it
+    assert not torch.allclose(
+        logits(merged.model), logits(hf(card_base(runs["lora"]))), atol=1e-4
+    )  # the adapter is in it
     settings = GenerationSettings(max_new_tokens=12, temperature=0)
     prompt = [[{"role": "user", "content": "Describe item 3."}]]
     assert Engine(merged).generate(prompt, settings)[0].text == Engine(adapter).generate(prompt, settings)[0].text
@@ -208,7 +265,9 @@ def test_prefix_and_prompt_adapters_cannot_become_weights(method, flag, adapters
 
 def expected_tensors(layers: int = 2) -> set[str]:
     per_block = ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")
-    return {"token_embd.weight", "output_norm.weight"} | {f"blk.{i}.{t}.weight" for i in range(layers) for t in per_block}
+    return {"token_embd.weight", "output_norm.weight"} | {
+        f"blk.{i}.{t}.weight" for i in range(layers) for t in per_block
+    }
 
 
 def read_gguf(path: Path):
@@ -229,7 +288,10 @@ def test_gguf_f16_reads_back_with_the_merged_models_weights_and_logits(runs, tmp
     result = export_model(runs["lora"], out, gguf="f16")
     path = out / "model-f16.gguf"
     assert result["gguf"]["path"] == str(path) and result["merged"] is None
-    assert sorted(p.name for p in out.iterdir()) == ["inkwell-export.json", "model-f16.gguf"]  # the scratch merge is gone
+    assert sorted(p.name for p in out.iterdir()) == [
+        "inkwell-export.json",
+        "model-f16.gguf",
+    ]  # the scratch merge is gone
 
     fields, tensors = read_gguf(path)
     assert set(tensors) == expected_tensors()  # tied embeddings: no output.weight
@@ -272,8 +334,9 @@ def test_gguf_q8_0_file_is_smaller_and_close(runs, tmp_path):
     assert result["gguf"]["path"] == str(out) and f16["gguf"]["type"] == "f16"
     fields, tensors = read_gguf(out)
     assert fields["general.file_type"] == 7
-    assert {name for name, (kind, _shape) in tensors.items() if kind == "Q8_0"} == \
-        {name for name in expected_tensors() if not name.endswith("norm.weight")}
+    assert {name for name, (kind, _shape) in tensors.items() if kind == "Q8_0"} == {
+        name for name in expected_tensors() if not name.endswith("norm.weight")
+    }
     assert out.stat().st_size < 0.7 * (tmp_path / "ads-f16.gguf").stat().st_size
     merged, back = merged_model(runs["lora"]), hf(tmp_path, gguf_file=out.name)
     assert torch.allclose(logits(back), logits(merged), atol=5e-2)  # 8-bit blocks: looser than f16
@@ -291,7 +354,9 @@ def test_exported_gguf_loads_into_inkwell_write(runs, tmp_path):
     loaded = load_model(str(out / "model-f16.gguf"), dtype="fp32", device="cpu")  # inkwell write --model FILE.gguf
     assert loaded.chat is True
     assert torch.allclose(logits(loaded.model), logits(hf(out)), atol=2e-3)
-    result = Engine(loaded).generate([[{"role": "user", "content": "Describe item 3."}]], GenerationSettings(max_new_tokens=8, temperature=0))
+    result = Engine(loaded).generate(
+        [[{"role": "user", "content": "Describe item 3."}]], GenerationSettings(max_new_tokens=8, temperature=0)
+    )
     assert result[0].completion_tokens > 0 and result[0].prompt_tokens > 5  # rendered with the GGUF's chat template
 
 
@@ -303,7 +368,9 @@ def test_model_pretrained_from_scratch_exports_to_gguf(runs, tmp_path):
     assert result["gguf"]["model_metadata"] == "config.json"
     fields, tensors = read_gguf(out / "model-f16.gguf")
     assert set(tensors) == expected_tensors(layers=1) and fields["llama.embedding_length"] == 32
-    assert "tokenizer.chat_template" not in fields  # trained on plain text: llama.cpp must not wrap prompts in chat turns
+    assert (
+        "tokenizer.chat_template" not in fields
+    )  # trained on plain text: llama.cpp must not wrap prompts in chat turns
     loaded = load_model(str(out / "model-f16.gguf"), dtype="fp32", device="cpu")
     assert loaded.chat is False  # pretrained from scratch: a base model, whatever tokenizer it borrowed
     assert torch.allclose(logits(loaded.model), logits(hf(runs["scratch"])), atol=2e-3)
@@ -332,7 +399,9 @@ def test_source_gguf_key_values_are_copied_when_the_tensors_match(runs, tmp_path
     for field in reader.fields.values():
         if not field.name.startswith("GGUF.") and field.name not in ("general.architecture", "tokenizer.ggml.pre"):
             kind = field.types[0]
-            writer.add_key_value(field.name, field.contents(), kind, field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+            writer.add_key_value(
+                field.name, field.contents(), kind, field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+            )
     writer.add_string("general.license", "test-license")
     writer.add_tokenizer_pre("smollm")
     for tensor in reader.tensors:
@@ -364,11 +433,17 @@ def test_source_gguf_key_values_are_copied_when_the_tensors_match(runs, tmp_path
     config = json.loads((deeper / "config.json").read_text())
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    LlamaForCausalLM(LlamaConfig(**dict(config, num_hidden_layers=3))).save_pretrained(deeper)  # same vocabulary, 3 layers
+    LlamaForCausalLM(LlamaConfig(**dict(config, num_hidden_layers=3))).save_pretrained(
+        deeper
+    )  # same vocabulary, 3 layers
     report = write_gguf(deeper, tmp_path / "deeper.gguf", source=source, tokenizer_source=source)
     assert report.model_metadata == "config.json" and report.tokenizer_metadata == f"source GGUF {source}"
     fields, tensors = read_gguf(tmp_path / "deeper.gguf")
-    assert fields["llama.block_count"] == 3 and fields["tokenizer.ggml.pre"] == "smollm" and "general.license" not in fields
+    assert (
+        fields["llama.block_count"] == 3
+        and fields["tokenizer.ggml.pre"] == "smollm"
+        and "general.license" not in fields
+    )
 
 
 # ---------------------------------------------------------------- refusals
@@ -377,12 +452,20 @@ def test_source_gguf_key_values_are_copied_when_the_tensors_match(runs, tmp_path
 def test_gguf_refuses_architectures_it_cannot_describe(tmp_path, tiny_chat_model):
     import shutil
 
-    from transformers import Gemma3TextConfig, Gemma3ForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, Qwen2Config, Qwen2ForCausalLM
 
-    small = dict(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-                 num_key_value_heads=1)
-    for name, model in (("qwen2", Qwen2ForCausalLM(Qwen2Config(**small))),
-                        ("gemma3", Gemma3ForCausalLM(Gemma3TextConfig(**small, head_dim=32)))):
+    small = dict(
+        vocab_size=400,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    for name, model in (
+        ("qwen2", Qwen2ForCausalLM(Qwen2Config(**small))),
+        ("gemma3", Gemma3ForCausalLM(Gemma3TextConfig(**small, head_dim=32))),
+    ):
         folder = tmp_path / name
         model.save_pretrained(folder)
         for tokenizer_file in ("tokenizer.json", "tokenizer_config.json"):
@@ -450,8 +533,8 @@ def test_quantize_writes_an_onnx_model_that_write_and_eval_load(runs, tmp_path, 
     from cli_helpers import run
 
     from inkwell.evaluate.perplexity import sequence_nll
-    from inkwell.generate.engine import Engine
     from inkwell.generate.builder import EngineSpec, open_engine
+    from inkwell.generate.engine import Engine
     from inkwell.generate.settings import GenerationSettings
     from inkwell.models.load import load_model
 
@@ -472,7 +555,9 @@ def test_quantize_writes_an_onnx_model_that_write_and_eval_load(runs, tmp_path, 
     both = tmp_path / "both"
     run(capsys, ["export", str(runs["lora"]), "--merge", "--quantize", "int8", "--to", str(both)])
     assert (both / "model.safetensors").exists() and (both / "onnx-int8" / "genai_config.json").exists()
-    _, err = run(capsys, ["export", str(runs["classify"]), "--quantize", "int8", "--to", str(tmp_path / "c")], exit_code=2)
+    _, err = run(
+        capsys, ["export", str(runs["classify"]), "--quantize", "int8", "--to", str(tmp_path / "c")], exit_code=2
+    )
     assert "classifier" in err
     _, err = run(capsys, ["export", str(runs["lora"]), "--quantize", "int3", "--to", str(tmp_path / "d")], exit_code=2)
     assert "--quantize" in err and "Traceback" not in err

@@ -8,7 +8,7 @@ inside the commands, so `inkwell --help` answers at once. docs/cli.md says where
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import typer
 
@@ -33,14 +33,27 @@ COMMANDS: dict[str, Callable] = {
 
 # Group name -> (help, its commands).
 GROUPS: dict[str, tuple[str, dict[str, Callable]]] = {
-    "models": ("Embedded and local models.", {
-        "list": models.models_list, "info": models.models_info, "pull": models.models_pull,
-    }),
+    "models": (
+        "Embedded and local models.",
+        {
+            "list": models.models_list,
+            "info": models.models_info,
+            "pull": models.models_pull,
+        },
+    ),
     "templates": ("Content templates.", {"list": models.templates_list, "show": models.templates_show}),
-    "data": ("Prepare training data: ingest, clean, redact, augment, split, stats, sample.", {
-        "ingest": data.ingest, "clean": data.clean, "redact": data.redact, "augment": data.augment,
-        "split": data.split, "stats": data.stats, "sample": data.sample,
-    }),
+    "data": (
+        "Prepare training data: ingest, clean, redact, augment, split, stats, sample.",
+        {
+            "ingest": data.ingest,
+            "clean": data.clean,
+            "redact": data.redact,
+            "augment": data.augment,
+            "split": data.split,
+            "stats": data.stats,
+            "sample": data.sample,
+        },
+    ),
 }
 
 

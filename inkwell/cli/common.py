@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Iterator, Optional, get_type_hints
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -16,18 +17,53 @@ from inkwell.generate.settings import GenerationSettings
 
 # ---------------------------------------------------------------- options more than one command takes
 
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Registry name, HF folder or .gguf file [default: smollm2-135m-instruct].")]
-AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="PEFT adapter folder to apply on the model.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs and CPUs with fast bf16, else fp32).")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Registry name, HF folder or .gguf file [default: smollm2-135m-instruct]."),
+]
+AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="PEFT adapter folder to apply on the model.")]
+DtypeOpt = Annotated[
+    str,
+    typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs and CPUs with fast bf16, else fp32)."),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")]
-EngineOpt = Annotated[str, typer.Option("--engine", envvar="INKWELL_ENGINE", help="auto | native | onnx | torch (auto on CPU: native for a llama GGUF, else ONNX where it applies, else torch).")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="ONNX fast path weights: auto | int4 | int8 | fp32 (auto: int4 where the model's 4-bit GGUF grid is kept exactly, else int8).")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        envvar="INKWELL_ENGINE",
+        help="auto | native | onnx | torch (auto on CPU: native for a llama GGUF, else ONNX where it applies, else torch).",
+    ),
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="ONNX fast path weights: auto | int4 | int8 | fp32 (auto: int4 where the model's 4-bit GGUF grid is kept exactly, else int8).",
+    ),
+]
 NoLog = Annotated[bool, typer.Option("--no-log", help="Do not record this in the history database.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON for other tools.")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="local, or openai: any OpenAI-compatible server (inkwell serve, vLLM, TGI, llama.cpp); --model then names the served model.")]
-BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")]
-RemoteKeyOpt = Annotated[Optional[str], typer.Option("--api-key", envvar="INKWELL_API_KEY", help="With --backend openai: the server's API key.")]
-PolicyOpt = Annotated[Optional[str], typer.Option("--policy", help="Moderation policy: YAML file or name [default: INKWELL_HOME/policy.yaml, else the shipped default].")]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="local, or openai: any OpenAI-compatible server (inkwell serve, vLLM, TGI, llama.cpp); --model then names the served model.",
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option("--base-url", help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")
+]
+RemoteKeyOpt = Annotated[
+    str | None, typer.Option("--api-key", envvar="INKWELL_API_KEY", help="With --backend openai: the server's API key.")
+]
+PolicyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--policy",
+        help="Moderation policy: YAML file or name [default: INKWELL_HOME/policy.yaml, else the shipped default].",
+    ),
+]
 NoModerationOpt = Annotated[bool, typer.Option("--no-moderation", help="Do not moderate inputs and outputs.")]
 
 # ---------------------------------------------------------------- decoding flags: declared here only
@@ -50,13 +86,13 @@ _SETTING_TYPES = get_type_hints(GenerationSettings)
 
 # The `decoding` parameter of a command wrapped in @with_decoding: it receives the decoding flags the user
 # gave, as GenerationSettings overrides (a dict without the flags left unset).
-Decoding = Optional[dict]
+Decoding = dict | None
 
 
 def decoding_option(name: str, help: str | None = None) -> Any:
     """The typer annotation of one decoding flag (`help` replaces the shared text for one command)."""
     flags, shared_help = DECODING_FLAGS[name]
-    return Annotated[Optional[_SETTING_TYPES[name]], typer.Option(*flags, help=help or shared_help)]
+    return Annotated[_SETTING_TYPES[name] | None, typer.Option(*flags, help=help or shared_help)]
 
 
 def with_decoding(command: Callable | None = None, **helps: str) -> Any:
@@ -70,8 +106,10 @@ def with_decoding(command: Callable | None = None, **helps: str) -> Any:
     def wrap(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
         slot = signature.parameters["decoding"]
-        flags = [slot.replace(name=name, annotation=decoding_option(name, helps.get(name)), default=None)
-                 for name in DECODING_FLAGS]
+        flags = [
+            slot.replace(name=name, annotation=decoding_option(name, helps.get(name)), default=None)
+            for name in DECODING_FLAGS
+        ]
         params = [q for p in signature.parameters.values() for q in (flags if p is slot else [p])]
 
         def run(**values: Any) -> Any:
@@ -122,9 +160,18 @@ class EngineOptions:
         if self.backend not in ("local", "openai"):
             raise InkwellError(f"unknown backend '{self.backend}'", field="backend", hint="use local or openai")
         remote = self.backend == "openai"
-        return EngineSpec(self.model, adapter=self.adapter, backend="remote" if remote else self.engine,
-                          workload="bulk" if self.bulk else self.workload, dtype=self.dtype, precision=self.precision,
-                          device=self.device, batch_size=self.batch_size, base_url=self.base_url, api_key=self.api_key)
+        return EngineSpec(
+            self.model,
+            adapter=self.adapter,
+            backend="remote" if remote else self.engine,
+            workload="bulk" if self.bulk else self.workload,
+            dtype=self.dtype,
+            precision=self.precision,
+            device=self.device,
+            batch_size=self.batch_size,
+            base_url=self.base_url,
+            api_key=self.api_key,
+        )
 
 
 @contextmanager
@@ -176,7 +223,9 @@ def parse_sets(pairs: list[str] | None) -> dict:
     fields: dict = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise InkwellError(f"--set expects field=value, got '{pair}'", field="set", hint='--set product="bamboo water bottle"')
+            raise InkwellError(
+                f"--set expects field=value, got '{pair}'", field="set", hint='--set product="bamboo water bottle"'
+            )
         key, value = pair.split("=", 1)
         fields[key.strip()] = value
     return fields

@@ -5,38 +5,87 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from inkwell.cli.common import (
-    BaseUrlOpt, Decoding, DeviceOpt, DtypeOpt, JsonOut, PrecisionOpt, RemoteKeyOpt, print_json, say,
-    settings_overrides, with_decoding,
+    BaseUrlOpt,
+    Decoding,
+    DeviceOpt,
+    DtypeOpt,
+    JsonOut,
+    PrecisionOpt,
+    RemoteKeyOpt,
+    print_json,
+    say,
+    settings_overrides,
+    with_decoding,
 )
 
 
 @with_decoding(temperature="[default: 0, greedy]")
 def eval_(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Eval rows (JSONL): template fields or `prompt`, a reference column, optional `id`.")] = ...,
-    system: Annotated[list[str], typer.Option("--system", help="NAME=MODEL\\[:ADAPTER]\\[@shots.jsonl] (repeat for each system to compare).")] = ...,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: generations cache, report.json/.md/.html, plots.")] = ...,
-    template: Annotated[Optional[str], typer.Option("--template", help="Render each row through this template.")] = None,
-    template_file: Annotated[Optional[Path], typer.Option("--template-file")] = None,
-    metrics: Annotated[Optional[list[str]], typer.Option("--metrics", help="Comma-separated metric names [default: bleu,chrf,rouge,semantic,perplexity,length,distinct,self_bleu,repetition].")] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", "-d", help="Eval rows (JSONL): template fields or `prompt`, a reference column, optional `id`."
+        ),
+    ] = ...,
+    system: Annotated[
+        list[str],
+        typer.Option("--system", help="NAME=MODEL\\[:ADAPTER]\\[@shots.jsonl] (repeat for each system to compare)."),
+    ] = ...,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder: generations cache, report.json/.md/.html, plots.")
+    ] = ...,
+    template: Annotated[str | None, typer.Option("--template", help="Render each row through this template.")] = None,
+    template_file: Annotated[Path | None, typer.Option("--template-file")] = None,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics",
+            help="Comma-separated metric names [default: bleu,chrf,rouge,semantic,perplexity,length,distinct,self_bleu,repetition].",
+        ),
+    ] = None,
     ref_field: Annotated[str, typer.Option("--ref-field", help="The reference column.")] = "reference",
     lang: Annotated[str, typer.Option("--lang", help="auto | en | zh (BLEU/ROUGE tokenisation).")] = "auto",
-    corpus: Annotated[Optional[list[Path]], typer.Option("--corpus", help="Training corpus for the memorisation metric (JSONL or text; repeatable).")] = None,
-    copy_threshold: Annotated[int, typer.Option("--copy-threshold", min=1, help="Tokens copied in a row that count as memorised.")] = 12,
+    corpus: Annotated[
+        list[Path] | None,
+        typer.Option("--corpus", help="Training corpus for the memorisation metric (JSONL or text; repeatable)."),
+    ] = None,
+    copy_threshold: Annotated[
+        int, typer.Option("--copy-threshold", min=1, help="Tokens copied in a row that count as memorised.")
+    ] = 12,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the intervals (0: none).")] = 1000,
-    examples: Annotated[int, typer.Option("--examples", min=0, help="Examples shown side by side in report.md/.html.")] = 100,
-    json_retries: Annotated[int, typer.Option("--json-retries", min=0, help="Retries for structured templates (0: score the raw output).")] = 0,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the intervals (0: none).")
+    ] = 1000,
+    examples: Annotated[
+        int, typer.Option("--examples", min=0, help="Examples shown side by side in report.md/.html.")
+    ] = 100,
+    json_retries: Annotated[
+        int, typer.Option("--json-retries", min=0, help="Retries for structured templates (0: score the raw output).")
+    ] = 0,
     decoding: Decoding = None,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
-    engine: Annotated[str, typer.Option("--engine", envvar="INKWELL_ENGINE", help="auto | torch | native | onnx (auto: torch, so reference likelihoods are full precision; native/onnx evaluate a fast path's output).")] = "auto",
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            envvar="INKWELL_ENGINE",
+            help="auto | torch | native | onnx (auto: torch, so reference likelihoods are full precision; native/onnx evaluate a fast path's output).",
+        ),
+    ] = "auto",
     precision: PrecisionOpt = "auto",
-    backend: Annotated[str, typer.Option("--backend", help="local, or openai: generate on an OpenAI-compatible server (inkwell serve, vLLM, ...); each system's MODEL is then the served model name, and perplexity is skipped.")] = "local",
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="local, or openai: generate on an OpenAI-compatible server (inkwell serve, vLLM, ...); each system's MODEL is then the served model name, and perplexity is skipped.",
+        ),
+    ] = "local",
     base_url: BaseUrlOpt = None,
     api_key: RemoteKeyOpt = None,
     as_json: JsonOut = False,
@@ -50,39 +99,58 @@ def eval_(
 
     parse = parse_remote_system if backend == "openai" else parse_system
     config = EvalConfig(
-        data=data, systems=[parse(s) for s in system], out=out, template=template, template_file=template_file,
-        metrics=metrics, ref_field=ref_field, lang=lang, corpus=corpus, copy_threshold=copy_threshold,
-        batch_size=batch_size, resamples=bootstrap, report_examples=examples, json_retries=json_retries,
-        dtype=dtype, device=device, engine=engine, precision=precision, backend=backend, base_url=base_url, api_key=api_key,
+        data=data,
+        systems=[parse(s) for s in system],
+        out=out,
+        template=template,
+        template_file=template_file,
+        metrics=metrics,
+        ref_field=ref_field,
+        lang=lang,
+        corpus=corpus,
+        copy_threshold=copy_threshold,
+        batch_size=batch_size,
+        resamples=bootstrap,
+        report_examples=examples,
+        json_retries=json_retries,
+        dtype=dtype,
+        device=device,
+        engine=engine,
+        precision=precision,
+        backend=backend,
+        base_url=base_url,
+        api_key=api_key,
         overrides=settings_overrides(decoding),
     )
     report = run_eval(config, say=say)
-    if as_json:
-        print_json({
-            "out": str(out), "rows": report["rows"],
-            "reports": [str(out / name) for name in ("report.json", "report.md", "report.html")],
-            "systems": {s["name"]: {"generated": s["generated"], "cached": s["cached"], "failed": s["failed"]} for s in report["systems"]},
-            "scores": {name: {k: v["value"] for k, v in values.items()} for name, values in report["scores"].items()},
-        })
-        return
-    from inkwell.evaluate.report import fmt_cell, metric_rows
+    from inkwell.evaluate.report import score_table, summary
 
-    names = [s["name"] for s in report["systems"]]
-    typer.echo(f"{'metric':<22}" + "".join(f"{n:>28}" for n in names))
-    for metric in metric_rows(report):
-        typer.echo(f"{metric:<22}" + "".join(f"{fmt_cell(report['scores'][n].get(metric)):>28}" for n in names))
+    if as_json:
+        print_json(summary(report, out))
+        return
+    for line in score_table(report):
+        typer.echo(line)
     say(f"reports: {out / 'report.html'} (also report.md, report.json)")
 
 
 def score(
-    pred: Annotated[Path, typer.Option("--pred", "-p", help="Predictions (JSONL, one {\"text\": ...} per line).")] = ...,
-    ref: Annotated[Optional[Path], typer.Option("--ref", "-r", help="References (JSONL with `text`), paired by line.")] = None,
-    metrics: Annotated[Optional[list[str]], typer.Option("--metrics", help="Comma-separated [default: bleu,chrf,rouge,length,distinct,self_bleu,repetition].")] = None,
+    pred: Annotated[Path, typer.Option("--pred", "-p", help='Predictions (JSONL, one {"text": ...} per line).')] = ...,
+    ref: Annotated[
+        Path | None, typer.Option("--ref", "-r", help="References (JSONL with `text`), paired by line.")
+    ] = None,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics", help="Comma-separated [default: bleu,chrf,rouge,length,distinct,self_bleu,repetition]."
+        ),
+    ] = None,
     lang: Annotated[str, typer.Option("--lang", help="auto | en | zh")] = "auto",
-    corpus: Annotated[Optional[list[Path]], typer.Option("--corpus", help="Training corpus for memorisation.")] = None,
-    schema: Annotated[Optional[Path], typer.Option("--schema", help="JSON Schema file for the json metric.")] = None,
+    corpus: Annotated[list[Path] | None, typer.Option("--corpus", help="Training corpus for memorisation.")] = None,
+    schema: Annotated[Path | None, typer.Option("--schema", help="JSON Schema file for the json metric.")] = None,
     copy_threshold: Annotated[int, typer.Option("--copy-threshold", min=1)] = 12,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Resamples for the intervals in the table (not with --json).")] = 1000,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", min=0, help="Resamples for the intervals in the table (not with --json).")
+    ] = 1000,
     as_json: JsonOut = False,
 ):
     """Score existing outputs (from any tool) without loading a model.
@@ -91,8 +159,16 @@ def score(
     """
     from inkwell.evaluate.runner import score_files
 
-    flat, detail = score_files(pred, ref, metrics=metrics, lang=lang, corpus=corpus, schema=schema,
-                               copy_threshold=copy_threshold, resamples=0 if as_json else bootstrap)
+    flat, detail = score_files(
+        pred,
+        ref,
+        metrics=metrics,
+        lang=lang,
+        corpus=corpus,
+        schema=schema,
+        copy_threshold=copy_threshold,
+        resamples=0 if as_json else bootstrap,
+    )
     if as_json:
         typer.echo(json.dumps(flat, ensure_ascii=False))
         return
@@ -101,24 +177,34 @@ def score(
     for name, entry in detail.items():
         typer.echo(f"{name:<22} {fmt_cell(entry)}")
     if "confusion_matrix" in flat:
-        typer.echo("confusion matrix (rows: reference, columns: predicted " + ", ".join(flat["confusion_matrix"]["columns"]) + ")")
+        typer.echo(
+            "confusion matrix (rows: reference, columns: predicted "
+            + ", ".join(flat["confusion_matrix"]["columns"])
+            + ")"
+        )
         for label, counts in zip(flat["confusion_matrix"]["labels"], flat["confusion_matrix"]["matrix"]):
             typer.echo(f"  {label:<20} " + " ".join(f"{c:>5}" for c in counts))
 
 
 def rate(
     dir: Annotated[Path, typer.Argument(help="An `inkwell eval` output folder.")],
-    rater: Annotated[Optional[str], typer.Option("--rater", help="Your name (ratings are kept per rater).")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Rate at most this many outputs now.")] = None,
+    rater: Annotated[str | None, typer.Option("--rater", help="Your name (ratings are kept per rater).")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Rate at most this many outputs now.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Shuffle seed for the (blind) order.")] = 0,
     show_reference: Annotated[bool, typer.Option("--show-reference", help="Also show the reference output.")] = False,
 ):
     """Rate outputs 1-5, blind (system names hidden, order shuffled); reports then include rating means."""
     from inkwell.evaluate.rate import run_session
 
-    session = run_session(dir, ask=_ask, show=typer.echo, rater=rater, limit=limit, seed=seed, show_reference=show_reference)
-    say(f"rated {session.rated}, skipped {session.skipped}, {session.remaining} left"
-        + ("; reports updated" if session.rated else ""))
+    session = run_session(
+        dir, ask=_ask, show=typer.echo, rater=rater, limit=limit, seed=seed, show_reference=show_reference
+    )
+    say(
+        f"rated {session.rated}, skipped {session.skipped}, {session.remaining} left"
+        + ("; reports updated" if session.rated else "")
+    )
 
 
 def _ask(message: str) -> str:

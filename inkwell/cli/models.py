@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,7 +25,9 @@ def models_list(as_json: JsonOut = False):
         return
     for item in items:
         status = "ready" if item.get("prepared") else "not prepared (inkwell models pull NAME)"
-        typer.echo(f"{item['name']:<26} {item.get('kind', ''):<6} {item.get('parameters', ''):<6} {','.join(item.get('languages', [])):<18} {status}")
+        typer.echo(
+            f"{item['name']:<26} {item.get('kind', ''):<6} {item.get('parameters', ''):<6} {','.join(item.get('languages', [])):<18} {status}"
+        )
 
 
 def models_info(name: Annotated[str, typer.Argument()], as_json: Annotated[bool, typer.Option("--json")] = True):
@@ -77,11 +79,29 @@ def templates_show(name: Annotated[str, typer.Argument()]):
 
 
 def export(
-    run: Annotated[Path, typer.Argument(help="A run folder from `inkwell train` (or a PEFT adapter / HF model folder).")],
+    run: Annotated[
+        Path, typer.Argument(help="A run folder from `inkwell train` (or a PEFT adapter / HF model folder).")
+    ],
     to: Annotated[Path, typer.Option("--to", help="Output folder; or a FILE.gguf with --gguf. Written atomically.")],
-    merge: Annotated[bool, typer.Option("--merge", help="Full Hugging Face weights (adapter merged in): inkwell write --model DIR.")] = False,
-    gguf: Annotated[Optional[str], typer.Option("--gguf", metavar="f16|q8_0|q4_1|q4_0", help="Write a GGUF file for llama.cpp (q8_0: 8-bit, about half the size; q4_1/q4_0: 4-bit matrices, which Inkwell's native CPU engine runs fastest).")] = None,
-    quantize: Annotated[Optional[str], typer.Option("--quantize", metavar="int8|int4", help="Write an ONNX model for the fast CPU path (int8: within 1% perplexity; int4: smaller, less accurate).")] = None,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Full Hugging Face weights (adapter merged in): inkwell write --model DIR.")
+    ] = False,
+    gguf: Annotated[
+        str | None,
+        typer.Option(
+            "--gguf",
+            metavar="f16|q8_0|q4_1|q4_0",
+            help="Write a GGUF file for llama.cpp (q8_0: 8-bit, about half the size; q4_1/q4_0: 4-bit matrices, which Inkwell's native CPU engine runs fastest).",
+        ),
+    ] = None,
+    quantize: Annotated[
+        str | None,
+        typer.Option(
+            "--quantize",
+            metavar="int8|int4",
+            help="Write an ONNX model for the fast CPU path (int8: within 1% perplexity; int4: smaller, less accurate).",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --to if it exists.")] = False,
     as_json: JsonOut = False,
 ):
@@ -100,12 +120,16 @@ def export(
         say(f"  use: inkwell write --model {result['merged']['path']}")
     if result["gguf"]:
         g = result["gguf"]
-        say(f"GGUF {g['type']} -> {g['path']} ({g['bytes'] / 1e6:.1f} MB, {g['tensors']} tensors; metadata from {g['model_metadata']})")
+        say(
+            f"GGUF {g['type']} -> {g['path']} ({g['bytes'] / 1e6:.1f} MB, {g['tensors']} tensors; metadata from {g['model_metadata']})"
+        )
         say(f"  use: inkwell write --model {g['path']}   (or llama.cpp: llama-cli -m {g['path']})")
     if result.get("quantized"):
         q = result["quantized"]
         say(f"ONNX {q['precision']} -> {q['path']} ({q['bytes'] / 1e6:.1f} MB)")
-        say(f"  use: inkwell write --model {q['path']}   (perplexity change: inkwell eval with this folder as a system)")
+        say(
+            f"  use: inkwell write --model {q['path']}   (perplexity change: inkwell eval with this folder as a system)"
+        )
     say(f"done in {result['seconds']:.1f} s")
 
 
@@ -113,7 +137,9 @@ def export(
 
 
 def history(
-    search: Annotated[Optional[str], typer.Option("--search", "-q", help="Text to look for in prompts and outputs.")] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", "-q", help="Text to look for in prompts and outputs.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
     as_json: JsonOut = False,
 ):
@@ -132,7 +158,9 @@ def history(
     for row in rows:
         when = datetime.datetime.fromtimestamp(row["created_at"]).strftime("%Y-%m-%d %H:%M")
         label = row["template"] or "raw prompt"
-        typer.echo(f"#{row['id']}  {when}  {row['model']}  {label}  ({row['completion_tokens']} tokens, {row['latency_s']:.1f}s)")
+        typer.echo(
+            f"#{row['id']}  {when}  {row['model']}  {label}  ({row['completion_tokens']} tokens, {row['latency_s']:.1f}s)"
+        )
         preview = row["output"].strip().replace("\n", " ")
         typer.echo(f"    {preview[:160]}{'…' if len(preview) > 160 else ''}")
 
@@ -141,11 +169,15 @@ def history(
 
 
 def moderate(
-    text: Annotated[Optional[str], typer.Argument(help="The text to check ('-' reads standard input).")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Check this file's whole text instead.")] = None,
+    text: Annotated[str | None, typer.Argument(help="The text to check ('-' reads standard input).")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Check this file's whole text instead.")] = None,
     policy: PolicyOpt = None,
-    direction: Annotated[str, typer.Option("--direction", help="input (user text) | output (model text) | any (every category).")] = "input",
-    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit with status 3 when the text is blocked.")] = False,
+    direction: Annotated[
+        str, typer.Option("--direction", help="input (user text) | output (model text) | any (every category).")
+    ] = "input",
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit with status 3 when the text is blocked.")
+    ] = False,
     no_log: NoLog = False,
     as_json: JsonOut = False,
 ):

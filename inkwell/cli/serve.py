@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,23 +13,78 @@ from inkwell.errors import InkwellError
 
 def serve(
     model: ModelOpt = None,
-    adapter: Annotated[Optional[list[str]], typer.Option("--adapter", help="NAME=PATH: serve a LoRA adapter as model NAME (repeatable; not merged, base loaded once).")] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--adapter",
+            help="NAME=PATH: serve a LoRA adapter as model NAME (repeatable; not merged, base loaded once).",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    api_key: Annotated[Optional[list[str]], typer.Option("--api-key", envvar="INKWELL_API_KEY", help="An accepted API key (repeatable); kept only as a hash.")] = None,
-    api_keys_file: Annotated[Optional[Path], typer.Option("--api-keys-file", help="One key per line: `ID KEY`, `ID sha256:HEX` or `KEY`.")] = None,
-    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="Requests running or waiting at once; more get 429.")] = 64,
-    rate_limit: Annotated[Optional[str], typer.Option("--rate-limit", help="Requests per minute per key (per address without keys), e.g. 60/min.")] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key", envvar="INKWELL_API_KEY", help="An accepted API key (repeatable); kept only as a hash."
+        ),
+    ] = None,
+    api_keys_file: Annotated[
+        Path | None, typer.Option("--api-keys-file", help="One key per line: `ID KEY`, `ID sha256:HEX` or `KEY`.")
+    ] = None,
+    max_concurrency: Annotated[
+        int, typer.Option("--max-concurrency", min=1, help="Requests running or waiting at once; more get 429.")
+    ] = 64,
+    rate_limit: Annotated[
+        str | None,
+        typer.Option("--rate-limit", help="Requests per minute per key (per address without keys), e.g. 60/min."),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Most rows in one engine batch.")] = 16,
-    window_ms: Annotated[float, typer.Option("--batch-window-ms", min=0, help="How long a batch's first request waits for others.")] = 20.0,
-    batching: Annotated[str, typer.Option("--batching", help="continuous: requests join a running batch between decode steps; window: each batch runs to its end.")] = "continuous",
-    step_tokens: Annotated[int, typer.Option("--step-tokens", min=1, help="Token budget of one decode step: one per running row, the rest for chunks of joining prompts.")] = 256,
-    max_queue: Annotated[int, typer.Option("--max-queue", min=1, help="Rows waiting for a place in a batch; more get 429 (queue_full) with Retry-After.")] = 256,
-    max_tokens_limit: Annotated[Optional[int], typer.Option("--max-tokens-limit", min=1, help="Most max_tokens a request may ask (default: the context length).")] = None,
-    drain_timeout: Annotated[float, typer.Option("--drain-timeout", min=0, help="On SIGTERM, seconds in-flight requests get to finish.")] = 30.0,
+    window_ms: Annotated[
+        float, typer.Option("--batch-window-ms", min=0, help="How long a batch's first request waits for others.")
+    ] = 20.0,
+    batching: Annotated[
+        str,
+        typer.Option(
+            "--batching",
+            help="continuous: requests join a running batch between decode steps; window: each batch runs to its end.",
+        ),
+    ] = "continuous",
+    step_tokens: Annotated[
+        int,
+        typer.Option(
+            "--step-tokens",
+            min=1,
+            help="Token budget of one decode step: one per running row, the rest for chunks of joining prompts.",
+        ),
+    ] = 256,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            "--max-queue",
+            min=1,
+            help="Rows waiting for a place in a batch; more get 429 (queue_full) with Retry-After.",
+        ),
+    ] = 256,
+    max_tokens_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tokens-limit", min=1, help="Most max_tokens a request may ask (default: the context length)."
+        ),
+    ] = None,
+    drain_timeout: Annotated[
+        float, typer.Option("--drain-timeout", min=0, help="On SIGTERM, seconds in-flight requests get to finish.")
+    ] = 30.0,
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
-    engine: Annotated[str, typer.Option("--engine", help="torch | native | auto (native: the CPU engine on a llama GGUF, no --adapter; auto: native where it applies, else torch).")] = "torch",
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="torch | native | auto (native: the CPU engine on a llama GGUF, no --adapter; auto: native where it applies, else torch).",
+        ),
+    ] = "torch",
     no_log: NoLog = False,
     policy: PolicyOpt = None,
     no_moderation: NoModerationOpt = False,
@@ -46,14 +101,27 @@ def serve(
     if engine not in ("torch", "native", "auto"):
         raise InkwellError(f"unknown --engine '{engine}' for serve", field="engine", hint="use torch, native or auto")
     config = ServeConfig(
-        model=model, adapters=_adapters(adapter), dtype=dtype, device=device, engine=engine, host=host, port=port,
+        model=model,
+        adapters=_adapters(adapter),
+        dtype=dtype,
+        device=device,
+        engine=engine,
+        host=host,
+        port=port,
         api_keys=list(api_key or []),
-        api_keys_file=str(api_keys_file) if api_keys_file else None, max_concurrency=max_concurrency,
-        rate_limit=rate_limit, batch_size=batch_size, window_ms=window_ms, continuous_batching=batching == "continuous",
-        step_tokens=step_tokens, max_queue=max_queue,
+        api_keys_file=str(api_keys_file) if api_keys_file else None,
+        max_concurrency=max_concurrency,
+        rate_limit=rate_limit,
+        batch_size=batch_size,
+        window_ms=window_ms,
+        continuous_batching=batching == "continuous",
+        step_tokens=step_tokens,
+        max_queue=max_queue,
         max_tokens_limit=max_tokens_limit,
-        drain_timeout_s=drain_timeout, log_generations=not no_log,
-        moderation=not no_moderation, policy=policy,
+        drain_timeout_s=drain_timeout,
+        log_generations=not no_log,
+        moderation=not no_moderation,
+        policy=policy,
     )
     run_server(config, say=say)
 
@@ -64,7 +132,9 @@ def _adapters(pairs: list[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         name, sep, path = pair.partition("=")
         if not sep or not name.strip() or not path.strip():
-            raise InkwellError(f"--adapter expects NAME=PATH, got '{pair}'", field="adapter", hint="--adapter support=runs/lora")
+            raise InkwellError(
+                f"--adapter expects NAME=PATH, got '{pair}'", field="adapter", hint="--adapter support=runs/lora"
+            )
         if name.strip() in adapters:
             raise InkwellError(f"two adapters are named '{name.strip()}'", field="adapter")
         adapters[name.strip()] = path.strip()

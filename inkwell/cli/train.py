@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,8 +13,13 @@ from inkwell.cli.common import DeviceOpt, JsonOut, print_json, say
 
 def train(
     config: Annotated[Path, typer.Argument(help="Training config YAML (see configs/).")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. training.lr=1e-4 lora.r=16.")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Validate the config and read the data files, then stop (no model is loaded).")] = False,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value overrides, e.g. training.lr=1e-4 lora.r=16.")
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Validate the config and read the data files, then stop (no model is loaded)."),
+    ] = False,
     as_json: JsonOut = False,
 ):
     """Train a model: pretrain, sft, dpo (preference pairs) or classify, with full/freeze/lora/adalora/ia3/prefix/prompt.
@@ -44,13 +49,21 @@ def train(
     else:
         metrics = run.metrics
         val = f", val loss {metrics['val_loss']:.4f}" if metrics.get("val_loss") is not None else ""
-        say(f"done: {metrics['steps']} steps, train loss {metrics['train_loss']:.4f}{val} ({metrics['stopped']}) -> {run.out}")
+        say(
+            f"done: {metrics['steps']} steps, train loss {metrics['train_loss']:.4f}{val} ({metrics['stopped']}) -> {run.out}"
+        )
 
 
 def classify(
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify ('-' reads one text from standard input).")] = None,
-    model: Annotated[Path, typer.Option("--model", "-m", help="Output folder of `inkwell train` with stage: classify.")] = ...,
-    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="JSONL rows with a \"text\" field to classify instead.")] = None,
+    texts: Annotated[
+        list[str] | None, typer.Argument(help="Texts to classify ('-' reads one text from standard input).")
+    ] = None,
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Output folder of `inkwell train` with stage: classify.")
+    ] = ...,
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help='JSONL rows with a "text" field to classify instead.')
+    ] = None,
     device: DeviceOpt = "auto",
     as_json: JsonOut = False,
 ):
@@ -67,4 +80,6 @@ def classify(
         return
     for result in results:
         preview = " ".join(result["text"].split())
-        typer.echo(f"{result['label']}\t{result['probability']:.3f}\t{preview[:70] + ('...' if len(preview) > 70 else '')}")
+        typer.echo(
+            f"{result['label']}\t{result['probability']:.3f}\t{preview[:70] + ('...' if len(preview) > 70 else '')}"
+        )

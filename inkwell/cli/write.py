@@ -3,28 +3,57 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 
 from inkwell.cli.common import (
-    AdapterOpt, BackendOpt, BaseUrlOpt, Decoding, DeviceOpt, DtypeOpt, EngineOpt, EngineOptions, JsonOut, ModelOpt,
-    NoLog, NoModerationOpt, PolicyOpt, PrecisionOpt, RemoteKeyOpt, guard_for, open_engine_for, parse_sets,
-    print_json, say, settings_overrides, store_for, with_decoding,
+    AdapterOpt,
+    BackendOpt,
+    BaseUrlOpt,
+    Decoding,
+    DeviceOpt,
+    DtypeOpt,
+    EngineOpt,
+    EngineOptions,
+    JsonOut,
+    ModelOpt,
+    NoLog,
+    NoModerationOpt,
+    PolicyOpt,
+    PrecisionOpt,
+    RemoteKeyOpt,
+    guard_for,
+    open_engine_for,
+    parse_sets,
+    print_json,
+    say,
+    settings_overrides,
+    store_for,
+    with_decoding,
 )
 from inkwell.errors import InkwellError
 
 
 @with_decoding
 def write(
-    template: Annotated[Optional[str], typer.Argument(help="Template name (see `inkwell templates list`).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Template field: name=value (repeatable).")] = None,
-    template_file: Annotated[Optional[Path], typer.Option("--template-file", help="A template YAML file to use instead of a name.")] = None,
-    shots: Annotated[Optional[Path], typer.Option("--shots", help="Few-shot examples (JSONL: fields + output).")] = None,
+    template: Annotated[str | None, typer.Argument(help="Template name (see `inkwell templates list`).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Template field: name=value (repeatable).")
+    ] = None,
+    template_file: Annotated[
+        Path | None, typer.Option("--template-file", help="A template YAML file to use instead of a name.")
+    ] = None,
+    shots: Annotated[Path | None, typer.Option("--shots", help="Few-shot examples (JSONL: fields + output).")] = None,
     n: Annotated[int, typer.Option("--n", help="How many versions to write.")] = 1,
-    stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Print text as it is written [default: on a terminal].")] = None,
-    json_retries: Annotated[int, typer.Option("--json-retries", help="Retries when a structured template's JSON is invalid.")] = 2,
+    stream: Annotated[
+        bool | None, typer.Option("--stream/--no-stream", help="Print text as it is written [default: on a terminal].")
+    ] = None,
+    json_retries: Annotated[
+        int, typer.Option("--json-retries", help="Retries when a structured template's JSON is invalid.")
+    ] = 2,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     decoding: Decoding = None,
@@ -56,11 +85,13 @@ def write(
     streaming = _streaming(stream, as_json, n) and guard is None
     if stream and guard is not None:
         say("note: output is moderated before it is shown, so it is not streamed (--no-moderation streams)")
-    options = EngineOptions(model, adapter, dtype, device, engine, precision, backend=backend, base_url=base_url,
-                            api_key=api_key)
+    options = EngineOptions(
+        model, adapter, dtype, device, engine, precision, backend=backend, base_url=base_url, api_key=api_key
+    )
     with open_engine_for(options) as loaded:
-        outcome = write_job(loaded, job, on_delta=_echo if streaming else None, json_retries=json_retries,
-                            store=store_for(no_log))
+        outcome = write_job(
+            loaded, job, on_delta=_echo if streaming else None, json_retries=json_retries, store=store_for(no_log)
+        )
     for warning in outcome.warnings:
         say(f"warning: {warning}")
     if outcome.blocked and not outcome.records:
@@ -72,10 +103,15 @@ def write(
 @with_decoding
 def generate(
     prompt: Annotated[str, typer.Argument(help="The prompt text ('-' reads standard input).")],
-    chat: Annotated[bool, typer.Option("--chat/--completion", help="Send as a chat message (instruct models) or as plain text to continue.")] = False,
-    system: Annotated[Optional[str], typer.Option("--system", help="System message (with --chat).")] = None,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat/--completion", help="Send as a chat message (instruct models) or as plain text to continue."
+        ),
+    ] = False,
+    system: Annotated[str | None, typer.Option("--system", help="System message (with --chat).")] = None,
     n: Annotated[int, typer.Option("--n")] = 1,
-    stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream")] = None,
+    stream: Annotated[bool | None, typer.Option("--stream/--no-stream")] = None,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     decoding: Decoding = None,
@@ -99,20 +135,37 @@ def generate(
         streaming = _streaming(stream, as_json, n)
         if streaming and not chat:
             sys.stdout.write(prompt)
-        records = generate_job(loaded, prompt, settings, chat=chat, system=system,
-                               on_delta=_echo if streaming else None, store=store_for(no_log))
+        records = generate_job(
+            loaded,
+            prompt,
+            settings,
+            chat=chat,
+            system=system,
+            on_delta=_echo if streaming else None,
+            store=store_for(no_log),
+        )
     _show(records, as_json, streaming, lambda r: r.text if chat else prompt + r.text)
 
 
 @with_decoding
 def batch(
-    template: Annotated[Optional[str], typer.Argument(help="Template name.")] = None,
-    input: Annotated[Path, typer.Option("--input", "-i", help="Rows: .csv (header = field names) or .jsonl; an `id` column keys the output.")] = ...,
+    template: Annotated[str | None, typer.Argument(help="Template name.")] = None,
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input", "-i", help="Rows: .csv (header = field names) or .jsonl; an `id` column keys the output."
+        ),
+    ] = ...,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .jsonl, one line per input row.")] = ...,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows decoding at once; finished rows make room for the next at once.")] = 16,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size", min=1, help="Rows decoding at once; finished rows make room for the next at once."
+        ),
+    ] = 16,
     resume: Annotated[bool, typer.Option("--resume", help="Skip rows whose id is already in the output.")] = False,
-    template_file: Annotated[Optional[Path], typer.Option("--template-file")] = None,
-    shots: Annotated[Optional[Path], typer.Option("--shots")] = None,
+    template_file: Annotated[Path | None, typer.Option("--template-file")] = None,
+    shots: Annotated[Path | None, typer.Option("--shots")] = None,
     n: Annotated[int, typer.Option("--n", help="Versions per row.")] = 1,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
@@ -138,16 +191,30 @@ def batch(
     guard = guard_for(policy, no_moderation, "batch", no_log)
     overrides = settings_overrides(decoding, n)
     job = prepare_batch(template, template_file, input, shots=shots, overrides=overrides, guard=guard)
-    options = EngineOptions(model, adapter, dtype, device, engine, precision, batch_size=batch_size, backend=backend,
-                            base_url=base_url, api_key=api_key, bulk=True)
+    options = EngineOptions(
+        model,
+        adapter,
+        dtype,
+        device,
+        engine,
+        precision,
+        batch_size=batch_size,
+        backend=backend,
+        base_url=base_url,
+        api_key=api_key,
+        bulk=True,
+    )
     with open_engine_for(options) as loaded:
-        report = batch_job(loaded, job, input, output, resume=resume, progress=progress, store=store_for(no_log),
-                           say=say)
+        report = batch_job(
+            loaded, job, input, output, resume=resume, progress=progress, store=store_for(no_log), say=say
+        )
     if as_json:
         print_json(batch_summary(report))
     else:
-        say(f"wrote {report.written} rows to {report.output} ({report.skipped_done} already done, "
-            f"{len(report.failed)} failed) in {report.seconds:.1f}s")
+        say(
+            f"wrote {report.written} rows to {report.output} ({report.skipped_done} already done, "
+            f"{len(report.failed)} failed) in {report.seconds:.1f}s"
+        )
     if report.failed and not report.written and not report.skipped_done:
         raise typer.Exit(1)
 
@@ -194,6 +261,11 @@ def _blocked_exit(blocked: list, as_json: bool = False) -> None:
         say(f"blocked: {decision.describe()}; the text was not shown")
     if as_json:
         first = blocked[0]
-        print_json({"error": first.describe(), "category": (first.blocking_categories or first.categories)[0],
-                    "moderation": decision_summary(first)})
+        print_json(
+            {
+                "error": first.describe(),
+                "category": (first.blocking_categories or first.categories)[0],
+                "moderation": decision_summary(first),
+            }
+        )
     raise typer.Exit(3)

@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from inkwell.data.dedup import exact_key
-from inkwell.data.rows import JsonlSink, _get, _set, check_output, content_fields, content_text, detect_schema, read_jsonl
+from inkwell.data.rows import (
+    JsonlSink,
+    _get,
+    _set,
+    check_output,
+    content_fields,
+    content_text,
+    detect_schema,
+    read_jsonl,
+)
 from inkwell.data.text import detect_language
 from inkwell.errors import InkwellError
 
@@ -28,14 +38,16 @@ METHODS = ("synonym", "paraphrase", "back-translate")
 
 # Hand-written: nltk's stopword list needs an nltk_data download. Function words carry grammar, not meaning,
 # and their WordNet "synonyms" are nonsense ("a" -> "angstrom").
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all also am an and any are as at be because been before being below between both
 but by can could did do does doing down during each few for from further had has have having he her here hers
 herself him himself his how i if in into is it its itself just me more most my myself no nor not now of off on
 once only or other our ours ourselves out over own same she should so some such than that the their theirs them
 themselves then there these they this those through to too under until up very was we were what when where which
 while who whom why will with would you your yours yourself yourselves one two get got make made like well even
-""".split())
+""".split()
+)
 _WORD = re.compile(r"(?<![\w'-])[A-Za-z]{4,}(?![\w'-])")
 
 
@@ -88,8 +100,13 @@ class AugmentReport:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "written": self.written, "augmented": self.augmented, "skipped": self.skipped,
-                "invalid": len(self.invalid)}
+        return {
+            "rows": self.rows,
+            "written": self.written,
+            "augmented": self.augmented,
+            "skipped": self.skipped,
+            "invalid": len(self.invalid),
+        }
 
 
 # ------------------------------------------------------------------ the command
@@ -110,13 +127,17 @@ def augment_file(
     progress: bool = True,
 ) -> AugmentReport:
     if method not in METHODS:
-        raise InkwellError(f"unknown augmentation method '{method}'", field="method", hint=f"use one of {', '.join(METHODS)}")
+        raise InkwellError(
+            f"unknown augmentation method '{method}'", field="method", hint=f"use one of {', '.join(METHODS)}"
+        )
     if n < 1:
         raise InkwellError("--n must be at least 1", field="n")
     if not 0 < rate <= 1:
         raise InkwellError(f"--rate {rate} must be in (0, 1]", field="rate")
     if method != "synonym" and rewrite is None:
-        raise InkwellError(f"method '{method}' needs a model", field="model", hint="pass --model (or use --method synonym)")
+        raise InkwellError(
+            f"method '{method}' needs a model", field="model", hint="pass --model (or use --method synonym)"
+        )
     check_output(Path(inp), Path(out))
     if method == "synonym" and wordnet is None:
         from inkwell.data.wordnet import WordNet
@@ -130,8 +151,12 @@ def augment_file(
         if not pending:
             return
         for variant in range(n):
-            jobs: list[tuple[int, tuple]] = [(i, path) for i, (rec, schema) in enumerate(pending)
-                                             for path in content_fields(rec, schema, side="input") if _get(rec, path).strip()]
+            jobs: list[tuple[int, tuple]] = [
+                (i, path)
+                for i, (rec, schema) in enumerate(pending)
+                for path in content_fields(rec, schema, side="input")
+                if _get(rec, path).strip()
+            ]
             outputs = rewrite([_get(pending[i][0], path) for i, path in jobs], method, seed=seed + variant)
             new_rows: dict[int, dict] = {}
             failed: set[int] = set()

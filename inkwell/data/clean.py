@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inkwell.data.dedup import NearDupIndex, exact_key
-from inkwell.data.rows import JsonlSink, check_output, content_fields, content_text, detect_schema, map_content, read_jsonl
+from inkwell.data.rows import (
+    JsonlSink,
+    check_output,
+    content_fields,
+    content_text,
+    detect_schema,
+    map_content,
+    read_jsonl,
+)
 from inkwell.data.text import LANGUAGES, detect_language, nfkc, normalize_whitespace, strip_markup
 from inkwell.errors import InkwellError
 
@@ -38,8 +46,11 @@ class CleanConfig:
 
     def validate(self) -> None:
         if self.min_chars < 0 or (self.max_chars is not None and self.max_chars < self.min_chars):
-            raise InkwellError(f"invalid length bounds min={self.min_chars} max={self.max_chars}", field="min-chars",
-                               hint="use 0 <= --min-chars <= --max-chars")
+            raise InkwellError(
+                f"invalid length bounds min={self.min_chars} max={self.max_chars}",
+                field="min-chars",
+                hint="use 0 <= --min-chars <= --max-chars",
+            )
         for lang in self.languages or []:
             if lang not in LANGUAGES:
                 raise InkwellError(f"unknown language '{lang}'", field="lang", hint=f"use {', '.join(LANGUAGES)}")
@@ -61,19 +72,30 @@ class CleanReport:
 
     def to_dict(self) -> dict:
         return {
-            "rows_in": self.rows_in, "rows_out": self.rows_out,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
             "steps": {s: {"changed": self.changed.get(s, 0), "removed": self.removed.get(s, 0)} for s in STEPS},
-            "invalid": self.removed.get("invalid", 0), "examples": self.examples,
+            "invalid": self.removed.get("invalid", 0),
+            "examples": self.examples,
         }
 
 
-def clean_file(inp: str | Path, out: str | Path, config: CleanConfig | None = None, *, progress: bool = True) -> CleanReport:
+def clean_file(
+    inp: str | Path, out: str | Path, config: CleanConfig | None = None, *, progress: bool = True
+) -> CleanReport:
     config = config or CleanConfig()
     config.validate()
     check_output(Path(inp), Path(out))
     report = CleanReport()
-    steps = [(name, fn) for name, on, fn in (("nfkc", config.nfkc, nfkc), ("markup", config.markup, strip_markup),
-                                             ("whitespace", config.whitespace, normalize_whitespace)) if on]
+    steps = [
+        (name, fn)
+        for name, on, fn in (
+            ("nfkc", config.nfkc, nfkc),
+            ("markup", config.markup, strip_markup),
+            ("whitespace", config.whitespace, normalize_whitespace),
+        )
+        if on
+    ]
     seen: set[int] = set()
     near = NearDupIndex(config.near_dup_threshold, config.num_perm) if config.near_dup_threshold else None
     with JsonlSink(out) as sink:
@@ -93,7 +115,7 @@ def clean_file(inp: str | Path, out: str | Path, config: CleanConfig | None = No
                 for step, fn in steps:
                     new = fn(value)
                     if new != value:
-                        changed.add(step)
+                        changed.add(step)  # noqa: B023 - transform runs within this iteration
                         value = new
                 return value
 
@@ -102,7 +124,11 @@ def clean_file(inp: str | Path, out: str | Path, config: CleanConfig | None = No
                 for step in changed:
                     report.changed[step] += 1
             text = content_text(record, schema)
-            if len(text) < config.min_chars or not text.strip() or (config.max_chars is not None and len(text) > config.max_chars):
+            if (
+                len(text) < config.min_chars
+                or not text.strip()
+                or (config.max_chars is not None and len(text) > config.max_chars)
+            ):
                 report.remove("length", raw.where)
                 continue
             if config.languages and detect_language(text) not in config.languages:

@@ -71,7 +71,9 @@ class NearDupIndex:
         if not 0 < threshold <= 1:
             from inkwell.errors import InkwellError
 
-            raise InkwellError(f"near-duplicate threshold {threshold} must be in (0, 1]", field="threshold", hint="e.g. 0.8")
+            raise InkwellError(
+                f"near-duplicate threshold {threshold} must be in (0, 1]", field="threshold", hint="e.g. 0.8"
+            )
         self.threshold = threshold
         self.num_perm = num_perm
         self.seed = seed
@@ -92,8 +94,13 @@ class NearDupIndex:
         # shingles with CRC-32 instead of the default SHA-1, makes signatures about 5x faster. CRC-32 is fine
         # here: datasketch mixes every input hash (murmur finaliser) before its random affine permutations, and
         # CRC-32 has no collisions among inputs of 4 bytes or less (most shingles).
-        mh = MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=zlib.crc32,
-                     permutations=self._permutations, scheme=self._scheme)
+        mh = MinHash(
+            num_perm=self.num_perm,
+            seed=self.seed,
+            hashfunc=zlib.crc32,
+            permutations=self._permutations,
+            scheme=self._scheme,
+        )
         mh.update_batch([g.encode("utf-8") for g in grams])
         return mh
 

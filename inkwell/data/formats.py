@@ -44,8 +44,13 @@ FORMATS: dict[str, str] = {
     "text": '{"text"}',
 }
 # Other spellings users (and train configs) write for the same formats.
-ALIASES = {"prompt_completion": "prompt/completion", "text_label": "text/label", "chat": "messages",
-           "sharegpt": "messages", "dpo": "preference"}
+ALIASES = {
+    "prompt_completion": "prompt/completion",
+    "text_label": "text/label",
+    "chat": "messages",
+    "sharegpt": "messages",
+    "dpo": "preference",
+}
 # ShareGPT speakers -> chat roles; any other name is kept and checked by the reader of the row.
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant"}
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -145,8 +150,17 @@ def progress_bar(total: int | None, desc: str, enabled: bool = True, unit: str =
     """A tqdm bar on standard error (bytes by default, so a bar over a file is meaningful from the start)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", unit_divisor=1024 if unit == "B" else 1000,
-                disable=not enabled, dynamic_ncols=True, file=sys.stderr, leave=False)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=unit == "B",
+        unit_divisor=1024 if unit == "B" else 1000,
+        disable=not enabled,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        leave=False,
+    )
 
 
 def _check_policy(on_error: str) -> None:
@@ -202,8 +216,16 @@ def _json_list(path: Path, data: bytes, on_error: str, strict_encoding: bool, fi
             yield _bad(row, on_error, field, "each item of the list must be one JSON object")
 
 
-def read_jsonl(path: str | Path, *, on_error: str = "raise", strict_encoding: bool = False, field: str | None = "input",
-               what: str = "input file", progress: bool = False, desc: str | None = None) -> Iterator[RawRow]:
+def read_jsonl(
+    path: str | Path,
+    *,
+    on_error: str = "raise",
+    strict_encoding: bool = False,
+    field: str | None = "input",
+    what: str = "input file",
+    progress: bool = False,
+    desc: str | None = None,
+) -> Iterator[RawRow]:
     """Stream the rows of a JSONL file, one RawRow per non-blank line (a .json file that holds one list of
     objects yields its items). `strict_encoding`: bytes that are not UTF-8 raise even when skipping bad rows
     (a file saved in another encoding is one mistake, not one per row)."""
@@ -240,9 +262,19 @@ def read_jsonl(path: str | Path, *, on_error: str = "raise", strict_encoding: bo
 # -------------------------------------------------------------------- CSV
 
 
-def read_csv(path: str | Path, *, on_error: str = "raise", strict_encoding: bool = False, field: str | None = "input",
-             what: str = "input file", column_map: dict[str, str] | None = None, delimiter: str | None = None,
-             fill_missing: bool = False, progress: bool = False, desc: str | None = None) -> Iterator[RawRow]:
+def read_csv(
+    path: str | Path,
+    *,
+    on_error: str = "raise",
+    strict_encoding: bool = False,
+    field: str | None = "input",
+    what: str = "input file",
+    column_map: dict[str, str] | None = None,
+    delimiter: str | None = None,
+    fill_missing: bool = False,
+    progress: bool = False,
+    desc: str | None = None,
+) -> Iterator[RawRow]:
     """Stream the records of a CSV (.tsv: tab-separated) file as {column: value} rows; the header row names the
     columns. `column_map` {field: column} keeps only the mapped columns (and `id`) under their field names.
     A record with more values than the header, or fewer (unless `fill_missing`: read as empty), is a bad row."""
@@ -274,12 +306,14 @@ def read_csv(path: str | Path, *, on_error: str = "raise", strict_encoding: bool
             try:
                 header = next(reader, None)
                 if not header or not any(h.strip() for h in header):
-                    raise InkwellError(f"{path}: the CSV has no header row", field=field,
-                                       hint="the first line names the columns")
+                    raise InkwellError(
+                        f"{path}: the CSV has no header row", field=field, hint="the first line names the columns"
+                    )
                 missing = [column for column in column_map.values() if column not in header]
                 if missing:
-                    raise InkwellError(f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(header)})",
-                                       field="map")
+                    raise InkwellError(
+                        f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(header)})", field="map"
+                    )
                 end = reader.line_num
                 for values in reader:
                     start, end = end + 1, reader.line_num
@@ -294,7 +328,9 @@ def read_csv(path: str | Path, *, on_error: str = "raise", strict_encoding: bool
                     if problem is not None:  # a ragged record keeps what could be read (its id, say)
                         encoding = any(start <= n <= end for n in bad_lines)
                         hint = UTF8_HINT if encoding else f"each record needs {len(header)} values: {sep.join(header)}"
-                        yield _bad(RawRow(str(path), start, None if encoding else record, problem), on_error, field, hint)
+                        yield _bad(
+                            RawRow(str(path), start, None if encoding else record, problem), on_error, field, hint
+                        )
                         continue
                     if column_map:
                         row = {name: record[column] for name, column in column_map.items()}
@@ -303,8 +339,12 @@ def read_csv(path: str | Path, *, on_error: str = "raise", strict_encoding: bool
                         record = row
                     yield RawRow(str(path), start, record)
             except csv.Error as exc:  # e.g. a NUL byte or an unclosed quote at the end of the file
-                yield _bad(RawRow(str(path), reader.line_num, None, f"not valid CSV ({exc})"), on_error, field,
-                           "check the quoting of that record")
+                yield _bad(
+                    RawRow(str(path), reader.line_num, None, f"not valid CSV ({exc})"),
+                    on_error,
+                    field,
+                    "check the quoting of that record",
+                )
     finally:
         bar.close()
 

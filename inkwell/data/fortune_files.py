@@ -4,8 +4,8 @@ and backspace overstrikes (some English files) removed."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 

@@ -17,8 +17,8 @@ Rows come in a seeded order that cycles through the topics, so `--limit N` keeps
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from inkwell.data.fortune_files import read_fortunes
 
@@ -54,10 +54,14 @@ def _round_robin(per_topic: dict[str, list[dict]]) -> Iterator[dict]:
 
 def topic_rows(files: list[Path]) -> Iterator[dict]:
     quotes = topic_quotes(files)
-    yield from _round_robin({
-        topic: [{"text": quote, "label": topic, "source": f"fortunes/{topic}"} for quote in found[:PER_TOPIC["topics"]]]
-        for topic, found in quotes.items()
-    })
+    yield from _round_robin(
+        {
+            topic: [
+                {"text": quote, "label": topic, "source": f"fortunes/{topic}"} for quote in found[: PER_TOPIC["topics"]]
+            ]
+            for topic, found in quotes.items()
+        }
+    )
 
 
 def preference_rows(files: list[Path]) -> Iterator[dict]:
@@ -67,10 +71,16 @@ def preference_rows(files: list[Path]) -> Iterator[dict]:
     per_topic: dict[str, list[dict]] = {}
     for i, topic in enumerate(topics):
         rows = []
-        for k, chosen in enumerate(quotes[topic][:PER_TOPIC["preferences"]]):
+        for k, chosen in enumerate(quotes[topic][: PER_TOPIC["preferences"]]):
             other = topics[(i + 1 + k % (len(topics) - 1)) % len(topics)]  # every other topic in turn, never this one
             rejected = rng.choice(quotes[other])
-            rows.append({"prompt": f"Write a short quote about {TOPICS.get(topic, topic)}.", "chosen": chosen,
-                         "rejected": rejected, "source": f"fortunes/{topic} vs fortunes/{other}"})
+            rows.append(
+                {
+                    "prompt": f"Write a short quote about {TOPICS.get(topic, topic)}.",
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "source": f"fortunes/{topic} vs fortunes/{other}",
+                }
+            )
         per_topic[topic] = rows
     yield from _round_robin(per_topic)

@@ -12,14 +12,14 @@ reported as `file:line: reason` and skipped, and the valid ones are still writte
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from inkwell.data.formats import BOM, RawRow, as_messages, progress_bar, read_csv, read_jsonl
-from inkwell.files import NotUTF8, read_text, utf8_problem
 from inkwell.data.rows import SCHEMAS, JsonlSink, check_schema_name, detect_schema, validate
 from inkwell.errors import InkwellError
+from inkwell.files import NotUTF8, read_text, utf8_problem
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text"}
 TABLE_SUFFIXES = {".csv", ".tsv"}
@@ -46,8 +46,12 @@ class IngestReport:
 
     def to_dict(self) -> dict:
         return {
-            "output": str(self.output), "schema": self.schema, "written": self.written, "files": self.files,
-            "invalid": self.invalid_count, "invalid_rows": [{"where": w, "reason": r} for w, r in self.invalid],
+            "output": str(self.output),
+            "schema": self.schema,
+            "written": self.written,
+            "files": self.files,
+            "invalid": self.invalid_count,
+            "invalid_rows": [{"where": w, "reason": r} for w, r in self.invalid],
             "skipped_files": self.skipped_files,
         }
 
@@ -64,8 +68,11 @@ def expand_sources(sources: list[str | Path], report: IngestReport) -> list[Path
                     report.skipped_files.append(str(child))
         elif path.is_file():
             if path.suffix.lower() not in SUPPORTED:
-                raise InkwellError(f"unsupported file type '{path.suffix}' for {path}", field="source",
-                                   hint="use .txt, .md, .csv, .tsv or .jsonl files (or folders of them)")
+                raise InkwellError(
+                    f"unsupported file type '{path.suffix}' for {path}",
+                    field="source",
+                    hint="use .txt, .md, .csv, .tsv or .jsonl files (or folders of them)",
+                )
             files.append(path)
         else:
             raise InkwellError(f"source not found: {path}", field="source")
@@ -116,7 +123,9 @@ def parse_column_map(pairs: list[str] | None) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise InkwellError(f"--map expects field=column, got '{pair}'", field="map", hint="--map text=body --map label=category")
+            raise InkwellError(
+                f"--map expects field=column, got '{pair}'", field="map", hint="--map text=body --map label=category"
+            )
         fld, column = (p.strip() for p in pair.split("=", 1))
         if not fld or not column:
             raise InkwellError(f"--map expects field=column, got '{pair}'", field="map")
@@ -149,8 +158,9 @@ def ingest(
             if suffix in TEXT_SUFFIXES:
                 rows = _text_rows(path, unit, progress)
             elif suffix in TABLE_SUFFIXES:
-                rows = read_csv(path, on_error="skip", field="source", column_map=column_map, delimiter=delimiter,
-                                progress=progress)
+                rows = read_csv(
+                    path, on_error="skip", field="source", column_map=column_map, delimiter=delimiter, progress=progress
+                )
             else:
                 rows = read_jsonl(path, on_error="skip", field="source", progress=progress)
             for raw in rows:

@@ -27,7 +27,9 @@ class RedactReport:
         return {t: self.counts.get(t, 0) for t in PII_TYPES}
 
 
-def redact_text(text: str, types: list[str] | None = None, mode: str = "placeholder", salt: str | None = None) -> tuple[str, Counter]:
+def redact_text(
+    text: str, types: list[str] | None = None, mode: str = "placeholder", salt: str | None = None
+) -> tuple[str, Counter]:
     found = detect_pii(text, types)
     if not found:
         return text, Counter()
@@ -35,14 +37,21 @@ def redact_text(text: str, types: list[str] | None = None, mode: str = "placehol
 
 
 def redact_file(
-    inp: str | Path, out: str | Path, *, types: list[str] | None = None, mode: str = "placeholder",
-    salt: str | None = None, progress: bool = True,
+    inp: str | Path,
+    out: str | Path,
+    *,
+    types: list[str] | None = None,
+    mode: str = "placeholder",
+    salt: str | None = None,
+    progress: bool = True,
 ) -> RedactReport:
     types = check_types(types)
     if mode not in REDACT_MODES:
         from inkwell.errors import InkwellError
 
-        raise InkwellError(f"unknown redaction mode '{mode}'", field="mode", hint=f"use one of {', '.join(REDACT_MODES)}")
+        raise InkwellError(
+            f"unknown redaction mode '{mode}'", field="mode", hint=f"use one of {', '.join(REDACT_MODES)}"
+        )
     if mode == "hash" and salt is None:
         salt = default_salt()
     check_output(Path(inp), Path(out))
@@ -57,7 +66,7 @@ def redact_file(
 
             def apply(text: str) -> str:
                 new, counts = redact_text(text, types, mode, salt)
-                row_counts.update(counts)
+                row_counts.update(counts)  # noqa: B023 - apply runs within this iteration
                 return new
 
             record = map_content(raw.record, detect_schema(raw.record), apply)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from inkwell.data import formats
 from inkwell.data.formats import FORMATS, RawRow, chat_turns, detect_format, turn_parts
@@ -39,7 +40,7 @@ class JsonlSink:
         self._cm = None
         self._handle = None
 
-    def __enter__(self) -> "JsonlSink":
+    def __enter__(self) -> JsonlSink:
         self._cm = atomic_write(self.path)
         self._handle = self._cm.__enter__()
         return self
@@ -61,7 +62,9 @@ def sinks(paths: dict[str, Path]):
 
 def check_output(inp: Path, out: Path) -> None:
     if Path(inp).resolve() == Path(out).resolve():
-        raise InkwellError(f"the output would overwrite the input ({out})", field="out", hint="choose another --out path")
+        raise InkwellError(
+            f"the output would overwrite the input ({out})", field="out", hint="choose another --out path"
+        )
 
 
 # -------------------------------------------------------------------- schemas
@@ -115,12 +118,19 @@ def validate(record: dict, schema: str) -> str | None:
         key, turns = chat_turns(record)
         return _check_turns(turns, key)
     if schema == "alpaca":
-        return _nonempty_str(record, "instruction") or _nonempty_str(record, "input", optional=True) or _nonempty_str(record, "output")
+        return (
+            _nonempty_str(record, "instruction")
+            or _nonempty_str(record, "input", optional=True)
+            or _nonempty_str(record, "output")
+        )
     if schema == "prompt/completion":
         return _nonempty_str(record, "prompt", optional=True) or _nonempty_str(record, "completion")
     if schema == "preference":  # the prompt may live in chosen/rejected's messages
-        return (_text_or_turns(record, "chosen") or _text_or_turns(record, "rejected")
-                or _text_or_turns(record, "prompt", optional=isinstance(record.get("chosen"), list)))
+        return (
+            _text_or_turns(record, "chosen")
+            or _text_or_turns(record, "rejected")
+            or _text_or_turns(record, "prompt", optional=isinstance(record.get("chosen"), list))
+        )
     if schema == "template":
         if record.get("fields") is not None and not isinstance(record["fields"], dict):
             return "'fields' must be an object of template fields"
@@ -180,7 +190,9 @@ def content_fields(record: dict, schema: str | None, *, side: str = "all") -> li
         if isinstance(fields, dict):
             paths = [("fields", k) for k, v in fields.items() if isinstance(v, str)]
         else:
-            paths = [(k,) for k, v in record.items() if isinstance(v, str) and k not in META_KEYS | {"template", "output"}]
+            paths = [
+                (k,) for k, v in record.items() if isinstance(v, str) and k not in META_KEYS | {"template", "output"}
+            ]
         return paths + ([("output",)] if side != "input" and isinstance(record.get("output"), str) else [])
     keys = {
         "alpaca": ["instruction", "input"] if side == "input" else ["instruction", "input", "output"],

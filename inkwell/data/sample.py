@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from inkwell.data.fortune_files import read_fortunes
 from inkwell.data.formats import progress_bar
+from inkwell.data.fortune_files import read_fortunes
 from inkwell.data.rows import JsonlSink
 from inkwell.errors import InkwellError
 
@@ -37,11 +37,47 @@ FORTUNE_DIRS = (
 
 # English files of `fortunes-min` and `fortunes` (art and ascii-art are drawings, not prose).
 ENGLISH_FORTUNES = (
-    "fortunes", "literature", "riddles", "computers", "cookie", "debian", "definitions", "disclaimer", "drugs",
-    "education", "ethnic", "food", "goedel", "humorists", "kids", "knghtbrd", "law", "linux", "linuxcookie",
-    "love", "magic", "medicine", "men-women", "miscellaneous", "news", "paradoxum", "people", "perl", "pets",
-    "platitudes", "politics", "pratchett", "science", "songs-poems", "sports", "startrek", "tao",
-    "translate-me", "wisdom", "work", "zippy",
+    "fortunes",
+    "literature",
+    "riddles",
+    "computers",
+    "cookie",
+    "debian",
+    "definitions",
+    "disclaimer",
+    "drugs",
+    "education",
+    "ethnic",
+    "food",
+    "goedel",
+    "humorists",
+    "kids",
+    "knghtbrd",
+    "law",
+    "linux",
+    "linuxcookie",
+    "love",
+    "magic",
+    "medicine",
+    "men-women",
+    "miscellaneous",
+    "news",
+    "paradoxum",
+    "people",
+    "perl",
+    "pets",
+    "platitudes",
+    "politics",
+    "pratchett",
+    "science",
+    "songs-poems",
+    "sports",
+    "startrek",
+    "tao",
+    "translate-me",
+    "wisdom",
+    "work",
+    "zippy",
 )
 
 
@@ -59,10 +95,20 @@ SAMPLES: dict[str, SampleSpec] = {
     "song100": SampleSpec(("song100",), "fortunes-zh", "zh", "100 Song-dynasty ci poems"),
     "tang300": SampleSpec(("tang300",), "fortunes-zh", "zh", "300 Tang-dynasty poems"),
     "chinese": SampleSpec(("chinese",), "fortunes-zh", "zh", "Chinese sayings and quotations"),
-    "fortune-topics": SampleSpec(("computers", "food", "law", "love", "science"), "fortunes", "en",
-                                 "quotes labelled by topic (classify)", builder="topic_rows"),
-    "fortune-preferences": SampleSpec(("computers", "food", "law", "love", "science"), "fortunes", "en",
-                                      "on-topic vs off-topic quote pairs (dpo)", builder="preference_rows"),
+    "fortune-topics": SampleSpec(
+        ("computers", "food", "law", "love", "science"),
+        "fortunes",
+        "en",
+        "quotes labelled by topic (classify)",
+        builder="topic_rows",
+    ),
+    "fortune-preferences": SampleSpec(
+        ("computers", "food", "law", "love", "science"),
+        "fortunes",
+        "en",
+        "on-topic vs off-topic quote pairs (dpo)",
+        builder="preference_rows",
+    ),
 }
 
 _ZH_HEADER = re.compile(r"^\s*(题目|作者)\s*[:：]\s*(.*?)\s*$")
@@ -86,7 +132,8 @@ def find_files(name: str) -> list[Path]:
     raise InkwellError(
         f"sample '{name}' needs the Debian package '{spec.package}', which is not installed "
         f"(looked in {', '.join(str(d) for d in fortune_dirs())})",
-        field="name", hint=f"sudo apt-get install {spec.package}",
+        field="name",
+        hint=f"sudo apt-get install {spec.package}",
     )
 
 

@@ -57,9 +57,16 @@ class SplitReport:
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "counts": self.counts, "labels": self.labels, "groups": self.groups,
-                "rows_in_shared_groups": self.grouped_rows, "augmented_dropped_from_eval": self.augmented_dropped,
-                "invalid": len(self.invalid), "files": self.files}
+        return {
+            "rows": self.rows,
+            "counts": self.counts,
+            "labels": self.labels,
+            "groups": self.groups,
+            "rows_in_shared_groups": self.grouped_rows,
+            "augmented_dropped_from_eval": self.augmented_dropped,
+            "invalid": len(self.invalid),
+            "files": self.files,
+        }
 
 
 def parse_ratios(text: str | tuple | list) -> tuple[float, float, float]:
@@ -68,7 +75,9 @@ def parse_ratios(text: str | tuple | list) -> tuple[float, float, float]:
     except ValueError:
         values = []
     if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
-        raise InkwellError(f"invalid split ratios {text!r}", field="ratios", hint="three numbers: train,val,test, e.g. 0.8,0.1,0.1")
+        raise InkwellError(
+            f"invalid split ratios {text!r}", field="ratios", hint="three numbers: train,val,test, e.g. 0.8,0.1,0.1"
+        )
     total = sum(values)
     return tuple(v / total for v in values)  # type: ignore[return-value]
 

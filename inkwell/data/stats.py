@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -42,17 +42,31 @@ class Stats:
         def pct(p: float) -> int:
             return int(np.percentile(values, p * 100, method="lower"))
 
-        return {"tokenizer": self.tokenizer, "total": int(values.sum(dtype=np.int64)), "min": int(values.min()),
-                "mean": round(float(values.mean()), 1), "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99),
-                "max": int(values.max())}
+        return {
+            "tokenizer": self.tokenizer,
+            "total": int(values.sum(dtype=np.int64)),
+            "min": int(values.min()),
+            "mean": round(float(values.mean()), 1),
+            "p50": pct(0.5),
+            "p90": pct(0.9),
+            "p99": pct(0.99),
+            "max": int(values.max()),
+        }
 
     def to_dict(self) -> dict:
         return {
-            "rows": self.rows, "invalid": self.invalid, "invalid_rows": self.invalid_rows, "schemas": dict(self.schemas),
-            "languages": dict(self.languages.most_common()), "tokens": self.token_summary(),
+            "rows": self.rows,
+            "invalid": self.invalid,
+            "invalid_rows": self.invalid_rows,
+            "schemas": dict(self.schemas),
+            "languages": dict(self.languages.most_common()),
+            "tokens": self.token_summary(),
             "duplicates": {"exact": self.exact_duplicates, "near": self.near_duplicates},
-            "pii": {t: self.pii.get(t, 0) for t in PII_TYPES}, "rows_with_pii": self.rows_with_pii,
-            "labels": dict(self.labels.most_common()), "augmented": self.augmented, "plot": self.plot,
+            "pii": {t: self.pii.get(t, 0) for t in PII_TYPES},
+            "rows_with_pii": self.rows_with_pii,
+            "labels": dict(self.labels.most_common()),
+            "augmented": self.augmented,
+            "plot": self.plot,
         }
 
 
@@ -126,5 +140,7 @@ def stats_file(
                 stats.rows_with_pii += 1
                 stats.pii.update(m.type for m in found)
     if plot and stats.lengths:
-        stats.plot = str(plot_histogram(stats.lengths, plot, f"{Path(inp).name}: {stats.rows} rows ({stats.tokenizer} tokens)"))
+        stats.plot = str(
+            plot_histogram(stats.lengths, plot, f"{Path(inp).name}: {stats.rows} rows ({stats.tokenizer} tokens)")
+        )
     return stats

@@ -8,7 +8,6 @@ import unicodedata
 from collections import Counter
 from html.parser import HTMLParser
 
-
 # Full-width punctuation is the norm in Chinese and Japanese text ("，" not ","); NFKC would rewrite it as
 # ASCII, so in text with Han or kana characters these marks are kept as written.
 _CJK_PUNCT = re.compile(r"([，！？：；（）～])")
@@ -21,25 +20,112 @@ def nfkc(text: str) -> str:
     if text.isascii():
         return text
     if _HAS_CJK.search(text):
-        return "".join(p if _CJK_PUNCT.fullmatch(p) else unicodedata.normalize("NFKC", p) for p in _CJK_PUNCT.split(text))
+        return "".join(
+            p if _CJK_PUNCT.fullmatch(p) else unicodedata.normalize("NFKC", p) for p in _CJK_PUNCT.split(text)
+        )
     return unicodedata.normalize("NFKC", text)
 
 
 # ------------------------------------------------------------------ markup
 
-_BLOCK_TAGS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "blockquote", "pre", "table", "ul", "ol", "hr"}
+_BLOCK_TAGS = {
+    "p",
+    "div",
+    "br",
+    "li",
+    "tr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "section",
+    "article",
+    "blockquote",
+    "pre",
+    "table",
+    "ul",
+    "ol",
+    "hr",
+}
 _SKIP_TAGS = {"script", "style", "head", "noscript", "template"}
 _TAG_HINT = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>|<!--|&(?:#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);")
 
 
 # Real HTML element names: anything else in angle brackets is text ("<doogie> hi" in an IRC log, "<name>").
-_HTML_TAGS = _BLOCK_TAGS | _SKIP_TAGS | {
-    "a", "abbr", "b", "body", "big", "caption", "center", "cite", "code", "col", "colgroup", "dd", "del", "dl", "dt",
-    "em", "figcaption", "figure", "font", "footer", "form", "header", "html", "i", "iframe", "img", "input", "ins",
-    "kbd", "label", "link", "main", "mark", "meta", "nav", "option", "q", "s", "samp", "select", "small", "span",
-    "strike", "strong", "sub", "sup", "tbody", "td", "textarea", "tfoot", "th", "thead", "title", "tt", "u", "var",
-    "button", "aside", "details", "summary", "time", "video", "audio", "source", "svg", "wbr",
-}
+_HTML_TAGS = (
+    _BLOCK_TAGS
+    | _SKIP_TAGS
+    | {
+        "a",
+        "abbr",
+        "b",
+        "body",
+        "big",
+        "caption",
+        "center",
+        "cite",
+        "code",
+        "col",
+        "colgroup",
+        "dd",
+        "del",
+        "dl",
+        "dt",
+        "em",
+        "figcaption",
+        "figure",
+        "font",
+        "footer",
+        "form",
+        "header",
+        "html",
+        "i",
+        "iframe",
+        "img",
+        "input",
+        "ins",
+        "kbd",
+        "label",
+        "link",
+        "main",
+        "mark",
+        "meta",
+        "nav",
+        "option",
+        "q",
+        "s",
+        "samp",
+        "select",
+        "small",
+        "span",
+        "strike",
+        "strong",
+        "sub",
+        "sup",
+        "tbody",
+        "td",
+        "textarea",
+        "tfoot",
+        "th",
+        "thead",
+        "title",
+        "tt",
+        "u",
+        "var",
+        "button",
+        "aside",
+        "details",
+        "summary",
+        "time",
+        "video",
+        "audio",
+        "source",
+        "svg",
+        "wbr",
+    }
+)
 
 
 class _TextExtractor(HTMLParser):
@@ -123,8 +209,11 @@ def strip_markup(text: str) -> str:
 # ------------------------------------------------------------------ whitespace
 
 _DROP = dict.fromkeys(
-    [c for c in range(32) if c not in (9, 10)] + [0x7F, 0x200B, 0x2060, 0xFEFF, 0x00AD]
-    + list(range(0x202A, 0x202F)) + list(range(0x2066, 0x206A)) + [0x200E, 0x200F]
+    [c for c in range(32) if c not in (9, 10)]
+    + [0x7F, 0x200B, 0x2060, 0xFEFF, 0x00AD]
+    + list(range(0x202A, 0x202F))
+    + list(range(0x2066, 0x206A))
+    + [0x200E, 0x200F]
 )
 _SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline (tabs, NBSP, ideographic space ...)
 _BLANK_LINES = re.compile(r"\n{3,}")

@@ -18,19 +18,27 @@ from pathlib import Path
 
 from inkwell.errors import InkwellError
 
-WORDNET_DIRS = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/usr/share/wordnet-3.0", "/opt/homebrew/share/wordnet")
+WORDNET_DIRS = (
+    "/usr/share/wordnet",
+    "/usr/local/share/wordnet",
+    "/usr/share/wordnet-3.0",
+    "/opt/homebrew/share/wordnet",
+)
 POS_FILES = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
 _MARKER = re.compile(r"\([a-z]+\)$")  # adjective position markers: "galore(ip)"
 
 
 def find_wordnet_dir() -> Path:
-    candidates = ([os.environ["INKWELL_WORDNET_DIR"]] if os.environ.get("INKWELL_WORDNET_DIR") else []) + list(WORDNET_DIRS)
+    candidates = ([os.environ["INKWELL_WORDNET_DIR"]] if os.environ.get("INKWELL_WORDNET_DIR") else []) + list(
+        WORDNET_DIRS
+    )
     for folder in candidates:
         path = Path(folder)
         if all((path / f"{kind}.{name}").is_file() for name in POS_FILES.values() for kind in ("index", "data")):
             return path
     raise InkwellError(
-        f"WordNet data files not found (looked in {', '.join(candidates)})", field="method",
+        f"WordNet data files not found (looked in {', '.join(candidates)})",
+        field="method",
         hint="sudo apt-get install wordnet   (or set INKWELL_WORDNET_DIR to a folder with index.noun, data.noun, ...)",
     )
 
@@ -102,7 +110,7 @@ class WordNet:
     def sense_count(self, lemma: str, pos: str) -> int:
         return len(self.senses(lemma, pos))
 
-    @lru_cache(maxsize=50_000)
+    @lru_cache(maxsize=50_000)  # noqa: B019 - one WordNet per process; the cache is the point
     def synonyms(self, word: str, max_senses: int = 2) -> tuple[str, ...]:
         """Single-word synonyms of `word` from the commonest senses of its commonest part of speech.
         Without a tagger the part of speech is a guess; taking the one with most senses ("quick": adjective)

@@ -28,7 +28,9 @@ class EvalRow:
     def display_prompt(self) -> str:
         if self.prompt is not None:
             return self.prompt
-        return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}" for k, v in self.fields.items())
+        return ", ".join(
+            f"{k}={json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}" for k, v in self.fields.items()
+        )
 
 
 def _json_lines(path: Path, what: str, field_name: str):
@@ -65,7 +67,8 @@ def read_eval_rows(
         if ref_field not in record or record[ref_field] is None:
             raise InkwellError(
                 f"{path}:{number}: no '{ref_field}' column (the reference output to compare with)",
-                field=ref_field, hint="add it to every row, or name the column with --ref-field",
+                field=ref_field,
+                hint="add it to every row, or name the column with --ref-field",
             )
         reference = record[ref_field]
         reference = reference if isinstance(reference, str) else json.dumps(reference, ensure_ascii=False)
@@ -82,7 +85,8 @@ def read_eval_rows(
             if not isinstance(prompt, str) or not prompt.strip():
                 raise InkwellError(
                     f"{path}:{number}: no 'prompt' column",
-                    field="prompt", hint="give each row a 'prompt', or pass --template NAME to build prompts from its fields",
+                    field="prompt",
+                    hint="give each row a 'prompt', or pass --template NAME to build prompts from its fields",
                 )
             row.prompt = prompt
         rows.append(row)
@@ -91,15 +95,20 @@ def read_eval_rows(
     return rows
 
 
-def read_texts(path: str | Path, *, what: str, field_name: str, text_field: str = "text") -> tuple[list[str], list[dict]]:
+def read_texts(
+    path: str | Path, *, what: str, field_name: str, text_field: str = "text"
+) -> tuple[list[str], list[dict]]:
     """(texts, rows) from a JSONL file whose lines each hold a string `text` field."""
     path = Path(path).expanduser()
     texts, rows = [], []
     for number, record in _json_lines(path, what, field_name):
         value = record.get(text_field)
         if value is None:
-            raise InkwellError(f"{path}:{number}: no '{text_field}' field", field=field_name,
-                               hint=f"each line needs {{\"{text_field}\": \"...\"}}")
+            raise InkwellError(
+                f"{path}:{number}: no '{text_field}' field",
+                field=field_name,
+                hint=f'each line needs {{"{text_field}": "..."}}',
+            )
         texts.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
         rows.append(record)
     if not texts:
@@ -138,8 +147,11 @@ def split_system(text: str) -> tuple[str, str, str | None]:
     """NAME=REST[@shots.jsonl] -> (name, rest, shots); checks the name and that the shots file exists."""
     name, rest = (part.strip() for part in text.split("=", 1))
     if not SYSTEM_NAME.match(name):
-        raise InkwellError(f"invalid system name '{name}'", field="system",
-                           hint="use letters, digits, '-', '_' and '.' (it names files in the output folder)")
+        raise InkwellError(
+            f"invalid system name '{name}'",
+            field="system",
+            hint="use letters, digits, '-', '_' and '.' (it names files in the output folder)",
+        )
     shots = None
     if "@" in rest:
         rest, shots = rest.rsplit("@", 1)
@@ -154,8 +166,11 @@ def parse_system(text: str) -> SystemSpec:
     from inkwell.models.registry import EMBEDDED_MODELS
 
     if "=" not in text:
-        raise InkwellError(f"--system expects NAME=MODEL[:ADAPTER][@shots.jsonl], got '{text}'", field="system",
-                           hint="e.g. --system base=smollm2-135m-instruct@shots.jsonl --system tuned=smollm2-135m-instruct:runs/lora")
+        raise InkwellError(
+            f"--system expects NAME=MODEL[:ADAPTER][@shots.jsonl], got '{text}'",
+            field="system",
+            hint="e.g. --system base=smollm2-135m-instruct@shots.jsonl --system tuned=smollm2-135m-instruct:runs/lora",
+        )
     name, rest, shots = split_system(text)
     model, adapter = rest.strip(), None
     if ":" in model:
@@ -165,8 +180,9 @@ def parse_system(text: str) -> SystemSpec:
         elif tail and (head in EMBEDDED_MODELS or Path(head).expanduser().exists() or head == ""):
             raise InkwellError(f"system '{name}': adapter folder not found: {tail}", field="system")
     if adapter and not (Path(adapter).expanduser() / "adapter_config.json").exists():
-        raise InkwellError(f"system '{name}': '{adapter}' is not a PEFT adapter folder (no adapter_config.json)",
-                           field="system")
+        raise InkwellError(
+            f"system '{name}': '{adapter}' is not a PEFT adapter folder (no adapter_config.json)", field="system"
+        )
     if model and model not in EMBEDDED_MODELS and ("/" in model or model.startswith(".") or model.endswith(".gguf")):
         if not Path(model).expanduser().exists():
             raise InkwellError(f"system '{name}': model path not found: {model}", field="system")

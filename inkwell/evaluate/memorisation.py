@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from inkwell.data.formats import read_jsonl
-from inkwell.files import read_text
 from inkwell.errors import InkwellError
 from inkwell.evaluate.text import join_tokens, word_tokens
+from inkwell.files import read_text
 
 _SEP = -1  # between corpus documents
 _UNKNOWN = -2  # an output token the corpus never has
@@ -110,7 +110,7 @@ class CorpusIndex:
         return int((self.corpus >= 0).sum())
 
     @classmethod
-    def build(cls, texts: Iterable[str]) -> "CorpusIndex":
+    def build(cls, texts: Iterable[str]) -> CorpusIndex:
         vocab: dict[str, int] = {}
         ids: list[int] = []
         documents = 0
@@ -134,11 +134,16 @@ class CorpusIndex:
         for word, index in self.vocab.items():
             words[index] = word
         with atomic_write(path, "wb") as handle:
-            np.savez(handle, corpus=self.corpus, sa=self.sa, vocab=np.asarray(json.dumps(words, ensure_ascii=False)),
-                     documents=np.asarray(self.documents))
+            np.savez(
+                handle,
+                corpus=self.corpus,
+                sa=self.sa,
+                vocab=np.asarray(json.dumps(words, ensure_ascii=False)),
+                documents=np.asarray(self.documents),
+            )
 
     @classmethod
-    def load(cls, path: str | Path) -> "CorpusIndex":
+    def load(cls, path: str | Path) -> CorpusIndex:
         with np.load(path) as data:
             words = json.loads(str(data["vocab"]))
             return cls({w: i for i, w in enumerate(words)}, data["corpus"], data["sa"], int(data["documents"]))
@@ -219,7 +224,10 @@ def read_corpus(paths: Sequence[str | Path]) -> list[str]:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             if file.suffix.lower() in (".jsonl", ".ndjson"):
-                docs += [_row_text(row.record) for row in read_jsonl(file, on_error="raise", field="corpus", what="corpus file")]
+                docs += [
+                    _row_text(row.record)
+                    for row in read_jsonl(file, on_error="raise", field="corpus", what="corpus file")
+                ]
             else:
                 docs.append(read_text(file, field="corpus", what="corpus file"))
     return docs

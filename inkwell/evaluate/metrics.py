@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,9 @@ def _chrf(preds, refs, ctx: MetricContext) -> list[Score]:
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
-def rouge_per_example(predictions: Sequence[str], references: Sequence[str], lang: str = "en") -> dict[str, list[float]]:
+def rouge_per_example(
+    predictions: Sequence[str], references: Sequence[str], lang: str = "en"
+) -> dict[str, list[float]]:
     """rouge-score F-measures per example (0-1). English: rouge-score's own tokenizer, no stemming (its
     defaults). Chinese: one token per character, because the default tokenizer drops all CJK text."""
     from rouge_score import rouge_scorer
@@ -131,7 +134,16 @@ def rouge(predictions: Sequence[str], references: Sequence[str], lang: str = "en
 def _mean_score(name: str, values: Sequence[float], scale: str, higher: bool | None, note: str = "") -> Score:
     arr = np.asarray(values, dtype=np.float64)
     value = float(arr.mean()) if len(arr) else float("nan")
-    return Score(name, value, scale, higher, stats=arr[:, None], reduce=mean_reduce, per_example=[float(v) for v in arr], note=note)
+    return Score(
+        name,
+        value,
+        scale,
+        higher,
+        stats=arr[:, None],
+        reduce=mean_reduce,
+        per_example=[float(v) for v in arr],
+        note=note,
+    )
 
 
 def _rouge(preds, refs, ctx: MetricContext) -> list[Score]:
@@ -210,7 +222,9 @@ def self_bleu_scores(predictions: Sequence[str], lang: str = "en") -> list[float
         hyp_len = lengths[index]
         others = length_counts.copy()
         others[hyp_len] -= 1
-        ref_len = min((length for length, c in others.items() if c > 0), key=lambda length: (abs(hyp_len - length), length))
+        ref_len = min(
+            (length for length, c in others.items() if c > 0), key=lambda length: (abs(hyp_len - length), length)
+        )
         score = BLEU.compute_bleu(correct, total, hyp_len, ref_len, smooth_method="exp", effective_order=True)
         scores.append(float(score.score))
     return scores
@@ -236,8 +250,13 @@ def length_stats(predictions: Sequence[str]) -> dict[str, float]:
     lengths = np.asarray([len(word_tokens(p)) for p in predictions], dtype=np.float64)
     if not len(lengths):
         return {}
-    return {"mean": float(lengths.mean()), "median": float(np.median(lengths)), "std": float(lengths.std()),
-            "min": float(lengths.min()), "max": float(lengths.max())}
+    return {
+        "mean": float(lengths.mean()),
+        "median": float(np.median(lengths)),
+        "std": float(lengths.std()),
+        "min": float(lengths.min()),
+        "max": float(lengths.max()),
+    }
 
 
 def _length(preds, refs, ctx: MetricContext) -> list[Score]:
@@ -251,8 +270,18 @@ def _length(preds, refs, ctx: MetricContext) -> list[Score]:
         total_ref = stats[:, 1].sum()
         value = float(stats[:, 0].sum() / total_ref) if total_ref else float("nan")
         per = [p / r if r else float("nan") for p, r in zip(lengths, ref_lengths)]
-        scores.append(Score("length_ratio", value, "ratio", None, stats=stats, reduce=ratio_reduce, per_example=per,
-                            note="output tokens / reference tokens"))
+        scores.append(
+            Score(
+                "length_ratio",
+                value,
+                "ratio",
+                None,
+                stats=stats,
+                reduce=ratio_reduce,
+                per_example=per,
+                note="output tokens / reference tokens",
+            )
+        )
     return scores
 
 
@@ -270,8 +299,11 @@ def keyword_coverage(text: str, keywords: Sequence[str]) -> float:
 
 def _keywords(preds, refs, ctx: MetricContext) -> list[Score]:
     if ctx.keywords is None:
-        raise InkwellError("metric 'keywords' needs the required terms: a 'keywords' column (a list or "
-                           "comma-separated text) in the data", field="keywords")
+        raise InkwellError(
+            "metric 'keywords' needs the required terms: a 'keywords' column (a list or "
+            "comma-separated text) in the data",
+            field="keywords",
+        )
     values = [keyword_coverage(p, k) for p, k in zip(preds, ctx.keywords)]
     return [_mean_score("keyword_coverage", values, "0-1", True)]
 
@@ -338,13 +370,21 @@ def classification_report(predictions: Sequence[str], references: Sequence[str])
     labels = sorted({normalise_label(r) for r in references})
     y_true = [normalise_label(r) for r in references]
     y_pred = [predicted_label(p, labels) for p in predictions]
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, average="macro", zero_division=0
+    )
     columns = labels + [OTHER_LABEL]
     matrix = confusion_matrix(y_true, y_pred, labels=columns)
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)), "precision": float(precision), "recall": float(recall),
-        "f1": float(f1), "labels": labels, "columns": columns, "confusion_matrix": matrix[: len(labels)].tolist(),
-        "y_true": y_true, "y_pred": y_pred,
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "labels": labels,
+        "columns": columns,
+        "confusion_matrix": matrix[: len(labels)].tolist(),
+        "y_true": y_true,
+        "y_pred": y_pred,
     }
 
 
@@ -361,10 +401,19 @@ def _classification(preds, refs, ctx: MetricContext) -> list[Score]:
     scores = []
     for position, name in enumerate(("accuracy", "precision", "recall", "f1")):
         reduce = lambda sums, n, position=position: _prf(sums.reshape(width, width), k)[position]  # noqa: E731
-        scores.append(Score(name, report[name], "0-1", True, stats=stats, reduce=reduce,
-                            per_example=correct if name == "accuracy" else None,
-                            extra=extra if name == "accuracy" else None,
-                            note="" if name == "accuracy" else "macro average over the reference labels"))
+        scores.append(
+            Score(
+                name,
+                report[name],
+                "0-1",
+                True,
+                stats=stats,
+                reduce=reduce,
+                per_example=correct if name == "accuracy" else None,
+                extra=extra if name == "accuracy" else None,
+                note="" if name == "accuracy" else "macro average over the reference labels",
+            )
+        )
     return scores
 
 
@@ -373,16 +422,29 @@ def _classification(preds, refs, ctx: MetricContext) -> list[Score]:
 
 def _perplexity(preds, refs, ctx: MetricContext) -> list[Score]:
     if ctx.nll is None:
-        raise InkwellError("metric 'perplexity' needs a model to score the references", field="metrics",
-                           hint="use `inkwell eval` (it scores each system's model), or leave perplexity out")
+        raise InkwellError(
+            "metric 'perplexity' needs a model to score the references",
+            field="metrics",
+            hint="use `inkwell eval` (it scores each system's model), or leave perplexity out",
+        )
     stats = np.asarray(ctx.nll, dtype=np.float64).reshape(-1, 2)
     total_nll, tokens = stats[:, 0].sum(), stats[:, 1].sum()
     value = float(np.exp(total_nll / tokens)) if tokens else float("nan")
     per = [float(np.exp(a / b)) if b else float("nan") for a, b in stats]
     reduce = lambda sums, n: float(np.exp(sums[0] / sums[1])) if sums[1] else float("nan")  # noqa: E731
-    return [Score("perplexity", value, "ppl", False, stats=stats, reduce=reduce, per_example=per,
-                  note="token-weighted, of the reference given the prompt, in the system's own tokens "
-                       "(compare systems that share a tokenizer)")]
+    return [
+        Score(
+            "perplexity",
+            value,
+            "ppl",
+            False,
+            stats=stats,
+            reduce=reduce,
+            per_example=per,
+            note="token-weighted, of the reference given the prompt, in the system's own tokens "
+            "(compare systems that share a tokenizer)",
+        )
+    ]
 
 
 def _semantic(preds, refs, ctx: MetricContext) -> list[Score]:
@@ -395,8 +457,11 @@ def _semantic(preds, refs, ctx: MetricContext) -> list[Score]:
 
 def _memorisation(preds, refs, ctx: MetricContext) -> list[Score]:
     if ctx.corpus_index is None:
-        raise InkwellError("metric 'memorisation' needs the training corpus", field="corpus",
-                           hint="pass --corpus FILE (JSONL with a text field, or plain text)")
+        raise InkwellError(
+            "metric 'memorisation' needs the training corpus",
+            field="corpus",
+            hint="pass --corpus FILE (JSONL with a text field, or plain text)",
+        )
     spans = ctx.corpus_index.longest_spans(preds)
     lengths = [float(s.length) for s in spans]
     copied = [float(s.length >= ctx.copy_threshold) for s in spans]
@@ -427,15 +492,41 @@ METRICS: dict[str, MetricFn] = {
 }
 NEEDS_REFERENCES = {"bleu", "chrf", "rouge", "semantic", "perplexity", "classification"}
 ALIASES = {
-    "rouge1": "rouge", "rouge2": "rouge", "rougel": "rouge", "rouge-l": "rouge", "sacrebleu": "bleu",
-    "distinct1": "distinct", "distinct2": "distinct", "distinct-n": "distinct", "self-bleu": "self_bleu",
-    "selfbleu": "self_bleu", "ppl": "perplexity", "semantic_similarity": "semantic", "similarity": "semantic",
-    "keyword_coverage": "keywords", "json_valid": "json", "schema": "json", "accuracy": "classification",
-    "f1": "classification", "memorization": "memorisation", "copy": "memorisation", "repeated_ngram_rate": "repetition",
+    "rouge1": "rouge",
+    "rouge2": "rouge",
+    "rougel": "rouge",
+    "rouge-l": "rouge",
+    "sacrebleu": "bleu",
+    "distinct1": "distinct",
+    "distinct2": "distinct",
+    "distinct-n": "distinct",
+    "self-bleu": "self_bleu",
+    "selfbleu": "self_bleu",
+    "ppl": "perplexity",
+    "semantic_similarity": "semantic",
+    "similarity": "semantic",
+    "keyword_coverage": "keywords",
+    "json_valid": "json",
+    "schema": "json",
+    "accuracy": "classification",
+    "f1": "classification",
+    "memorization": "memorisation",
+    "copy": "memorisation",
+    "repeated_ngram_rate": "repetition",
     "lengths": "length",
 }
 DEFAULT_SCORE_METRICS = ["bleu", "chrf", "rouge", "length", "distinct", "self_bleu", "repetition"]
-DEFAULT_EVAL_METRICS = ["bleu", "chrf", "rouge", "semantic", "perplexity", "length", "distinct", "self_bleu", "repetition"]
+DEFAULT_EVAL_METRICS = [
+    "bleu",
+    "chrf",
+    "rouge",
+    "semantic",
+    "perplexity",
+    "length",
+    "distinct",
+    "self_bleu",
+    "repetition",
+]
 
 
 def resolve_metrics(names: Sequence[str] | str | None, default: Sequence[str] = DEFAULT_SCORE_METRICS) -> list[str]:
@@ -473,6 +564,8 @@ def compute_metrics(
     scores: list[Score] = []
     for name in names:
         if name in NEEDS_REFERENCES and references is None:
-            raise InkwellError(f"metric '{name}' compares against references", field="metrics", hint="pass --ref refs.jsonl")
+            raise InkwellError(
+                f"metric '{name}' compares against references", field="metrics", hint="pass --ref refs.jsonl"
+            )
         scores.extend(METRICS[name](list(predictions), None if references is None else list(references), ctx))
     return scores

@@ -10,8 +10,9 @@ model but not scored: that gives the perplexity of a reference output given its 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 
 class Scorer(Protocol):
@@ -61,8 +62,9 @@ def encode_for_scoring(tokenizer, text: str, context: str | None = None) -> tupl
     return ids, 1
 
 
-def sequence_nll(scorer: Scorer, ids: Sequence[int], score_from: int = 1, max_length: int | None = None,
-                 stride: int | None = None) -> tuple[float, int]:
+def sequence_nll(
+    scorer: Scorer, ids: Sequence[int], score_from: int = 1, max_length: int | None = None, stride: int | None = None
+) -> tuple[float, int]:
     """(sum of NLL, number of scored tokens) for tokens ids[t], t >= max(score_from, 1)."""
     import torch
 

@@ -8,9 +8,9 @@ and the folder's reports are re-written with rating means at the end.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from inkwell.evaluate.report import load_report, refresh
 
@@ -38,8 +38,12 @@ def pending_items(out: Path, rater: str | None, seed: int = 0) -> list[tuple[dic
     finally:
         store.close()
     systems = [s["name"] for s in report["systems"]]
-    items = [(example, system) for example in report["examples"] for system in systems
-             if (str(example["id"]), system) not in done]
+    items = [
+        (example, system)
+        for example in report["examples"]
+        for system in systems
+        if (str(example["id"]), system) not in done
+    ]
     random.Random(seed).shuffle(items)
     return items
 
@@ -80,8 +84,9 @@ def run_session(
                 except StopRating:
                     answer = "q"
                 if answer in ("1", "2", "3", "4", "5"):
-                    store.add_rating(eval_dir=eval_dir, example_id=str(example["id"]), system=system,
-                                     rating=int(answer), rater=rater)
+                    store.add_rating(
+                        eval_dir=eval_dir, example_id=str(example["id"]), system=system, rating=int(answer), rater=rater
+                    )
                     session.rated += 1
                     session.remaining -= 1
                     break

@@ -15,14 +15,14 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from inkwell.errors import InkwellError
-from inkwell.home import drop_torn_tail
 from inkwell.evaluate.data import EvalRow, SystemSpec, read_eval_rows, read_loss_curve, read_texts
 from inkwell.evaluate.metrics import (
     DEFAULT_COPY_THRESHOLD,
@@ -35,6 +35,7 @@ from inkwell.evaluate.metrics import (
 )
 from inkwell.evaluate.stats import DEFAULT_RESAMPLES, Resampler, bootstrap_ci, resample_weights
 from inkwell.evaluate.text import LANGS, detect_lang
+from inkwell.home import drop_torn_tail
 
 Say = Callable[[str], None]
 REPORT_VERSION = 1
@@ -110,8 +111,6 @@ def _file_digest(path: str | None) -> str | None:
     return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()[:20]
 
 
-
-
 def _read_cache(path: Path) -> dict[str, dict]:
     """Row id -> the last record for it (later lines win)."""
     drop_torn_tail(path)
@@ -161,8 +160,10 @@ def _read_prompt_shots(path: str, system: str) -> list[_PromptShot]:
     shots = []
     for text, row in zip(texts, rows):
         if not isinstance(row.get("prompt"), str):
-            raise InkwellError(f"system '{system}': shots file {path}: without --template each example needs "
-                               "'prompt' and 'output'", field="system")
+            raise InkwellError(
+                f"system '{system}': shots file {path}: without --template each example needs 'prompt' and 'output'",
+                field="system",
+            )
         shots.append(_PromptShot(row["prompt"], text))
     return shots
 
@@ -186,8 +187,11 @@ def parse_remote_system(text: str) -> SystemSpec:
     '/' or ':', e.g. meta-llama/Llama-3.1-8B or llama3:8b), so no local path checks. A ':ADAPTER' that is
     a local folder is refused: a remote server cannot load it."""
     if "=" not in text:
-        raise InkwellError(f"--system expects NAME=MODEL[@shots.jsonl], got '{text}'", field="system",
-                           hint="with --backend openai, MODEL is the served model name, e.g. --system base=tiny-chat")
+        raise InkwellError(
+            f"--system expects NAME=MODEL[@shots.jsonl], got '{text}'",
+            field="system",
+            hint="with --backend openai, MODEL is the served model name, e.g. --system base=tiny-chat",
+        )
     from inkwell.evaluate.data import split_system
 
     name, rest, shots = split_system(text)
@@ -195,10 +199,12 @@ def parse_remote_system(text: str) -> SystemSpec:
     if ":" in model:
         head, tail = model.rsplit(":", 1)
         if tail and (Path(tail).expanduser() / "adapter_config.json").exists():
-            raise InkwellError(f"system '{name}': adapter '{tail}' is a local folder; with --backend openai the "
-                               "server cannot load it", field="system",
-                               hint=f"serve it (inkwell serve --adapter NAME={tail}) and use the served name as the "
-                                    "model: --system NAME=ADAPTER_NAME, if the server exposes the adapter as a model")
+            raise InkwellError(
+                f"system '{name}': adapter '{tail}' is a local folder; with --backend openai the server cannot load it",
+                field="system",
+                hint=f"serve it (inkwell serve --adapter NAME={tail}) and use the served name as the "
+                "model: --system NAME=ADAPTER_NAME, if the server exposes the adapter as a model",
+            )
     return SystemSpec(name=name, model=model or None, shots=shots, raw=text)
 
 
@@ -208,17 +214,21 @@ def _check_backend(config: EvalConfig) -> None:
     if config.backend != "openai":
         raise InkwellError(f"unknown backend '{config.backend}'", field="backend", hint="use local or openai")
     if not config.base_url:
-        raise InkwellError("--backend openai needs --base-url", field="base-url",
-                           hint="e.g. --base-url http://127.0.0.1:8000/v1")
+        raise InkwellError(
+            "--backend openai needs --base-url", field="base-url", hint="e.g. --base-url http://127.0.0.1:8000/v1"
+        )
     from inkwell.generate.remote import normalize_base_url
 
     config.base_url = normalize_base_url(config.base_url)
     for spec in config.systems:
         if spec.adapter:
-            raise InkwellError(f"system '{spec.name}': adapters (MODEL:ADAPTER) are local-only; with --backend openai "
-                               f"the server cannot load '{spec.adapter}'", field="system",
-                               hint="if the server exposes the adapter as a model name (inkwell serve --adapter "
-                                    "NAME=PATH does), use --system NAME=ADAPTER_NAME")
+            raise InkwellError(
+                f"system '{spec.name}': adapters (MODEL:ADAPTER) are local-only; with --backend openai "
+                f"the server cannot load '{spec.adapter}'",
+                field="system",
+                hint="if the server exposes the adapter as a model name (inkwell serve --adapter "
+                "NAME=PATH does), use --system NAME=ADAPTER_NAME",
+            )
 
 
 def _load_engine(spec: SystemSpec, config: EvalConfig, say: Say):
@@ -226,8 +236,14 @@ def _load_engine(spec: SystemSpec, config: EvalConfig, say: Say):
 
     if config.backend != "local":
         say(f"[{spec.name}] using {spec.model or '(the server default model)'} at {config.base_url}")
-        remote = EngineSpec(spec.model, backend="remote", base_url=config.base_url, api_key=config.api_key,
-                            batch_size=config.batch_size, workload="score")
+        remote = EngineSpec(
+            spec.model,
+            backend="remote",
+            base_url=config.base_url,
+            api_key=config.api_key,
+            batch_size=config.batch_size,
+            workload="score",
+        )
         try:
             return open_engine(remote, say)
         except InkwellError as exc:
@@ -235,19 +251,29 @@ def _load_engine(spec: SystemSpec, config: EvalConfig, say: Say):
             raise InkwellError(f"system '{spec.name}': {message}", field=exc.field or "system", hint=exc.hint) from None
 
     say(f"[{spec.name}] loading {spec.describe()}")
-    local = EngineSpec(spec.model, adapter=spec.adapter, backend=config.engine, workload="score", dtype=config.dtype,
-                       precision=config.precision, device=config.device, batch_size=config.batch_size)
+    local = EngineSpec(
+        spec.model,
+        adapter=spec.adapter,
+        backend=config.engine,
+        workload="score",
+        dtype=config.dtype,
+        precision=config.precision,
+        device=config.device,
+        batch_size=config.batch_size,
+    )
     try:
         return open_engine(local, say)
     except InkwellError as exc:
         raise InkwellError(f"system '{spec.name}' ({spec.describe()}) failed to load: {exc}", field="system") from None
     except Exception as exc:  # transformers/peft raise many kinds of errors for broken folders
-        raise InkwellError(f"system '{spec.name}' ({spec.describe()}) failed to load: {type(exc).__name__}: {exc}",
-                           field="system") from None
+        raise InkwellError(
+            f"system '{spec.name}' ({spec.describe()}) failed to load: {type(exc).__name__}: {exc}", field="system"
+        ) from None
 
 
-def run_system(spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, template, settings, want_nll: bool,
-               say: Say) -> SystemRun:
+def run_system(
+    spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, template, settings, want_nll: bool, say: Say
+) -> SystemRun:
     """Generate (and score reference NLLs) for one system, reusing the cache."""
     from inkwell.generate.content import prepare, write_many
     from inkwell.prompts.render import load_shots
@@ -257,7 +283,8 @@ def run_system(spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, templa
     gen_path = config.out / "generations" / f"{spec.name}.jsonl"
     nll_path = config.out / "generations" / f"{spec.name}.nll.jsonl"
     identity = {
-        "model": _path_fingerprint(spec.model), "adapter": _path_fingerprint(spec.adapter),
+        "model": _path_fingerprint(spec.model),
+        "adapter": _path_fingerprint(spec.adapter),
         "shots": _file_digest(spec.shots),
         "template": template.model_dump(exclude={"source"}) if template is not None else None,
     }
@@ -265,7 +292,9 @@ def run_system(spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, templa
         identity.update(model=spec.model, backend=config.backend, base_url=config.base_url)
     elif (config.engine, config.precision) != ("auto", "auto"):  # another engine writes other text
         identity.update(engine=config.engine, precision=config.precision)
-    keys = {row.id: _digest([identity, row.prompt, row.fields, settings.to_dict(), config.json_retries]) for row in rows}
+    keys = {
+        row.id: _digest([identity, row.prompt, row.fields, settings.to_dict(), config.json_retries]) for row in rows
+    }
     nll_keys = {row.id: _digest([identity, row.prompt, row.fields, row.reference]) for row in rows}
     cached = _read_cache(gen_path)
     cached_nll = _read_cache(nll_path) if want_nll else {}
@@ -365,14 +394,15 @@ def run_system(spec: SystemSpec, rows: list[EvalRow], config: EvalConfig, templa
                     prompt = request.prompt if template is not None else request
                     prompt_ids = engine.encode(prompt)
                     target = engine.tokenizer(row.reference, add_special_tokens=False)["input_ids"]
-                    nll, tokens = sequence_nll(engine, prompt_ids + target, len(prompt_ids),
-                                               max_length=engine.context_length)
+                    nll, tokens = sequence_nll(
+                        engine, prompt_ids + target, len(prompt_ids), max_length=engine.context_length
+                    )
                     run.nll[row.id] = (nll, tokens)
                     lines.append({"id": row.id, "key": nll_keys[row.id], "nll": nll, "tokens": tokens})
                 _append(nll_path, lines)
     finally:
         engine.close()  # the remote engine's HTTP client; nothing for local ones
-        del engine
+        engine = None  # the model's memory goes before the next system loads
         gc.collect()
     run.seconds = time.perf_counter() - started
     return run
@@ -398,8 +428,12 @@ def _generate_isolated(engine, prompts: list, settings) -> list:
 def _record(row: EvalRow, key: str, text: str, generation=None, error: str | None = None) -> dict:
     record = {"id": row.id, "key": key, "text": text}
     if generation is not None:
-        record.update(prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
-                      finish_reason=generation.finish_reason, latency_s=generation.latency_s)
+        record.update(
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            finish_reason=generation.finish_reason,
+            latency_s=generation.latency_s,
+        )
     if error:
         record["error"] = error
     return record
@@ -412,9 +446,13 @@ def score_entry(score: Score, weights: Resampler | None) -> dict:
     ci = None
     if weights is not None and score.stats is not None and score.reduce is not None and np.isfinite(score.value):
         ci = bootstrap_ci(score.stats, score.reduce, weights)
-    return {"value": None if not np.isfinite(score.value) else float(score.value),
-            "ci": [float(ci[0]), float(ci[1])] if ci else None, "scale": score.scale,
-            "higher_is_better": score.higher_is_better, "note": score.note}
+    return {
+        "value": None if not np.isfinite(score.value) else float(score.value),
+        "ci": [float(ci[0]), float(ci[1])] if ci else None,
+        "scale": score.scale,
+        "higher_is_better": score.higher_is_better,
+        "note": score.note,
+    }
 
 
 def _prepare_corpus(corpus: list[Path] | None, cache_dir: Path | None, say: Say):
@@ -435,11 +473,17 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
 
     say = say or (lambda _m: None)
     if len(config.systems) < 1:
-        raise InkwellError("no systems to evaluate", field="system", hint="--system NAME=MODEL[:ADAPTER][@shots.jsonl] (two or more to compare)")
+        raise InkwellError(
+            "no systems to evaluate",
+            field="system",
+            hint="--system NAME=MODEL[:ADAPTER][@shots.jsonl] (two or more to compare)",
+        )
     names = [s.name for s in config.systems]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise InkwellError(f"system name '{duplicates[0]}' is used twice", field="system", hint="give each --system a different NAME")
+        raise InkwellError(
+            f"system name '{duplicates[0]}' is used twice", field="system", hint="give each --system a different NAME"
+        )
     if config.lang not in LANGS:
         raise InkwellError(f"unknown language '{config.lang}'", field="lang", hint="use auto, en or zh")
     template = None
@@ -452,11 +496,14 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
     skipped_note = None
     if config.backend != "local" and "perplexity" in metrics:
         metrics = [m for m in metrics if m != "perplexity"]
-        skipped_note = ("Perplexity was skipped: it needs the model's weights, and with --backend openai the "
-                        "systems are generated by a remote server (run eval with local models to get it).")
+        skipped_note = (
+            "Perplexity was skipped: it needs the model's weights, and with --backend openai the "
+            "systems are generated by a remote server (run eval with local models to get it)."
+        )
         say("note: " + skipped_note)
-    rows = read_eval_rows(config.data, ref_field=config.ref_field,
-                          template_fields=list(template.fields) if template is not None else None)
+    rows = read_eval_rows(
+        config.data, ref_field=config.ref_field, template_fields=list(template.fields) if template is not None else None
+    )
     if "keywords" in metrics and all(r.keywords is None for r in rows):
         raise InkwellError(f"metric 'keywords' needs a 'keywords' column in {config.data}", field="keywords")
     if "memorisation" in metrics and not config.corpus:
@@ -485,9 +532,12 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
         predictions = [run.outputs[r.id].get("text", "") for r in rows]
         run.failed = sum(1 for r in rows if run.outputs[r.id].get("error"))
         ctx = MetricContext(
-            lang=lang, keywords=[r.keywords or [] for r in rows] if "keywords" in metrics else None,
-            schema=template.output_schema if template is not None else None, corpus_index=corpus_index,
-            copy_threshold=config.copy_threshold, embedder=embedder,
+            lang=lang,
+            keywords=[r.keywords or [] for r in rows] if "keywords" in metrics else None,
+            schema=template.output_schema if template is not None else None,
+            corpus_index=corpus_index,
+            copy_threshold=config.copy_threshold,
+            embedder=embedder,
             nll=[run.nll.get(r.id, (0.0, 0)) for r in rows] if "perplexity" in metrics else None,
         )
         results = compute_metrics(metrics, predictions, references, ctx)
@@ -495,15 +545,19 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
         extras[run.spec.name] = {s.name: s.extra for s in results if s.extra}
         per_example[run.spec.name] = {s.name: s.per_example for s in results if s.per_example is not None}
         if corpus_index is not None:
-            copied[run.spec.name] = [{"length": c.length, "text": c.text} for c in corpus_index.longest_spans(predictions)]
+            copied[run.spec.name] = [
+                {"length": c.length, "text": c.text} for c in corpus_index.longest_spans(predictions)
+            ]
 
     examples = []
     for i, row in enumerate(rows):
         outputs = {}
         for run in runs:
             record = run.outputs[row.id]
-            entry = {"text": record.get("text", ""),
-                     "scores": {k: _clean(v[i]) for k, v in per_example[run.spec.name].items()}}
+            entry = {
+                "text": record.get("text", ""),
+                "scores": {k: _clean(v[i]) for k, v in per_example[run.spec.name].items()},
+            }
             if record.get("error"):
                 entry["error"] = record["error"]
             if run.spec.name in copied and copied[run.spec.name][i]["length"]:
@@ -513,17 +567,29 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
 
     notes = [skipped_note] if skipped_note else []
     if "semantic" in metrics:
-        notes.append("Semantic similarity uses all-MiniLM-L6-v2, an English sentence-embedding model"
-                     + ("; on this Chinese data its scores are unreliable." if lang == "zh" else "; it is unreliable on Chinese."))
+        notes.append(
+            "Semantic similarity uses all-MiniLM-L6-v2, an English sentence-embedding model"
+            + (
+                "; on this Chinese data its scores are unreliable."
+                if lang == "zh"
+                else "; it is unreliable on Chinese."
+            )
+        )
     if "distinct" in metrics:
         notes.append("distinct-n is a statistic of the whole output set, so it has no bootstrap interval.")
     if "perplexity" in metrics:
-        notes.append("Perplexity is of the reference given each system's prompt, token-weighted, in each model's own "
-                     "tokens: compare it only between systems that share a tokenizer.")
+        notes.append(
+            "Perplexity is of the reference given each system's prompt, token-weighted, in each model's own "
+            "tokens: compare it only between systems that share a tokenizer."
+        )
     for run in runs:
         if run.failed:
-            notes.append(f"System '{run.spec.name}' failed on {run.failed} of {len(rows)} rows (scored as empty outputs).")
-    notes.append(f"Intervals: 95% percentile bootstrap over rows, {config.resamples} resamples, shared by all systems (paired).")
+            notes.append(
+                f"System '{run.spec.name}' failed on {run.failed} of {len(rows)} rows (scored as empty outputs)."
+            )
+    notes.append(
+        f"Intervals: 95% percentile bootstrap over rows, {config.resamples} resamples, shared by all systems (paired)."
+    )
 
     report = {
         "inkwell_eval": REPORT_VERSION,
@@ -539,15 +605,27 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
         "backend": config.backend,
         "base_url": config.base_url if config.backend != "local" else None,
         "systems": [
-            {"name": run.spec.name, "spec": run.spec.raw, "model": run.spec.model, "adapter": run.spec.adapter,
-             "shots": run.spec.shots, "generated": run.generated, "cached": run.cached, "failed": run.failed,
-             "seconds": round(run.seconds, 2), "training_run": run.spec.training_folder() is not None}
+            {
+                "name": run.spec.name,
+                "spec": run.spec.raw,
+                "model": run.spec.model,
+                "adapter": run.spec.adapter,
+                "shots": run.spec.shots,
+                "generated": run.generated,
+                "cached": run.cached,
+                "failed": run.failed,
+                "seconds": round(run.seconds, 2),
+                "training_run": run.spec.training_folder() is not None,
+            }
             for run in runs
         ],
         "scores": scores,
         "extras": extras,
-        "training": {run.spec.name: read_loss_curve(run.spec.training_folder()) for run in runs
-                     if run.spec.training_folder() is not None},
+        "training": {
+            run.spec.name: read_loss_curve(run.spec.training_folder())
+            for run in runs
+            if run.spec.training_folder() is not None
+        },
         "ratings": {},
         "notes": notes,
         "report_examples": config.report_examples,
@@ -586,8 +664,9 @@ def score_files(
     if ref is not None:
         references, ref_rows = read_texts(ref, what="references", field_name="ref")
         if len(references) != len(predictions):
-            raise InkwellError(f"{pred} has {len(predictions)} lines but {ref} has {len(references)}: they pair by line",
-                               field="ref")
+            raise InkwellError(
+                f"{pred} has {len(predictions)} lines but {ref} has {len(references)}: they pair by line", field="ref"
+            )
     keywords = None
     if "keywords" in names:
         source = ref_rows if ref_rows is not None else read_texts(pred, what="predictions", field_name="pred")[1]
@@ -606,8 +685,9 @@ def score_files(
         raise InkwellError("metric 'memorisation' needs the training corpus", field="corpus", hint="pass --corpus FILE")
     index = _prepare_corpus(corpus, None, lambda _m: None) if "memorisation" in names else None
     detected = lang if lang != "auto" else detect_lang(references if references is not None else predictions)
-    ctx = MetricContext(lang=detected, keywords=keywords, schema=schema_value, corpus_index=index,
-                        copy_threshold=copy_threshold)
+    ctx = MetricContext(
+        lang=detected, keywords=keywords, schema=schema_value, corpus_index=index, copy_threshold=copy_threshold
+    )
     results = compute_metrics(names, predictions, references, ctx)
     weights = resample_weights(len(predictions), resamples) if resamples > 0 else None
     flat: dict[str, Any] = {}
@@ -616,6 +696,9 @@ def score_files(
         flat[score.name] = None if not np.isfinite(score.value) else float(score.value)
         detail[score.name] = score_entry(score, weights)
         if score.extra and "confusion_matrix" in score.extra:
-            flat["confusion_matrix"] = {"labels": score.extra["labels"], "columns": score.extra["columns"],
-                                        "matrix": score.extra["confusion_matrix"]}
+            flat["confusion_matrix"] = {
+                "labels": score.extra["labels"],
+                "columns": score.extra["columns"],
+                "matrix": score.extra["confusion_matrix"],
+            }
     return flat, detail

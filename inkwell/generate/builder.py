@@ -19,9 +19,9 @@ dtype left to us, the candidates are tried in the workload's order:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from inkwell.errors import InkwellError
 
@@ -64,19 +64,30 @@ class EngineSpec:
 
     def check(self) -> None:
         if self.backend not in BACKENDS:
-            raise InkwellError(f"unknown engine {self.backend!r}", field="engine", hint=f"use one of: {', '.join(BACKENDS)}")
+            raise InkwellError(
+                f"unknown engine {self.backend!r}", field="engine", hint=f"use one of: {', '.join(BACKENDS)}"
+            )
         if self.workload not in WORKLOADS:
-            raise InkwellError(f"unknown workload {self.workload!r}", field="workload",
-                               hint=f"use one of: {', '.join(WORKLOADS)}")
+            raise InkwellError(
+                f"unknown workload {self.workload!r}", field="workload", hint=f"use one of: {', '.join(WORKLOADS)}"
+            )
         if self.batch_size < 1:
-            raise InkwellError(f"invalid batch size {self.batch_size}", field="batch_size", hint="use a whole number >= 1")
+            raise InkwellError(
+                f"invalid batch size {self.batch_size}", field="batch_size", hint="use a whole number >= 1"
+            )
         if self.backend == "remote":
             if not self.base_url:
-                raise InkwellError("--backend openai needs --base-url", field="base-url",
-                                   hint="e.g. --base-url http://127.0.0.1:8000/v1")
+                raise InkwellError(
+                    "--backend openai needs --base-url",
+                    field="base-url",
+                    hint="e.g. --base-url http://127.0.0.1:8000/v1",
+                )
             if self.adapter or self.adapters:
-                raise InkwellError("--adapter applies to local models only", field="adapter",
-                                   hint="with --backend openai, name the served adapter with --model")
+                raise InkwellError(
+                    "--adapter applies to local models only",
+                    field="adapter",
+                    hint="with --backend openai, name the served adapter with --model",
+                )
 
 
 Progress = Callable[[str], None] | None
@@ -99,8 +110,11 @@ def open_engine(spec: EngineSpec, progress: Progress = None):
     if spec.backend == "torch" or (spec.backend == "auto" and not cpu):
         return _torch(spec, progress)  # GPUs and explicit dtypes: the torch engine (bf16 + SDPA on CUDA)
     if spec.backend == "native" and not cpu:
-        raise InkwellError("the native engine runs on the CPU with the GGUF's own blocks", field="engine",
-                           hint="drop --device/--dtype, or use --engine torch")
+        raise InkwellError(
+            "the native engine runs on the CPU with the GGUF's own blocks",
+            field="engine",
+            hint="drop --device/--dtype, or use --engine torch",
+        )
     order = WORKLOADS[spec.workload].order if spec.backend == "auto" else (spec.backend,)
     for backend in order:
         if backend == "native":
@@ -144,8 +158,11 @@ def _remote(spec: EngineSpec, progress: Progress):
 
 def _onnx_folder(spec: EngineSpec, progress: Progress):
     if spec.backend == "torch":
-        raise InkwellError(f"'{spec.model}' is an ONNX model folder; the torch engine cannot load it", field="model",
-                           hint="drop --engine torch, or point --model at the original model")
+        raise InkwellError(
+            f"'{spec.model}' is an ONNX model folder; the torch engine cannot load it",
+            field="model",
+            hint="drop --engine torch, or point --model at the original model",
+        )
     from inkwell.generate.onnx_engine import OnnxEngine
     from inkwell.models.onnx import read_onnx_card
 
@@ -154,12 +171,15 @@ def _onnx_folder(spec: EngineSpec, progress: Progress):
     source = card.get("source") if card.get("source") and Path(card["source"]).exists() else None
     fallback = None
     if source:
+
         def fallback():  # beams and no-repeat n-grams: the full-precision model it came from
             from dataclasses import replace
 
             return _torch(replace(spec, model=source, adapter=card.get("adapter")), progress)
-    return OnnxEngine(folder, onnx_folder_model(folder, card), batch_size=spec.batch_size, fallback=fallback,
-                      notice=progress)
+
+    return OnnxEngine(
+        folder, onnx_folder_model(folder, card), batch_size=spec.batch_size, fallback=fallback, notice=progress
+    )
 
 
 def _onnx(spec: EngineSpec, progress: Progress, required: bool):
@@ -179,8 +199,13 @@ def _onnx(spec: EngineSpec, progress: Progress, required: bool):
     from inkwell.generate.onnx_engine import OnnxEngine
 
     built = read_onnx_card(onnx_dir).get("precision", spec.precision)  # auto -> what it resolved to
-    return OnnxEngine(onnx_dir, light_model(spec.model, spec.adapter, f"onnx-{built}", progress),
-                      batch_size=spec.batch_size, fallback=lambda: _torch(spec, progress), notice=progress)
+    return OnnxEngine(
+        onnx_dir,
+        light_model(spec.model, spec.adapter, f"onnx-{built}", progress),
+        batch_size=spec.batch_size,
+        fallback=lambda: _torch(spec, progress),
+        notice=progress,
+    )
 
 
 def _native(spec: EngineSpec, progress: Progress, required: bool):
@@ -190,8 +215,11 @@ def _native(spec: EngineSpec, progress: Progress, required: bool):
 
     def skip(reason: str, loud: bool = False):
         if required:
-            raise InkwellError(f"the native engine cannot run this: {reason}", field="engine",
-                               hint="use --engine auto (it picks the ONNX or torch path)")
+            raise InkwellError(
+                f"the native engine cannot run this: {reason}",
+                field="engine",
+                hint="use --engine auto (it picks the ONNX or torch path)",
+            )
         if loud and progress:
             progress(f"note: {reason}; using another engine")
         return None
@@ -199,7 +227,9 @@ def _native(spec: EngineSpec, progress: Progress, required: bool):
     if spec.adapter:
         return skip("an adapter runs on the ONNX path (merged into the weights there)")
     if spec.precision != "auto":
-        return skip(f"--precision {spec.precision} runs on the ONNX path (the native engine uses the GGUF's own blocks)")
+        return skip(
+            f"--precision {spec.precision} runs on the ONNX path (the native engine uses the GGUF's own blocks)"
+        )
     from inkwell.models.load import resolve
     from inkwell.models.registry import DEFAULT_MODEL
 
@@ -219,8 +249,13 @@ def _native(spec: EngineSpec, progress: Progress, required: bool):
     except NativeUnavailable as exc:  # the model's shape: a quiet skip; the machine (no compiler...): a note
         return skip(exc.args[0], loud=exc.machine)
     label = f"native-{decoder.config['blocks']}"
-    return NativeEngine(decoder, light_model(name, None, label, progress), batch_size=spec.batch_size,
-                        fallback=lambda: _torch(spec, progress), notice=progress)
+    return NativeEngine(
+        decoder,
+        light_model(name, None, label, progress),
+        batch_size=spec.batch_size,
+        fallback=lambda: _torch(spec, progress),
+        notice=progress,
+    )
 
 
 # ---------------------------------------------------------------- model facts without torch weights
@@ -236,11 +271,19 @@ def onnx_folder_model(folder: Path, card: dict):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     genai = json.loads((folder / "genai_config.json").read_text())["model"]
-    return LoadedModel(model=None, tokenizer=tokenizer, name=str(folder), path=folder,
-                       chat=bool(card.get("chat", tokenizer.chat_template is not None)),
-                       context_length=int(genai.get("context_length") or 2048), device="cpu",
-                       dtype=f"onnx-{card.get('precision', '?')}", adapter=card.get("adapter"), fast_path=True,
-                       info=card)
+    return LoadedModel(
+        model=None,
+        tokenizer=tokenizer,
+        name=str(folder),
+        path=folder,
+        chat=bool(card.get("chat", tokenizer.chat_template is not None)),
+        context_length=int(genai.get("context_length") or 2048),
+        device="cpu",
+        dtype=f"onnx-{card.get('precision', '?')}",
+        adapter=card.get("adapter"),
+        fast_path=True,
+        info=card,
+    )
 
 
 def light_model(model: str | None, adapter: str | None, label: str, progress=None):
@@ -259,7 +302,16 @@ def light_model(model: str | None, adapter: str | None, label: str, progress=Non
         tokenizer.pad_token = tokenizer.eos_token
     config = json.loads((folder / "config.json").read_text())
     context = card.get("context_length") or config.get("max_position_embeddings") or 2048
-    return LoadedModel(model=None, tokenizer=tokenizer, name=spec, path=folder,
-                       chat=bool(card.get("chat", tokenizer.chat_template is not None)), context_length=int(context),
-                       device="cpu", dtype=label, adapter=str(adapter) if adapter else None,
-                       fast_path=True, info=card)
+    return LoadedModel(
+        model=None,
+        tokenizer=tokenizer,
+        name=spec,
+        path=folder,
+        chat=bool(card.get("chat", tokenizer.chat_template is not None)),
+        context_length=int(context),
+        device="cpu",
+        dtype=label,
+        adapter=str(adapter) if adapter else None,
+        fast_path=True,
+        info=card,
+    )

@@ -32,8 +32,8 @@ def pad_right(sequences: list[list[int]], pad_id: int) -> tuple[Any, Any]:
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for i, sequence in enumerate(sequences):
-        ids[i, :len(sequence)] = torch.tensor(sequence)
-        mask[i, :len(sequence)] = 1
+        ids[i, : len(sequence)] = torch.tensor(sequence)
+        mask[i, : len(sequence)] = 1
     return ids, mask
 
 
@@ -50,8 +50,14 @@ def load_classifier(folder: str | Path, labels: list[str], pad_id: int, **overri
     hf_logging.set_verbosity_error()  # "score is newly initialised, lm_head unused": expected, not for users
     try:
         return AutoModelForSequenceClassification.from_pretrained(
-            folder, dtype=torch.float32, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)}, pad_token_id=pad_id, **overrides)
+            folder,
+            dtype=torch.float32,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            pad_token_id=pad_id,
+            **overrides,
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -70,10 +76,16 @@ class Classifier:
     """A trained classify run, loaded for use: `Classifier.load(OUT).predict(["text", ...])`."""
 
     def __init__(self, model, tokenizer, labels: list[str], max_length: int, device):
-        self.model, self.tokenizer, self.labels, self.max_length, self.device = model, tokenizer, labels, max_length, device
+        self.model, self.tokenizer, self.labels, self.max_length, self.device = (
+            model,
+            tokenizer,
+            labels,
+            max_length,
+            device,
+        )
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> "Classifier":
+    def load(cls, run_dir: str | Path, device: str = "auto") -> Classifier:
         import torch
 
         from inkwell.models.load import resolve
@@ -81,12 +93,18 @@ class Classifier:
         run_dir = Path(run_dir).expanduser()
         card_path = run_dir / RUN_CARD
         if not card_path.exists():
-            raise InkwellError(f"'{run_dir}' is not a training run folder ({RUN_CARD} is missing)", field="model",
-                               hint="point --model at the output folder of `inkwell train` with stage: classify")
+            raise InkwellError(
+                f"'{run_dir}' is not a training run folder ({RUN_CARD} is missing)",
+                field="model",
+                hint="point --model at the output folder of `inkwell train` with stage: classify",
+            )
         card = json.loads(card_path.read_text(encoding="utf-8"))
         if card.get("stage") != "classify":
-            raise InkwellError(f"'{run_dir}' holds a {card.get('stage')} run, not a classifier", field="model",
-                               hint="train one with a `stage: classify` config (see configs/smollm2-classify.yaml)")
+            raise InkwellError(
+                f"'{run_dir}' holds a {card.get('stage')} run, not a classifier",
+                field="model",
+                hint="train one with a `stage: classify` config (see configs/smollm2-classify.yaml)",
+            )
         labels = card["labels"]
         if card.get("weights") == "full":
             tokenizer = _tokenizer(run_dir)
@@ -94,8 +112,11 @@ class Classifier:
         else:
             from peft import PeftModel
 
-            base = Path(card["base_model_path"]) if card.get("base_model_path") and Path(card["base_model_path"]).exists() \
+            base = (
+                Path(card["base_model_path"])
+                if card.get("base_model_path") and Path(card["base_model_path"]).exists()
                 else resolve(card["base_model"])[0]
+            )
             tokenizer = _tokenizer(base)
             with warnings.catch_warnings():  # PEFT calls a transformers property deprecated in v5: noise for users
                 warnings.simplefilter("ignore", FutureWarning)
@@ -112,12 +133,25 @@ class Classifier:
         results = []
         pad_id = self.tokenizer.pad_token_id
         for start in range(0, len(texts), batch_size):
-            ids, mask = pad_right([self.tokenizer(text, add_special_tokens=True, truncation=True, max_length=self.max_length)["input_ids"]
-                                   or [pad_id] for text in texts[start:start + batch_size]], pad_id)
+            ids, mask = pad_right(
+                [
+                    self.tokenizer(text, add_special_tokens=True, truncation=True, max_length=self.max_length)[
+                        "input_ids"
+                    ]
+                    or [pad_id]
+                    for text in texts[start : start + batch_size]
+                ],
+                pad_id,
+            )
             with torch.no_grad():
                 logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
             for row in logits.float().softmax(-1).tolist():
                 best = max(range(len(row)), key=row.__getitem__)
-                results.append({"label": self.labels[best], "probability": round(row[best], 6),
-                                "probabilities": {label: round(p, 6) for label, p in zip(self.labels, row)}})
+                results.append(
+                    {
+                        "label": self.labels[best],
+                        "probability": round(row[best], 6),
+                        "probabilities": {label: round(p, 6) for label, p in zip(self.labels, row)},
+                    }
+                )
         return results

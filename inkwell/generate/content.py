@@ -41,7 +41,9 @@ def template_settings(template: ContentTemplate, overrides: dict | None, stop: l
     return settings
 
 
-def render_for(engine: Engine, template: ContentTemplate, fields: dict, shots: list[Example] | None, max_new_tokens: int) -> RenderedPrompt:
+def render_for(
+    engine: Engine, template: ContentTemplate, fields: dict, shots: list[Example] | None, max_new_tokens: int
+) -> RenderedPrompt:
     budget = engine.loaded.context_length - max_new_tokens
     return build_prompt(
         template, fields, chat=engine.loaded.chat, shots=shots, count_tokens=engine.count_tokens, budget=budget
@@ -109,8 +111,14 @@ def write_many(
     results = engine.generate([r.prompt for r in rendered], settings, on_delta=on_delta)
     grouped: list[list[ContentResult] | InkwellError] = [[] for _ in rendered]
     for result in results:
-        item = ContentResult(result.text, None, result, rendered[result.prompt_index], settings,
-                             warnings=list(rendered[result.prompt_index].warnings))
+        item = ContentResult(
+            result.text,
+            None,
+            result,
+            rendered[result.prompt_index],
+            settings,
+            warnings=list(rendered[result.prompt_index].warnings),
+        )
         bucket = grouped[result.prompt_index]
         if isinstance(bucket, InkwellError):
             continue
@@ -145,13 +153,15 @@ def write(
 def _ensure_structured(engine: Engine, template: ContentTemplate, item: ContentResult, retries: int) -> ContentResult:
     import copy
 
-    value, problem = validate_output(item.text, template.output_schema)
+    schema = template.output_schema
+    assert schema is not None  # callers check: only structured templates come here
+    value, problem = validate_output(item.text, schema)
     attempts = 1
     prompt = item.rendered.prompt
     while problem is not None and attempts <= retries:
         correction = (
             f"That answer was not valid: {problem}. Reply again with only a JSON value that matches this "
-            f"JSON Schema:\n{json.dumps(template.output_schema)}"
+            f"JSON Schema:\n{json.dumps(schema)}"
         )
         if isinstance(prompt, list):
             prompt = [*prompt, {"role": "assistant", "content": item.text}, {"role": "user", "content": correction}]
@@ -162,8 +172,10 @@ def _ensure_structured(engine: Engine, template: ContentTemplate, item: ContentR
         if settings.seed is not None:
             settings.seed += attempts * 1000
         generation = engine.generate([prompt], settings)[0]
-        item = ContentResult(generation.text, None, generation, item.rendered, item.settings, attempts + 1, item.warnings)
-        value, problem = validate_output(item.text, template.output_schema)
+        item = ContentResult(
+            generation.text, None, generation, item.rendered, item.settings, attempts + 1, item.warnings
+        )
+        value, problem = validate_output(item.text, schema)
         attempts += 1
     if problem is not None:
         raise StructuredOutputError(

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -151,8 +152,10 @@ class _Lane:
         """The KV of row 0's prompt (its real columns only), batch 1: what PrefixCache keeps."""
         columns = self.mask[0].nonzero().squeeze(-1)
         # transformers types `layers` as a union that includes layers without keys/values; a DynamicCache's have them
-        return [(layer.keys[:1].index_select(2, columns), layer.values[:1].index_select(2, columns))  # type: ignore[union-attr,index]
-                for layer in self.cache.layers]
+        return [
+            (layer.keys[:1].index_select(2, columns), layer.values[:1].index_select(2, columns))  # type: ignore[union-attr,index]
+            for layer in self.cache.layers
+        ]
 
 
 class ContinuousBatch:
@@ -160,8 +163,15 @@ class ContinuousBatch:
     callbacks) plus the queue of rows waiting to join. Sampling settings (temperature, top-p/k, penalties)
     are shared. Not thread-safe: one thread calls `add` and `step`."""
 
-    def __init__(self, engine, settings, *, max_rows: int, step_tokens: int = DEFAULT_STEP_TOKENS,
-                 prefix_cache: PrefixCache | None = None):
+    def __init__(
+        self,
+        engine,
+        settings,
+        *,
+        max_rows: int,
+        step_tokens: int = DEFAULT_STEP_TOKENS,
+        prefix_cache: PrefixCache | None = None,
+    ):
         self.engine = engine
         self.settings = settings
         self.max_rows = max_rows
@@ -316,17 +326,32 @@ class ContinuousBatch:
                 seen[i, torch.tensor(row.prompt_ids, device=device)] = True
         next_pos = lane.positions[:, -1:] + 1
         if self.cache is None:  # the first rows of the batch
-            self.cache, self.mask, self.next_pos, self.seen = lane.cache, lane.mask if lane.padded else None, next_pos, seen
+            self.cache, self.mask, self.next_pos, self.seen = (
+                lane.cache,
+                lane.mask if lane.padded else None,
+                next_pos,
+                seen,
+            )
             self.history = lane.ids if len(self.warpers) else None
             self.rows = list(lane.rows)
             return
         assert self.next_pos is not None  # set together with the cache
         old_len, new_len = self.cache.get_seq_length(), lane.cache.get_seq_length()
         length = max(old_len, new_len)
-        for mine, theirs in zip(self.cache.layers, lane.cache.layers):  # (transformers' layer union, as above)
-            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, length - old_len, 0)), F.pad(theirs.keys, (0, 0, length - new_len, 0))])  # type: ignore[union-attr,arg-type]
-            mine.values = torch.cat([F.pad(mine.values, (0, 0, length - old_len, 0)), F.pad(theirs.values, (0, 0, length - new_len, 0))])  # type: ignore[union-attr,arg-type]
-        old_mask = self.mask if self.mask is not None else torch.ones((len(self.rows), old_len), dtype=torch.long, device=device)
+        # plain DynamicLayers here (joinable); transformers types the layers as a union with linear-attention ones
+        pairs: list[tuple[Any, Any]] = list(zip(self.cache.layers, lane.cache.layers))
+        for mine, theirs in pairs:
+            mine.keys = torch.cat(
+                [F.pad(mine.keys, (0, 0, length - old_len, 0)), F.pad(theirs.keys, (0, 0, length - new_len, 0))]
+            )
+            mine.values = torch.cat(
+                [F.pad(mine.values, (0, 0, length - old_len, 0)), F.pad(theirs.values, (0, 0, length - new_len, 0))]
+            )
+        old_mask = (
+            self.mask
+            if self.mask is not None
+            else torch.ones((len(self.rows), old_len), dtype=torch.long, device=device)
+        )
         self.mask = torch.cat([F.pad(old_mask, (length - old_len, 0)), F.pad(lane.mask, (length - new_len, 0))])
         self.next_pos = torch.cat([self.next_pos, next_pos])
         if self.seen is not None and seen is not None:  # both exist exactly when there is a repetition penalty
@@ -334,8 +359,12 @@ class ContinuousBatch:
         if self.history is not None:
             pad, ids = self.engine.pad_id, lane.ids
             width = max(self.history.shape[1], ids.shape[1])
-            self.history = torch.cat([F.pad(self.history, (width - self.history.shape[1], 0), value=pad),
-                                      F.pad(ids, (width - ids.shape[1], 0), value=pad)])
+            self.history = torch.cat(
+                [
+                    F.pad(self.history, (width - self.history.shape[1], 0), value=pad),
+                    F.pad(ids, (width - ids.shape[1], 0), value=pad),
+                ]
+            )
         self.rows += lane.rows
 
     def _sample(self, logits) -> None:
@@ -359,7 +388,9 @@ class ContinuousBatch:
             tokens = logits.argmax(-1)
         else:
             probs = torch.softmax(logits, dim=-1)
-            tokens = torch.cat([torch.multinomial(probs[b], 1, generator=row.generator) for b, row in enumerate(self.rows)])
+            tokens = torch.cat(
+                [torch.multinomial(probs[b], 1, generator=row.generator) for b, row in enumerate(self.rows)]
+            )
         now = time.perf_counter()
         keep: list[int] = []
         for b, token in enumerate(tokens.tolist()):

@@ -13,8 +13,9 @@ Engines are made by `inkwell.generate.builder.open_engine(EngineSpec)` and nowhe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from inkwell.generate.rows import GenerationResult, OnDelta, Prompt
 from inkwell.generate.settings import GenerationSettings
@@ -52,8 +53,9 @@ class GenerationEngine(Protocol):
 
     def count_tokens(self, prompt: Prompt) -> int: ...
 
-    def generate(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None,
-                 on_delta: OnDelta | None = None) -> list[GenerationResult]: ...
+    def generate(
+        self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None, on_delta: OnDelta | None = None
+    ) -> list[GenerationResult]: ...
 
     def close(self) -> None: ...
 

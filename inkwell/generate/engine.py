@@ -11,7 +11,7 @@ tuning) go through `model.generate` instead.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from inkwell.errors import InkwellError
 from inkwell.generate.continuous import DEFAULT_STEP_TOKENS, ContinuousBatch, plain_cache
@@ -32,12 +32,16 @@ class Engine:
         if batch_size < 1:
             raise InkwellError(f"invalid batch size {batch_size}", field="batch_size", hint="use a whole number >= 1")
         if step_tokens < 1:
-            raise InkwellError(f"invalid step token budget {step_tokens}", field="step_tokens",
-                               hint=f"use a whole number >= 1 (default {DEFAULT_STEP_TOKENS})")
+            raise InkwellError(
+                f"invalid step token budget {step_tokens}",
+                field="step_tokens",
+                hint=f"use a whole number >= 1 (default {DEFAULT_STEP_TOKENS})",
+            )
         self.loaded = loaded
         self.model = loaded.model
-        self.text = TextRows(loaded, config_eos=[getattr(getattr(self.model, "generation_config", None), "eos_token_id",
-                                                         None)])
+        self.text = TextRows(
+            loaded, config_eos=[getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)]
+        )
         self.tokenizer, self.eos_ids, self.pad_id = self.text.tokenizer, self.text.eos_ids, self.text.pad_id
         self.render, self.encode, self.count_tokens = self.text.render, self.text.encode, self.text.count_tokens
         self.context_length = int(loaded.context_length)  # longest prompt + output (and scoring window)
@@ -46,8 +50,12 @@ class Engine:
         # step-level batches need the fast path and a plain per-layer cache (gemma3's sliding-window layers
         # keep a rolling window that cannot simply be padded and joined)
         self.adapters: dict[str, str] = {}  # name -> folder of adapters attached unmerged (the server's)
-        self.capabilities = Capabilities(continuous_batching=bool(loaded.fast_path) and plain_cache(self.model),
-                                         scoring=True, beams=True, adapters=True)
+        self.capabilities = Capabilities(
+            continuous_batching=bool(loaded.fast_path) and plain_cache(self.model),
+            scoring=True,
+            beams=True,
+            adapters=True,
+        )
 
     render: Callable[[Prompt], str]
     encode: Callable[[Prompt], list[int]]
@@ -111,8 +119,9 @@ class Engine:
                 processors.append(TopPLogitsWarper(float(settings.top_p)))
         return processors
 
-    def continuous_batch(self, settings: GenerationSettings, *, max_rows: int,
-                         step_tokens: int = DEFAULT_STEP_TOKENS, prefix_cache=None) -> ContinuousBatch:
+    def continuous_batch(
+        self, settings: GenerationSettings, *, max_rows: int, step_tokens: int = DEFAULT_STEP_TOKENS, prefix_cache=None
+    ) -> ContinuousBatch:
         """The Scheduler's step-level batch on this engine (where capabilities.continuous_batching)."""
         return ContinuousBatch(self, settings, max_rows=max_rows, step_tokens=step_tokens, prefix_cache=prefix_cache)
 

@@ -8,8 +8,8 @@ a torch round trip per step; the order (repetition penalty, min length, temperat
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from inkwell.errors import InkwellError
 from inkwell.generate.engine import Engine
@@ -24,8 +24,14 @@ def file_eos(loaded, *more) -> list:
     return [json.loads(path.read_text()).get("eos_token_id") if path.exists() else None, *more]
 
 
-def fast_rows(text: TextRows, prompts: Sequence[Prompt], settings: GenerationSettings, seeds, on_delta: OnDelta | None,
-              should_stop: Callable[[int], bool] | None) -> list[Row]:
+def fast_rows(
+    text: TextRows,
+    prompts: Sequence[Prompt],
+    settings: GenerationSettings,
+    seeds,
+    on_delta: OnDelta | None,
+    should_stop: Callable[[int], bool] | None,
+) -> list[Row]:
     """The rows of one `generate` call on a fast path, streaming to `on_delta`, cancelled by `should_stop`."""
     rows = text.make_rows(prompts, settings, seeds)
     for row in rows:
@@ -54,8 +60,9 @@ class TorchFallback:
     def __call__(self, reason: str) -> Engine:
         if self.engine is None:
             if self.factory is None:
-                raise InkwellError(f"{reason} is not available on the {self.path}", field="engine",
-                                   hint="use --engine torch")
+                raise InkwellError(
+                    f"{reason} is not available on the {self.path}", field="engine", hint="use --engine torch"
+                )
             if self.notice:
                 self.notice(f"note: {reason} runs on the torch engine (the {self.path} does not support it)")
             self.engine = self.factory()

@@ -4,9 +4,10 @@ ready-made (the CLI makes them in one place)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.generate import batch as batch_jobs
@@ -42,8 +43,15 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def prepare_write(name: str | None, template_file: Path | None, fields: dict, *, shots: Path | None,
-                  overrides: dict, guard: Any = None) -> TemplateJob:
+def prepare_write(
+    name: str | None,
+    template_file: Path | None,
+    fields: dict,
+    *,
+    shots: Path | None,
+    overrides: dict,
+    guard: Any = None,
+) -> TemplateJob:
     """Check the template, fields, settings and shots, and screen the fields (a blocked field raises
     ModerationBlocked naming the category), all before a model loads."""
     template = get_template(name, template_file)
@@ -53,11 +61,24 @@ def prepare_write(name: str | None, template_file: Path | None, fields: dict, *,
     return TemplateJob(template, overrides, load_shots(shots, template) if shots else None, fields, guard)
 
 
-def write_job(engine, job: TemplateJob, *, on_delta: OnDelta | None = None, json_retries: int = DEFAULT_JSON_RETRIES,
-              store: Any = None) -> Outcome:
+def write_job(
+    engine,
+    job: TemplateJob,
+    *,
+    on_delta: OnDelta | None = None,
+    json_retries: int = DEFAULT_JSON_RETRIES,
+    store: Any = None,
+) -> Outcome:
     """`inkwell write`: write the versions, moderate each, log the ones kept (linked to their audit rows)."""
-    results = write_content(engine, job.template, job.fields, shots=job.shots, overrides=job.overrides,
-                            on_delta=on_delta, json_retries=json_retries)
+    results = write_content(
+        engine,
+        job.template,
+        job.fields,
+        shots=job.shots,
+        overrides=job.overrides,
+        on_delta=on_delta,
+        json_retries=json_retries,
+    )
     warnings = list(results[0].warnings)
     kept, blocked = moderate_versions(job.guard, results, warnings) if job.guard is not None else (results, [])
     records = []
@@ -71,8 +92,16 @@ def write_job(engine, job: TemplateJob, *, on_delta: OnDelta | None = None, json
     return Outcome(records, blocked, warnings)
 
 
-def generate_job(engine, prompt: str, settings: GenerationSettings, *, chat: bool = False, system: str | None = None,
-                 on_delta: OnDelta | None = None, store: Any = None) -> list[GenerationRecord]:
+def generate_job(
+    engine,
+    prompt: str,
+    settings: GenerationSettings,
+    *,
+    chat: bool = False,
+    system: str | None = None,
+    on_delta: OnDelta | None = None,
+    store: Any = None,
+) -> list[GenerationRecord]:
     """`inkwell generate`: a raw prompt, as plain text to continue or as a chat message (with a system one)."""
     request: Any = prompt
     if chat:
@@ -84,8 +113,9 @@ def generate_job(engine, prompt: str, settings: GenerationSettings, *, chat: boo
     return records
 
 
-def prepare_batch(name: str | None, template_file: Path | None, input: Path, *, shots: Path | None,
-                  overrides: dict, guard: Any = None) -> TemplateJob:
+def prepare_batch(
+    name: str | None, template_file: Path | None, input: Path, *, shots: Path | None, overrides: dict, guard: Any = None
+) -> TemplateJob:
     """Check the template, settings, input file and shots before a model loads."""
     template = get_template(name, template_file)
     GenerationSettings.build(template.decoding, overrides)
@@ -94,31 +124,58 @@ def prepare_batch(name: str | None, template_file: Path | None, input: Path, *, 
     return TemplateJob(template, overrides, load_shots(shots, template) if shots else None, guard=guard)
 
 
-def batch_job(engine, job: TemplateJob, input: Path, output: Path, *, resume: bool = False, progress: bool = True,
-              store: Any = None, say: Callable[[str], None]) -> batch_jobs.BatchReport:
+def batch_job(
+    engine,
+    job: TemplateJob,
+    input: Path,
+    output: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    store: Any = None,
+    say: Callable[[str], None],
+) -> batch_jobs.BatchReport:
     """`inkwell batch`: the template over every row (generate/batch.py), each finished row logged. Bad rows
     are reported (`say`) and skipped; with moderation, blocked input rows are not run and blocked outputs
     become failed rows naming the category."""
 
     def log(row, item, batch_id: str) -> None:
         if store is not None:
-            store.log_record(GenerationRecord.of_content(engine, item, template=job.template.name, source="batch",
-                                                         batch_id=batch_id, row_id=row.id))
+            store.log_record(
+                GenerationRecord.of_content(
+                    engine, item, template=job.template.name, source="batch", batch_id=batch_id, row_id=row.id
+                )
+            )
 
     def bad(row, reason: str) -> None:
         say(f"skipped {input}:{row.line} (id {row.id}): {reason}")
 
     hooks = batch_hooks(job.guard, say) if job.guard is not None else {}
-    return batch_jobs.run_batch(engine, job.template, input, output, resume=resume, shots=job.shots,
-                                overrides=job.overrides, progress=progress, on_result=log, on_error=bad, **hooks)
+    return batch_jobs.run_batch(
+        engine,
+        job.template,
+        input,
+        output,
+        resume=resume,
+        shots=job.shots,
+        overrides=job.overrides,
+        progress=progress,
+        on_result=log,
+        on_error=bad,
+        **hooks,
+    )
 
 
 def batch_summary(report: batch_jobs.BatchReport) -> dict:
     """What `inkwell batch --json` prints."""
     return {
-        "output": str(report.output), "rows": report.total, "written": report.written,
-        "already_done": report.skipped_done, "failed": len(report.failed),
-        "completion_tokens": report.tokens, "seconds": round(report.seconds, 2),
+        "output": str(report.output),
+        "rows": report.total,
+        "written": report.written,
+        "already_done": report.skipped_done,
+        "failed": len(report.failed),
+        "completion_tokens": report.tokens,
+        "seconds": round(report.seconds, 2),
         "items_per_s": round(report.written / report.seconds, 3) if report.seconds else None,
     }
 
@@ -134,12 +191,16 @@ def classify_job(model: Path, texts: list[str], input: Path | None = None, devic
             if row.error or row.record is None:
                 raise InkwellError(f"{row.where}: {row.error}", field="input", hint='each line: {"text": "..."}')
             if not isinstance(row.record.get("text"), str):
-                raise InkwellError(f"{row.where}: field 'text': must be a string", field="input",
-                                   hint='each line: {"text": "..."}')
+                raise InkwellError(
+                    f"{row.where}: field 'text': must be a string", field="input", hint='each line: {"text": "..."}'
+                )
             items.append(row.record["text"])
     if not items:
-        raise InkwellError("nothing to classify", field="texts",
-                           hint='inkwell classify --model RUN "some text"  or  --input rows.jsonl')
+        raise InkwellError(
+            "nothing to classify",
+            field="texts",
+            hint='inkwell classify --model RUN "some text"  or  --input rows.jsonl',
+        )
     from inkwell.generate.classify import Classifier
 
     results = Classifier.load(model, device=device).predict(items)

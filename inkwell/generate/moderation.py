@@ -5,7 +5,7 @@ back (write) or become failed rows naming the category (batch). The server scree
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from inkwell.generate.batch import InputRow
 from inkwell.generate.content import ContentResult
@@ -13,8 +13,9 @@ from inkwell.safety import Guard, ModerationResult
 from inkwell.safety.guard import decision_summary, redact_value
 
 
-def moderate_versions(guard: Guard, results: list[ContentResult],
-                      warnings: list[str]) -> tuple[list[ContentResult], list[ModerationResult]]:
+def moderate_versions(
+    guard: Guard, results: list[ContentResult], warnings: list[str]
+) -> tuple[list[ContentResult], list[ModerationResult]]:
     """(versions to show, decisions that blocked the others). Kept versions are redacted in place and carry
     what moderation decided (`moderation`) and their audit row (`moderation_audit_id`); a flag adds a
     warning for the user."""

@@ -18,8 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from inkwell.errors import InkwellError
 from inkwell.generate.continuous import DEFAULT_STEP_TOKENS
@@ -36,9 +35,15 @@ class NativeEngine:
     """The engine contract on the native decoder: render / encode / count_tokens / generate / window_logits, and
     `continuous_batch` for the Scheduler. Beams and no-repeat n-grams go to the torch engine (`fallback`)."""
 
-    def __init__(self, decoder, loaded, batch_size: int = DEFAULT_BATCH_SIZE,
-                 step_tokens: int = DEFAULT_STEP_TOKENS, fallback: Callable[[], Engine] | None = None,
-                 notice: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        decoder,
+        loaded,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        step_tokens: int = DEFAULT_STEP_TOKENS,
+        fallback: Callable[[], Engine] | None = None,
+        notice: Callable[[str], None] | None = None,
+    ):
         if batch_size < 1:
             raise InkwellError(f"invalid batch size {batch_size}", field="batch_size", hint="use a whole number >= 1")
         self.decoder = decoder
@@ -57,21 +62,28 @@ class NativeEngine:
     encode: Callable[[Prompt], list[int]]
     count_tokens: Callable[[Prompt], int]
 
-    def continuous_batch(self, settings: GenerationSettings, *, max_rows: int,
-                         step_tokens: int = DEFAULT_STEP_TOKENS, prefix_cache=None) -> "NativeBatch":
+    def continuous_batch(
+        self, settings: GenerationSettings, *, max_rows: int, step_tokens: int = DEFAULT_STEP_TOKENS, prefix_cache=None
+    ) -> NativeBatch:
         """The Scheduler's batch on this engine (prompt-start sharing is the torch batch's; prefill here is
         cheap enough without it)."""
         return NativeBatch(self, settings, max_rows=max_rows, step_tokens=step_tokens)
 
-    def generate(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None,
-                 on_delta: OnDelta | None = None, should_stop: Callable[[int], bool] | None = None,
-                 seeds: Sequence[int | None] | None = None) -> list[GenerationResult]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        settings: GenerationSettings | None = None,
+        on_delta: OnDelta | None = None,
+        should_stop: Callable[[int], bool] | None = None,
+        seeds: Sequence[int | None] | None = None,
+    ) -> list[GenerationResult]:
         settings = settings or GenerationSettings()
         settings.validate()
         reason = needs_torch(settings)
         if reason:
-            return self._plain(reason).generate(prompts, settings, on_delta=on_delta, should_stop=should_stop,
-                                                seeds=seeds)
+            return self._plain(reason).generate(
+                prompts, settings, on_delta=on_delta, should_stop=should_stop, seeds=seeds
+            )
         started = time.perf_counter()
         rows = fast_rows(self.text, prompts, settings, seeds, on_delta, should_stop)
         with self._lock:
@@ -89,7 +101,7 @@ class NativeEngine:
         ctx.slot(0, len(ids))
         parts = []
         for start in range(0, len(ids), SCORE_CHUNK):
-            chunk = list(ids[start:start + SCORE_CHUNK])
+            chunk = list(ids[start : start + SCORE_CHUNK])
             parts.append(ctx.forward(chunk, [0] * len(chunk), range(start, start + len(chunk)), range(len(chunk))))
         ctx.close()
         return np.concatenate(parts)
@@ -103,8 +115,14 @@ class NativeBatch:
     stream, seed and callbacks) plus the rows waiting to join. Sampling settings are shared. The Scheduler's
     interface: add / step / idle / occupied / all_rows / clear. Not thread-safe: one thread calls add and step."""
 
-    def __init__(self, engine: NativeEngine, settings: GenerationSettings, *, max_rows: int,
-                 step_tokens: int = DEFAULT_STEP_TOKENS):
+    def __init__(
+        self,
+        engine: NativeEngine,
+        settings: GenerationSettings,
+        *,
+        max_rows: int,
+        step_tokens: int = DEFAULT_STEP_TOKENS,
+    ):
         import numpy as np
 
         self.engine, self.settings = engine, settings
@@ -162,7 +180,7 @@ class NativeBatch:
             if budget <= 0:
                 break
             take = min(budget, len(row.prompt_ids) - row.filled)
-            tokens += row.prompt_ids[row.filled:row.filled + take]
+            tokens += row.prompt_ids[row.filled : row.filled + take]
             slots += [row.slot] * take
             positions += range(row.filled, row.filled + take)
             row.filled += take

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from inkwell.errors import InkwellError
 from inkwell.generate.contract import Capabilities
@@ -34,8 +34,14 @@ MAX_BATCH = 32  # onnxruntime-genai refuses batch_size > 32 for these models
 class OnnxEngine:
     """The engine contract on ONNX Runtime GenAI: render / encode / count_tokens / generate / window_logits."""
 
-    def __init__(self, onnx_dir: Path, loaded, batch_size: int = DEFAULT_BATCH_SIZE,
-                 fallback: Callable[[], Engine] | None = None, notice: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        onnx_dir: Path,
+        loaded,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        fallback: Callable[[], Engine] | None = None,
+        notice: Callable[[str], None] | None = None,
+    ):
         import onnxruntime_genai as og
 
         self.onnx_dir = Path(onnx_dir)
@@ -72,15 +78,21 @@ class OnnxEngine:
 
     # ------------------------------------------------------------ the API
 
-    def generate(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None,
-                 on_delta: OnDelta | None = None, should_stop: Callable[[int], bool] | None = None,
-                 seeds: Sequence[int | None] | None = None) -> list[GenerationResult]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        settings: GenerationSettings | None = None,
+        on_delta: OnDelta | None = None,
+        should_stop: Callable[[int], bool] | None = None,
+        seeds: Sequence[int | None] | None = None,
+    ) -> list[GenerationResult]:
         settings = settings or GenerationSettings()
         settings.validate()
         reason = needs_torch(settings)
         if reason:
-            return self._plain(reason).generate(prompts, settings, on_delta=on_delta, should_stop=should_stop,
-                                                seeds=seeds)
+            return self._plain(reason).generate(
+                prompts, settings, on_delta=on_delta, should_stop=should_stop, seeds=seeds
+            )
         import numpy as np
 
         started = time.perf_counter()
@@ -97,8 +109,11 @@ class OnnxEngine:
         batches: list[list] = []
         for row in ordered:
             last = batches[-1] if batches else None
-            if (last is None or len(last) >= self.batch_size
-                    or (self.min_length and len(last[0].prompt_ids) != len(row.prompt_ids))):
+            if (
+                last is None
+                or len(last) >= self.batch_size
+                or (self.min_length and len(last[0].prompt_ids) != len(row.prompt_ids))
+            ):
                 batches.append([row])
             else:
                 last.append(row)
@@ -113,16 +128,23 @@ class OnnxEngine:
         longest = max(len(r.prompt_ids) for r in rows)
         steps = max(r.max_new_tokens for r in rows)
         params = og.GeneratorParams(self.og_model)
-        params.set_search_options(max_length=max(longest + steps, self.min_length), do_sample=False,
-                                  batch_size=len(rows), repetition_penalty=1.0)
+        params.set_search_options(
+            max_length=max(longest + steps, self.min_length),
+            do_sample=False,
+            batch_size=len(rows),
+            repetition_penalty=1.0,
+        )
         generator = og.Generator(self.og_model, params)
         ids = np.full((len(rows), longest), self.og_pad, dtype=np.int32)
         for b, row in enumerate(rows):
             ids[b, : len(row.prompt_ids)] = row.prompt_ids  # right padding: the runtime tracks each row's length
         generator.append_tokens(ids)
         # The runtime's own greedy step is exact for plain greedy decoding; anything else picks in Python.
-        picker = None if (settings.greedy and float(settings.repetition_penalty) == 1.0
-                          and settings.min_new_tokens == 0) else _Picker(self, rows, settings)
+        picker = (
+            None
+            if (settings.greedy and float(settings.repetition_penalty) == 1.0 and settings.min_new_tokens == 0)
+            else _Picker(self, rows, settings)
+        )
         live = list(range(len(rows)))
         while live:
             if picker is not None:

@@ -38,23 +38,53 @@ class GenerationRecord:
     extra: dict = field(default_factory=dict)  # e.g. a batch row's `sample` index
 
     @classmethod
-    def of(cls, engine, result: GenerationResult, *, source: str, prompt, settings, template: str | None = None,
-           fields: dict | None = None, text: str | None = None, **more: Any) -> "GenerationRecord":
+    def of(
+        cls,
+        engine,
+        result: GenerationResult,
+        *,
+        source: str,
+        prompt,
+        settings,
+        template: str | None = None,
+        fields: dict | None = None,
+        text: str | None = None,
+        **more: Any,
+    ) -> GenerationRecord:
         """From an engine's result. `prompt` is the request (text or chat messages) as given to the engine;
         it is rendered here so the store keeps what the model saw. `text` overrides the result's text
         (moderated output)."""
         loaded = engine.loaded
-        return cls(text=result.text if text is None else text, model=loaded.name, adapter=loaded.adapter,
-                   template=template, fields=fields, settings=settings if isinstance(settings, dict) else settings.to_dict(),
-                   prompt=engine.render(prompt), prompt_tokens=result.prompt_tokens,
-                   completion_tokens=result.completion_tokens, latency_s=result.latency_s,
-                   finish_reason=result.finish_reason, source=source, **more)
+        return cls(
+            text=result.text if text is None else text,
+            model=loaded.name,
+            adapter=loaded.adapter,
+            template=template,
+            fields=fields,
+            settings=settings if isinstance(settings, dict) else settings.to_dict(),
+            prompt=engine.render(prompt),
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            latency_s=result.latency_s,
+            finish_reason=result.finish_reason,
+            source=source,
+            **more,
+        )
 
     @classmethod
-    def of_content(cls, engine, item, *, template: str, source: str, **more: Any) -> "GenerationRecord":
+    def of_content(cls, engine, item, *, template: str, source: str, **more: Any) -> GenerationRecord:
         """From a template result (`generate.content.ContentResult`) of the named template."""
-        record = cls.of(engine, item.generation, source=source, prompt=item.rendered.prompt, settings=item.settings,
-                        template=template, fields=item.rendered.fields, text=item.text, **more)
+        record = cls.of(
+            engine,
+            item.generation,
+            source=source,
+            prompt=item.rendered.prompt,
+            settings=item.settings,
+            template=template,
+            fields=item.rendered.fields,
+            text=item.text,
+            **more,
+        )
         record.data = item.data
         record.moderation = item.moderation or None
         return record
@@ -69,8 +99,14 @@ class GenerationRecord:
         out: dict[str, Any] = {"text": self.text, "model": self.model}
         if adapter:
             out["adapter"] = self.adapter
-        out.update(template=self.template, fields=self.fields, settings=self.settings, usage=self.usage,
-                   latency_s=self.latency_s, finish_reason=self.finish_reason)
+        out.update(
+            template=self.template,
+            fields=self.fields,
+            settings=self.settings,
+            usage=self.usage,
+            latency_s=self.latency_s,
+            finish_reason=self.finish_reason,
+        )
         if self.data is not None:
             out["data"] = self.data
         if self.moderation:
@@ -80,8 +116,19 @@ class GenerationRecord:
 
     def to_store(self) -> dict:
         """Keyword arguments of the store's generations table."""
-        return {"source": self.source, "model": self.model, "adapter": self.adapter, "template": self.template,
-                "fields": self.fields, "settings": self.settings, "prompt": self.prompt, "output": self.text,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "latency_s": self.latency_s, "finish_reason": self.finish_reason, "batch_id": self.batch_id,
-                "row_id": self.row_id}
+        return {
+            "source": self.source,
+            "model": self.model,
+            "adapter": self.adapter,
+            "template": self.template,
+            "fields": self.fields,
+            "settings": self.settings,
+            "prompt": self.prompt,
+            "output": self.text,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "latency_s": self.latency_s,
+            "finish_reason": self.finish_reason,
+            "batch_id": self.batch_id,
+            "row_id": self.row_id,
+        }

@@ -25,10 +25,11 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.generate.contract import Capabilities
@@ -69,17 +70,32 @@ def normalize_base_url(url: str) -> str:
 
 
 class RemoteEngine:
-    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None, *,
-                 batch_size: int = 16, chat: bool | None = None, context_length: int | None = None,
-                 tokenizer: Any = None, timeout: float = 600.0, transport: Any = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        *,
+        batch_size: int = 16,
+        chat: bool | None = None,
+        context_length: int | None = None,
+        tokenizer: Any = None,
+        timeout: float = 600.0,
+        transport: Any = None,
+    ):
         import httpx
 
         if batch_size < 1:
             raise InkwellError(f"invalid batch size {batch_size}", field="batch_size", hint="use a whole number >= 1")
         self.base_url = normalize_base_url(base_url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport,
-                                   limits=httpx.Limits(max_connections=batch_size + 2))
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=batch_size + 2),
+        )
         self.batch_size = batch_size
         listed = self._list_models()
         ids: list[str] = [m["id"] for m in listed if isinstance(m.get("id"), str)]
@@ -88,16 +104,23 @@ class RemoteEngine:
                 raise InkwellError(f"{self.base_url} lists no models", field="model", hint="pass --model NAME")
             model = ids[0]
         elif ids and model not in ids:
-            raise InkwellError(f"the server at {self.base_url} has no model '{model}'; it has: {', '.join(ids)}",
-                               field="model")
+            raise InkwellError(
+                f"the server at {self.base_url} has no model '{model}'; it has: {', '.join(ids)}", field="model"
+            )
         meta = next((m for m in listed if m.get("id") == model), {})
         context = context_length or meta.get("context_length") or meta.get("max_model_len") or DEFAULT_CONTEXT
         self.tokenizer = tokenizer if tokenizer is not None else local_tokenizer(model)
         if chat is None:
             listed_chat = meta.get("chat")
             chat = listed_chat if isinstance(listed_chat, bool) else True  # OpenAI-style servers are chat-first
-        self.loaded = RemoteModel(name=model, chat=chat, context_length=int(context), base_url=self.base_url,
-                                  tokenizer=self.tokenizer, info=meta)
+        self.loaded = RemoteModel(
+            name=model,
+            chat=chat,
+            context_length=int(context),
+            base_url=self.base_url,
+            tokenizer=self.tokenizer,
+            info=meta,
+        )
         self.approximate_counts = self.tokenizer is None
         # generate() fans a call's requests out on its own threads; batch jobs feed it in chunks
         self.capabilities = Capabilities(local=False)
@@ -115,8 +138,11 @@ class RemoteEngine:
 
     def encode(self, prompt: Prompt) -> list[int]:
         if self.tokenizer is None:
-            raise InkwellError("token ids are not available for a remote model without a local tokenizer",
-                               field="backend", hint="use a local model for metrics that need token ids (perplexity)")
+            raise InkwellError(
+                "token ids are not available for a remote model without a local tokenizer",
+                field="backend",
+                hint="use a local model for metrics that need token ids (perplexity)",
+            )
         if isinstance(prompt, str):
             return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
         return self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
@@ -128,26 +154,39 @@ class RemoteEngine:
 
     # ------------------------------------------------------------ the API
 
-    def generate(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None,
-                 on_delta: Callable[[int, str], None] | None = None) -> list[GenerationResult]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        settings: GenerationSettings | None = None,
+        on_delta: Callable[[int, str], None] | None = None,
+    ) -> list[GenerationResult]:
         settings = settings or GenerationSettings()
         settings.validate()
         if settings.num_beams > 1:
-            raise InkwellError("beam search is not available with --backend openai", field="num_beams",
-                               hint="use --num-beams 1, or a local model")
+            raise InkwellError(
+                "beam search is not available with --backend openai",
+                field="num_beams",
+                hint="use --num-beams 1, or a local model",
+            )
         base_seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**31)
         samples = settings.num_return_sequences
         started = time.perf_counter()
-        tasks = [(p_index * samples + s, p_index, s, prompt) for p_index, prompt in enumerate(prompts) for s in range(samples)]
+        tasks = [
+            (p_index * samples + s, p_index, s, prompt)
+            for p_index, prompt in enumerate(prompts)
+            for s in range(samples)
+        ]
 
         def one(task) -> GenerationResult:
             index, p_index, s_index, prompt = task
             seed = base_seed + s_index
             emit = None
             if on_delta is not None:
+
                 def emit(text: str, index=index) -> None:
                     with self._emit_lock:  # callers expect one delta at a time, as from the local engine
                         on_delta(index, text)
+
             text, usage, finish = self._request(prompt, settings, seed, emit)
             return GenerationResult(
                 text=text,
@@ -155,19 +194,27 @@ class RemoteEngine:
                 completion_tokens=int(usage.get("completion_tokens") or math.ceil(len(text) / CHARS_PER_TOKEN)),
                 finish_reason=finish or "stop",
                 latency_s=round(time.perf_counter() - started, 4),
-                prompt_index=p_index, sample_index=s_index, seed=None if settings.greedy else seed,
+                prompt_index=p_index,
+                sample_index=s_index,
+                seed=None if settings.greedy else seed,
             )
 
         if len(tasks) == 1:
             return [one(tasks[0])]
-        with ThreadPoolExecutor(max_workers=min(self.batch_size, len(tasks)), thread_name_prefix="inkwell-remote") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(self.batch_size, len(tasks)), thread_name_prefix="inkwell-remote"
+        ) as pool:
             return list(pool.map(one, tasks))
 
     # ------------------------------------------------------------ HTTP
 
     def _body(self, prompt: Prompt, settings: GenerationSettings, seed: int, stream: bool) -> tuple[str, dict]:
-        body: dict[str, Any] = {"model": self.loaded.name, "max_tokens": settings.max_new_tokens,
-                                "temperature": float(settings.temperature), "seed": seed}
+        body: dict[str, Any] = {
+            "model": self.loaded.name,
+            "max_tokens": settings.max_new_tokens,
+            "temperature": float(settings.temperature),
+            "seed": seed,
+        }
         if float(settings.top_p) < 1:
             body["top_p"] = float(settings.top_p)
         if settings.stop:
@@ -187,8 +234,9 @@ class RemoteEngine:
             return "/completions", {**body, "prompt": prompt}
         return "/chat/completions", {**body, "messages": list(prompt)}
 
-    def _request(self, prompt: Prompt, settings: GenerationSettings, seed: int,
-                 emit: Callable[[str], None] | None) -> tuple[str, dict, str | None]:
+    def _request(
+        self, prompt: Prompt, settings: GenerationSettings, seed: int, emit: Callable[[str], None] | None
+    ) -> tuple[str, dict, str | None]:
         import httpx
 
         path, body = self._body(prompt, settings, seed, stream=emit is not None)
@@ -212,23 +260,30 @@ class RemoteEngine:
                     parts, usage, finish = [], {}, None
                     for data in _sse_events(response):
                         if "error" in data:
-                            raise InkwellError(f"the server at {self.base_url} failed mid-stream: "
-                                               f"{data['error'].get('message')}", field="backend")
+                            raise InkwellError(
+                                f"the server at {self.base_url} failed mid-stream: {data['error'].get('message')}",
+                                field="backend",
+                            )
                         if data.get("usage"):
                             usage = data["usage"]
                         for choice in data.get("choices") or []:
-                            delta = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                            delta = (
+                                choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                            )
                             if delta:
                                 streamed = True
                                 parts.append(delta)
                                 emit(delta)
                             finish = choice.get("finish_reason") or finish
                     return "".join(parts), usage, finish
-            except (httpx.TransportError,) as exc:
+            except httpx.TransportError as exc:
                 if streamed or attempt == MAX_ATTEMPTS:  # text already went out: a retry would repeat it
-                    raise InkwellError(f"cannot reach {self.base_url}: {exc}", field="base-url",
-                                       hint="check the server is running and --base-url is right") from None
-                time.sleep(min(2 ** attempt, 30))
+                    raise InkwellError(
+                        f"cannot reach {self.base_url}: {exc}",
+                        field="base-url",
+                        hint="check the server is running and --base-url is right",
+                    ) from None
+                time.sleep(min(2**attempt, 30))
         raise AssertionError("unreachable")
 
     def _raise_or_wait(self, response, attempt: int) -> None:
@@ -237,7 +292,7 @@ class RemoteEngine:
                 wait = float(response.headers.get("retry-after", 0))
             except ValueError:
                 wait = 0
-            time.sleep(min(max(wait, 0.5 * 2 ** attempt), 30))
+            time.sleep(min(max(wait, 0.5 * 2**attempt), 30))
             return
         try:
             message = response.json()["error"]["message"]
@@ -253,8 +308,11 @@ class RemoteEngine:
             try:
                 response = self.client.get("/models")
             except httpx.TransportError as exc:
-                raise InkwellError(f"cannot reach {self.base_url}: {exc}", field="base-url",
-                                   hint="check the server is running and --base-url is right (e.g. http://host:8000/v1)") from None
+                raise InkwellError(
+                    f"cannot reach {self.base_url}: {exc}",
+                    field="base-url",
+                    hint="check the server is running and --base-url is right (e.g. http://host:8000/v1)",
+                ) from None
             if response.status_code < 400:
                 break
             self._raise_or_wait(response, attempt)

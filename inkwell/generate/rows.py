@@ -11,8 +11,8 @@ finish reasons) is decided here, once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 from inkwell.errors import InkwellError
 from inkwell.generate.settings import GenerationSettings
@@ -57,15 +57,22 @@ class Row:
     stop: list[str] = field(default_factory=list)
     stream: OnDelta | None = None  # on_delta(out_index, text)
     cancelled: Callable[[], bool] | None = None  # asked once per step; True ends the row ("cancelled")
-    on_done: Callable[["Row"], None] | None = None  # called once when the row finishes
+    on_done: Callable[[Row], None] | None = None  # called once when the row finishes
     owner: object = None  # whoever queued the row (the scheduler's job)
 
 
 def row_result(row: Row, started: float) -> GenerationResult:
     """A finished row as the API's result; latency counted from `started` (a perf_counter time)."""
-    return GenerationResult(text=row.text, prompt_tokens=len(row.prompt_ids), completion_tokens=len(row.generated),
-                            finish_reason=row.finish_reason or "length", latency_s=round(row.finished_at - started, 4),
-                            prompt_index=row.prompt_index, sample_index=row.sample_index, seed=row.seed)
+    return GenerationResult(
+        text=row.text,
+        prompt_tokens=len(row.prompt_ids),
+        completion_tokens=len(row.generated),
+        finish_reason=row.finish_reason or "length",
+        latency_s=round(row.finished_at - started, 4),
+        prompt_index=row.prompt_index,
+        sample_index=row.sample_index,
+        seed=row.seed,
+    )
 
 
 class TextRows:
@@ -78,7 +85,7 @@ class TextRows:
         self.eos_ids = self._eos_ids(config_eos)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
 
-    def with_own_tokenizer(self) -> "TextRows":
+    def with_own_tokenizer(self) -> TextRows:
         """The same prompts side with a private copy of the tokenizer, for another thread: HF fast tokenizers
         must not be borrowed by two threads at once (the scheduler's request threads vs its decode thread)."""
         import copy
@@ -141,8 +148,9 @@ class TextRows:
     def count_tokens(self, prompt: Prompt) -> int:
         return len(self.encode(prompt))
 
-    def make_rows(self, prompts: Sequence[Prompt], settings: GenerationSettings, seeds=None,
-                  torch_generators: bool = False) -> list[Row]:
+    def make_rows(
+        self, prompts: Sequence[Prompt], settings: GenerationSettings, seeds=None, torch_generators: bool = False
+    ) -> list[Row]:
         """One row per prompt and return sequence. Seeds: per prompt (`seeds`), else `settings.seed`, else a
         recorded random one; sample k of a prompt uses seed + k. `torch_generators`: a seeded torch.Generator
         per sampled row (the torch engine; the numpy paths seed their own)."""

@@ -38,8 +38,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.generate.continuous import ContinuousBatch, PrefixCache
@@ -81,7 +82,7 @@ class GenerationJob:
     adapter: str | None = None
     # Both callbacks run on the scheduler thread: keep them short (e.g. loop.call_soon_threadsafe).
     on_delta: Callable[[int, str], None] | None = None  # (index within this job's results, new text)
-    on_done: Callable[["GenerationJob"], None] | None = None
+    on_done: Callable[[GenerationJob], None] | None = None
     submitted_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     results: list[GenerationResult] | None = None
@@ -152,7 +153,9 @@ class Scheduler:
         self.max_batch_rows = max_batch_rows or engine.batch_size
         self.step_tokens = step_tokens or engine.step_tokens
         if self.step_tokens < 1:
-            raise InkwellError(f"invalid step token budget {self.step_tokens}", field="step_tokens", hint="use 1 or more")
+            raise InkwellError(
+                f"invalid step token budget {self.step_tokens}", field="step_tokens", hint="use 1 or more"
+            )
         self.max_waiting = max_waiting
         self.select_adapter = select_adapter or _no_adapters
         # The prompts side with its own tokenizer, for request threads (render / count tokens) while the
@@ -173,7 +176,7 @@ class Scheduler:
 
     # ------------------------------------------------------------ public API
 
-    def start(self) -> "Scheduler":
+    def start(self) -> Scheduler:
         self._thread = threading.Thread(target=self._loop, name="inkwell-scheduler", daemon=True)
         self._thread.start()
         return self
@@ -192,8 +195,10 @@ class Scheduler:
                     batches_ahead = waiting / max(1, self.max_batch_rows)
                     raise QueueFull(
                         f"the generation queue is full ({waiting} rows waiting, the limit is {self.max_waiting})",
-                        retry_after_s=min(60.0, max(1.0, batches_ahead * self._job_s)), field="max_queue",
-                        hint="retry after a short wait, or raise the queue bound (inkwell serve --max-queue)")
+                        retry_after_s=min(60.0, max(1.0, batches_ahead * self._job_s)),
+                        field="max_queue",
+                        hint="retry after a short wait, or raise the queue bound (inkwell serve --max-queue)",
+                    )
                 if job.cancelled:
                     raise JobCancelled("the request was cancelled before it ran")
                 self._cond.wait(0.1)  # woken when jobs leave the queue; the timeout re-checks cancellation
@@ -201,8 +206,13 @@ class Scheduler:
             self._cond.notify_all()
         return job
 
-    def run(self, prompts: Sequence[Prompt], settings: GenerationSettings, adapter: str | None = None,
-            on_delta: Callable[[int, str], None] | None = None) -> list[GenerationResult]:
+    def run(
+        self,
+        prompts: Sequence[Prompt],
+        settings: GenerationSettings,
+        adapter: str | None = None,
+        on_delta: Callable[[int, str], None] | None = None,
+    ) -> list[GenerationResult]:
         """Submit (waiting for room in the queue) and wait for the results. Not for the scheduler thread."""
         return self.submit(GenerationJob(prompts, settings, adapter=adapter, on_delta=on_delta), block=True).wait()
 
@@ -298,8 +308,12 @@ class Scheduler:
         settings = dataclasses.replace(leader.settings, stop=list(leader.settings.stop), seed=None)
         self._adapter.enter_context(self.select_adapter(leader.adapter))  # one adapter for the batch's life
         try:
-            self._batch = self.engine.continuous_batch(settings, max_rows=self.max_batch_rows, step_tokens=self.step_tokens,
-                               prefix_cache=self._prefixes.setdefault(leader.adapter, PrefixCache()))
+            self._batch = self.engine.continuous_batch(
+                settings,
+                max_rows=self.max_batch_rows,
+                step_tokens=self.step_tokens,
+                prefix_cache=self._prefixes.setdefault(leader.adapter, PrefixCache()),
+            )
         except BaseException:
             self._adapter.close()
             raise
@@ -320,7 +334,11 @@ class Scheduler:
         for job in self._pending:
             if job.cancelled:
                 self._finish(job, error=JobCancelled("the request was cancelled before it ran"))
-            elif not blocked and self._key(job) == self._batch_key and (job.rows <= room or (not batch.occupied and not taken)):
+            elif (
+                not blocked
+                and self._key(job) == self._batch_key
+                and (job.rows <= room or (not batch.occupied and not taken))
+            ):
                 taken.append(job)
                 room -= job.rows
             else:
@@ -335,8 +353,9 @@ class Scheduler:
         """Queue the jobs' rows on the batch (each job's prompt errors fail that job only)."""
         for job in jobs:
             try:
-                rows = self.engine.text.make_rows(job.prompts, job.settings, seeds=[job.seed] * len(job.prompts),
-                                                  torch_generators=True)
+                rows = self.engine.text.make_rows(
+                    job.prompts, job.settings, seeds=[job.seed] * len(job.prompts), torch_generators=True
+                )
             except Exception as exc:  # noqa: BLE001 - e.g. a prompt too long for the context
                 self._finish(job, error=exc)
                 continue
@@ -413,7 +432,9 @@ class Scheduler:
         self.batches += 1
         try:
             with self.select_adapter(batch[0].adapter):
-                results = self.engine.generate(prompts, settings, on_delta=on_delta, should_stop=should_stop, seeds=seeds)
+                results = self.engine.generate(
+                    prompts, settings, on_delta=on_delta, should_stop=should_stop, seeds=seeds
+                )
         except Exception as exc:  # noqa: BLE001 - handed to each job; the loop must survive
             retry = [job for job in batch if not job.emitted]
             if len(batch) > 1 and retry:
@@ -430,12 +451,15 @@ class Scheduler:
         grouped: dict[int, list[GenerationResult]] = {}
         for result in results:
             job, offset = owner[result.prompt_index]
-            grouped.setdefault(id(job), []).append(dataclasses.replace(result, prompt_index=result.prompt_index - offset))
+            grouped.setdefault(id(job), []).append(
+                dataclasses.replace(result, prompt_index=result.prompt_index - offset)
+            )
         for job in batch:
             self._finish(job, results=grouped.get(id(job), []))
 
-    def _finish(self, job: GenerationJob, results: list[GenerationResult] | None = None,
-                error: BaseException | None = None) -> None:
+    def _finish(
+        self, job: GenerationJob, results: list[GenerationResult] | None = None, error: BaseException | None = None
+    ) -> None:
         job.results, job.error = results, error
         if results is not None:  # a rough time per request, for QueueFull's Retry-After
             self._job_s = 0.8 * self._job_s + 0.2 * (time.monotonic() - job.submitted_at)
@@ -498,20 +522,29 @@ def attach_adapters(loaded, adapters: dict[str, str]) -> dict[str, str]:
     for name, folder in adapters.items():
         path = Path(folder).expanduser()
         if not (path / "adapter_config.json").exists():
-            raise InkwellError(f"adapter '{name}': '{path}' is not a PEFT adapter folder (no adapter_config.json)",
-                               field="adapter", hint="point NAME=PATH at a folder written by `inkwell train`")
+            raise InkwellError(
+                f"adapter '{name}': '{path}' is not a PEFT adapter folder (no adapter_config.json)",
+                field="adapter",
+                hint="point NAME=PATH at a folder written by `inkwell train`",
+            )
         kind = PeftConfig.from_pretrained(str(path)).peft_type.value
         if kind not in LORA_FAMILY:
-            raise InkwellError(f"adapter '{name}' is a {kind} adapter; serving several adapters supports LoRA-type ones only",
-                               field="adapter", hint="serve it alone with `inkwell generate --adapter`")
+            raise InkwellError(
+                f"adapter '{name}' is a {kind} adapter; serving several adapters supports LoRA-type ones only",
+                field="adapter",
+                hint="serve it alone with `inkwell generate --adapter`",
+            )
         try:
             if isinstance(model, PeftModel):
                 model.load_adapter(str(path), adapter_name=name)
             else:
                 model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
         except Exception as exc:
-            raise InkwellError(f"could not load adapter '{name}' from {path} onto '{loaded.name}': {exc}",
-                               field="adapter", hint="use the base model the adapter was trained on") from exc
+            raise InkwellError(
+                f"could not load adapter '{name}' from {path} onto '{loaded.name}': {exc}",
+                field="adapter",
+                hint="use the base model the adapter was trained on",
+            ) from exc
         attached[name] = str(path)
     model.to(loaded.device)
     model.eval()
@@ -554,8 +587,14 @@ class ScheduledEngine:
 
     capabilities = Capabilities(concurrent=True, cancellable=True)
 
-    def __init__(self, scheduler: Scheduler, adapter: str | None = None, adapter_path: str | None = None,
-                 cancel: threading.Event | None = None, block: bool = True):
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        adapter: str | None = None,
+        adapter_path: str | None = None,
+        cancel: threading.Event | None = None,
+        block: bool = True,
+    ):
         self.scheduler = scheduler
         self.adapter = adapter
         self.adapter_path = adapter_path
@@ -566,7 +605,7 @@ class ScheduledEngine:
         self.block = block
         self.cancelled = cancel or threading.Event()  # set it to cancel the running and any later generate()
 
-    def with_cancel(self, cancel: threading.Event) -> "ScheduledEngine":
+    def with_cancel(self, cancel: threading.Event) -> ScheduledEngine:
         """The same engine with its own cancel switch (e.g. one per batch job)."""
         return ScheduledEngine(self.scheduler, self.adapter, self.adapter_path, cancel=cancel, block=self.block)
 
@@ -582,8 +621,12 @@ class ScheduledEngine:
     def close(self) -> None:
         """The scheduler is its owner's to close."""
 
-    def generate(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None,
-                 on_delta: Callable[[int, str], None] | None = None) -> list[GenerationResult]:
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        settings: GenerationSettings | None = None,
+        on_delta: Callable[[int, str], None] | None = None,
+    ) -> list[GenerationResult]:
         if self.cancelled.is_set():
             raise JobCancelled("the request was cancelled")
         job = GenerationJob(prompts, settings or GenerationSettings(), adapter=self.adapter, on_delta=on_delta)

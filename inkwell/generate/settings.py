@@ -65,7 +65,7 @@ class GenerationSettings:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def build(cls, *layers: dict | None) -> "GenerationSettings":
+    def build(cls, *layers: dict | None) -> GenerationSettings:
         """Merge layers left to right (template defaults, then user flags); None values are skipped.
         Unknown keys are an error naming the closest valid key."""
         import difflib
@@ -81,6 +81,12 @@ class GenerationSettings:
                     hint = f"did you mean '{close[0]}'?" if close else f"valid settings: {', '.join(sorted(valid))}"
                     raise InkwellError(f"unknown generation setting '{key}'", field=key, hint=hint)
                 if key == "stop":  # one string is one stop sequence (list("###") would split it into chars)
-                    value = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else value
+                    value = (
+                        [value]
+                        if isinstance(value, str)
+                        else list(value)
+                        if isinstance(value, (list, tuple))
+                        else value
+                    )
                 merged[key] = value
         return cls(**merged)

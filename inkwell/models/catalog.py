@@ -24,10 +24,17 @@ def list_models() -> list[dict]:
     for folder in sorted(models_dir().glob("gguf-*")):
         if is_prepared(folder):
             card = read_card(folder)
-            items.append({
-                "name": card.get("source_path", folder.name), "source": "gguf", "kind": "chat" if card.get("chat") else "base",
-                "prepared": True, "path": str(folder), "languages": card.get("languages", []), "parameters": "",
-            })
+            items.append(
+                {
+                    "name": card.get("source_path", folder.name),
+                    "source": "gguf",
+                    "kind": "chat" if card.get("chat") else "base",
+                    "prepared": True,
+                    "path": str(folder),
+                    "languages": card.get("languages", []),
+                    "parameters": "",
+                }
+            )
     items.extend(_runs())
     return items
 
@@ -47,12 +54,22 @@ def _runs() -> list[dict]:
         if not (folder / "inkwell-run.json").exists():
             continue
         adapter = (folder / "adapter_config.json").exists()
-        items.append({
-            "name": str(folder), "source": "run", "kind": "adapter" if adapter else "model", "prepared": True,
-            "path": str(folder), "stage": run["stage"], "method": run["method"], "base_model": run["base_model"],
-            "metrics": run["metrics"], "languages": [], "parameters": "",
-            "use": f"--adapter {folder}" if adapter else f"--model {folder}",
-        })
+        items.append(
+            {
+                "name": str(folder),
+                "source": "run",
+                "kind": "adapter" if adapter else "model",
+                "prepared": True,
+                "path": str(folder),
+                "stage": run["stage"],
+                "method": run["method"],
+                "base_model": run["base_model"],
+                "metrics": run["metrics"],
+                "languages": [],
+                "parameters": "",
+                "use": f"--adapter {folder}" if adapter else f"--model {folder}",
+            }
+        )
     return items
 
 
@@ -73,11 +90,23 @@ def model_info(name: str) -> dict:
         import json
 
         config = json.loads((path / "config.json").read_text())
-        return {"name": name, "source": "folder", "path": str(path.resolve()), "architecture": config.get("architectures"),
-                "model_type": config.get("model_type"), "card": read_card(path), "size_mb": _size_mb(path)}
+        return {
+            "name": name,
+            "source": "folder",
+            "path": str(path.resolve()),
+            "architecture": config.get("architectures"),
+            "model_type": config.get("model_type"),
+            "card": read_card(path),
+            "size_mb": _size_mb(path),
+        }
     if path.suffix == ".gguf":
         if not path.exists():
             raise InkwellError(f"GGUF file not found: {path}", field="model")
-        return {"name": name, "source": "gguf", "path": str(path.resolve()), "size_mb": round(path.stat().st_size / 1e6, 1)}
+        return {
+            "name": name,
+            "source": "gguf",
+            "path": str(path.resolve()),
+            "size_mb": round(path.stat().st_size / 1e6, 1),
+        }
     get_embedded(name)  # raises: unknown model, with the list of known names
     return {}

@@ -19,17 +19,17 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from inkwell.files import read_json
 from inkwell.errors import InkwellError
+from inkwell.files import read_json
 from inkwell.models.gguf_write import GGUF_TYPES, write_gguf
-
-QUANTIZE_TYPES = ("int8", "int4")  # ONNX Runtime GenAI weight-only quantisation (see inkwell/models/onnx.py)
 from inkwell.models.load import MODEL_CARD, adapter_base, check_hf_folder, read_card, resolve
 from inkwell.models.registry import EMBEDDED_MODELS, get_embedded
+
+QUANTIZE_TYPES = ("int8", "int4")  # ONNX Runtime GenAI weight-only quantisation (see inkwell/models/onnx.py)
 
 RUN_CARD = "inkwell-run.json"  # what `inkwell train` writes (inkwell/train/outputs.py)
 EXPORT_CARD = "inkwell-export.json"  # written beside a GGUF-only export: what it came from
@@ -62,23 +62,35 @@ def open_run(spec: str | os.PathLike) -> Run:
     """Read what RUN is, before anything heavy is loaded; every problem is an InkwellError naming RUN."""
     path = Path(spec).expanduser()
     if not path.exists():
-        raise InkwellError(f"run folder not found: {path}", field="run",
-                           hint="pass the output folder of `inkwell train` (the one holding inkwell-run.json)")
+        raise InkwellError(
+            f"run folder not found: {path}",
+            field="run",
+            hint="pass the output folder of `inkwell train` (the one holding inkwell-run.json)",
+        )
     if not path.is_dir():
-        raise InkwellError(f"'{path}' is a file, not a run folder", field="run",
-                           hint="pass the output folder of `inkwell train` (the one holding inkwell-run.json)")
+        raise InkwellError(
+            f"'{path}' is a file, not a run folder",
+            field="run",
+            hint="pass the output folder of `inkwell train` (the one holding inkwell-run.json)",
+        )
     # a damaged card or adapter config: an error naming file:line, not a traceback
     card = read_json(path / RUN_CARD, field="run") if (path / RUN_CARD).exists() else {}
     if (path / "adapter_config.json").exists():
         adapter_config = read_json(path / "adapter_config.json", field="run")
-        return Run(path, card, adapter=True, peft_type=str(adapter_config.get("peft_type") or "").upper() or None,
-                   task_type=adapter_config.get("task_type"))
+        return Run(
+            path,
+            card,
+            adapter=True,
+            peft_type=str(adapter_config.get("peft_type") or "").upper() or None,
+            task_type=adapter_config.get("task_type"),
+        )
     if (path / "config.json").exists():
         check_hf_folder(path)
         return Run(path, card, adapter=False)
     raise InkwellError(
         f"'{path}' is not a run folder: it has no {RUN_CARD}, adapter_config.json or config.json",
-        field="run", hint="pass the output folder of `inkwell train`, a PEFT adapter folder or a Hugging Face model folder",
+        field="run",
+        hint="pass the output folder of `inkwell train`, a PEFT adapter folder or a Hugging Face model folder",
     )
 
 
@@ -93,14 +105,23 @@ def check_exportable(run: Run, *, merge: bool, gguf: str | None) -> None:
             hint=f"use the adapter as it is: inkwell write --adapter {run.path} (the base model is read from the run)",
         )
     if gguf and (run.card.get("stage") == "classify" or (run.task_type and run.task_type != "CAUSAL_LM")):
-        raise InkwellError(f"{run.path}: GGUF files hold text-generation models, and this {run.what} is a classifier",
-                           field="gguf", hint="export it with --merge (a Hugging Face folder) instead")
+        raise InkwellError(
+            f"{run.path}: GGUF files hold text-generation models, and this {run.what} is a classifier",
+            field="gguf",
+            hint="export it with --merge (a Hugging Face folder) instead",
+        )
     if run.adapter and run.task_type not in (None, "CAUSAL_LM", "SEQ_CLS"):
-        raise InkwellError(f"{run.path}: merging {run.task_type} adapters is not supported (only CAUSAL_LM and SEQ_CLS)",
-                           field="merge", hint=f"load it with PEFT: PeftModel.from_pretrained(base, '{run.path}')")
+        raise InkwellError(
+            f"{run.path}: merging {run.task_type} adapters is not supported (only CAUSAL_LM and SEQ_CLS)",
+            field="merge",
+            hint=f"load it with PEFT: PeftModel.from_pretrained(base, '{run.path}')",
+        )
     if run.adapter and run.task_type == "SEQ_CLS" and not run.card.get("labels"):
-        raise InkwellError(f"{run.path}: a classifier adapter needs its labels, and there is no {RUN_CARD} listing them",
-                           field="run", hint="export the output folder of `inkwell train` (stage: classify)")
+        raise InkwellError(
+            f"{run.path}: a classifier adapter needs its labels, and there is no {RUN_CARD} listing them",
+            field="run",
+            hint="export the output folder of `inkwell train` (stage: classify)",
+        )
 
 
 # ---------------------------------------------------------------- where the weights came from
@@ -113,8 +134,11 @@ def base_of(run: Run) -> str:
         return recorded
     spec = run.card.get("base_model") or adapter_base(run.path)
     if not spec:
-        raise InkwellError(f"{run.path}: the adapter does not say which base model it was trained on", field="run",
-                           hint="add base_model_name_or_path to its adapter_config.json")
+        raise InkwellError(
+            f"{run.path}: the adapter does not say which base model it was trained on",
+            field="run",
+            hint="add base_model_name_or_path to its adapter_config.json",
+        )
     return spec
 
 
@@ -136,12 +160,14 @@ def source_gguf(spec: str | None, depth: int = 0) -> Path | None:
     card = read_card(path)
     if card.get("name") in EMBEDDED_MODELS and card.get("source_package"):  # an embedded model's cache folder:
         found = source_gguf(card["name"], depth + 1)  # the installed package's file (the cache may be shared
-        if found is not None:                        # between environments, each with its own copy)
+        if found is not None:  # between environments, each with its own copy)
             return found
     if card.get("source_gguf") and Path(card["source_gguf"]).exists():
         return Path(card["source_gguf"])
     run_card = json.loads((path / RUN_CARD).read_text()) if (path / RUN_CARD).exists() else {}
-    return source_gguf(card.get("base_model") or run_card.get("base_model") or run_card.get("base_model_path"), depth + 1)
+    return source_gguf(
+        card.get("base_model") or run_card.get("base_model") or run_card.get("base_model_path"), depth + 1
+    )
 
 
 # ---------------------------------------------------------------- writing
@@ -170,8 +196,11 @@ def _merge_into(run: Run, folder: Path, say: Callable[[str], None]) -> dict:
     try:
         model = PeftModel.from_pretrained(model, run.path)
     except Exception as exc:  # PEFT raises many kinds for a base/adapter mismatch
-        raise InkwellError(f"could not load the adapter {run.path} onto {base_folder}: {exc}", field="run",
-                           hint="the run's base model changed since training; check base_model in inkwell-run.json") from exc
+        raise InkwellError(
+            f"could not load the adapter {run.path} onto {base_folder}: {exc}",
+            field="run",
+            hint="the run's base model changed since training; check base_model in inkwell-run.json",
+        ) from exc
     merged = model.merge_and_unload()
     merged.save_pretrained(folder)  # config.json, model.safetensors, generation_config.json
     tokenizer.save_pretrained(folder)
@@ -191,8 +220,13 @@ def _classifier_base(folder: Path, labels: list[str], tokenizer):
     hf_logging.set_verbosity_error()  # "score is newly initialised": the adapter's trained head replaces it
     try:
         return AutoModelForSequenceClassification.from_pretrained(
-            folder, dtype=torch.float32, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)}, pad_token_id=pad_id)
+            folder,
+            dtype=torch.float32,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            pad_token_id=pad_id,
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -200,7 +234,9 @@ def _classifier_base(folder: Path, labels: list[str], tokenizer):
 def _model_card(run: Run, base_card: dict, name: str) -> dict:
     """inkwell-model.json for the merged folder: what `inkwell write --model DIR` reads (chat or base model)."""
     card = {key: value for key, value in base_card.items() if key in ("chat", "context_length", "languages")}
-    card.update(name=name, base_model=run.card.get("base_model") or base_card.get("base_model") or base_card.get("name"))
+    card.update(
+        name=name, base_model=run.card.get("base_model") or base_card.get("base_model") or base_card.get("name")
+    )
     if "chat" in run.card:
         card["chat"] = run.card["chat"]
     if run.card.get("template"):
@@ -210,9 +246,14 @@ def _model_card(run: Run, base_card: dict, name: str) -> dict:
 
 
 def _provenance(run: Run) -> dict:
-    return {"run": str(run.path.resolve()), "stage": run.card.get("stage"), "method": run.card.get("method"),
-            "weights": "merged adapter" if run.adapter else "full", "peft_type": run.peft_type,
-            "exported_at": datetime.datetime.now().isoformat(timespec="seconds")}
+    return {
+        "run": str(run.path.resolve()),
+        "stage": run.card.get("stage"),
+        "method": run.card.get("method"),
+        "weights": "merged adapter" if run.adapter else "full",
+        "peft_type": run.peft_type,
+        "exported_at": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -236,8 +277,11 @@ def _quantize_into(source: Run, out_dir: Path, precision: str, *, alone: bool, s
     from inkwell.models.onnx import build_onnx, read_onnx_card
 
     if source.card.get("stage") == "classify" or (source.task_type and source.task_type != "CAUSAL_LM"):
-        raise InkwellError(f"{source.path} is a classifier; --quantize builds text generators", field="quantize",
-                           hint="export it with --merge instead")
+        raise InkwellError(
+            f"{source.path} is a classifier; --quantize builds text generators",
+            field="quantize",
+            hint="export it with --merge instead",
+        )
     if source.adapter:
         built = build_onnx(base_of(source), adapter=str(source.path), precision=precision, progress=say)
     else:
@@ -274,20 +318,32 @@ def export_model(
     if as_file and gguf is None:
         gguf = "f16"  # `--to NAME.gguf` alone says what is wanted
     if gguf is not None and gguf not in GGUF_TYPES:
-        raise InkwellError(f"unknown GGUF type '{gguf}'", field="gguf", hint=f"use --gguf {' or --gguf '.join(GGUF_TYPES)}")
+        raise InkwellError(
+            f"unknown GGUF type '{gguf}'", field="gguf", hint=f"use --gguf {' or --gguf '.join(GGUF_TYPES)}"
+        )
     if quantize is not None and quantize not in QUANTIZE_TYPES:
-        raise InkwellError(f"unknown --quantize {quantize!r}", field="quantize",
-                           hint=f"use --quantize {' or --quantize '.join(QUANTIZE_TYPES)}")
+        raise InkwellError(
+            f"unknown --quantize {quantize!r}",
+            field="quantize",
+            hint=f"use --quantize {' or --quantize '.join(QUANTIZE_TYPES)}",
+        )
     if as_file and quantize:
-        raise InkwellError(f"--quantize writes a folder, and --to {to} names a .gguf file", field="to",
-                           hint="give --to a folder")
+        raise InkwellError(
+            f"--quantize writes a folder, and --to {to} names a .gguf file", field="to", hint="give --to a folder"
+        )
     if not merge and gguf is None and quantize is None:
-        raise InkwellError("nothing to export: add --merge (Hugging Face folder), --gguf f16|q8_0 (llama.cpp file) "
-                           "and/or --quantize int8|int4 (ONNX model for the fast CPU path)",
-                           field="export", hint=f"inkwell export {run} --merge --to DIR")
+        raise InkwellError(
+            "nothing to export: add --merge (Hugging Face folder), --gguf f16|q8_0 (llama.cpp file) "
+            "and/or --quantize int8|int4 (ONNX model for the fast CPU path)",
+            field="export",
+            hint=f"inkwell export {run} --merge --to DIR",
+        )
     if as_file and merge:
-        raise InkwellError(f"--merge writes a folder, and --to {to} names a .gguf file", field="to",
-                           hint="give --to a folder: the GGUF file is then written inside it as model-<type>.gguf")
+        raise InkwellError(
+            f"--merge writes a folder, and --to {to} names a .gguf file",
+            field="to",
+            hint="give --to a folder: the GGUF file is then written inside it as model-<type>.gguf",
+        )
     source = open_run(run)
     check_exportable(source, merge=merge, gguf=gguf)
     resolved = to.resolve()
@@ -300,8 +356,14 @@ def export_model(
     staged = to.with_name(f".{to.name}.tmp-{os.getpid()}")  # beside --to: the final rename stays on one disk
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir()
-    result: dict = {"run": str(source.path), "what": source.what, "to": str(to), "merged": None, "gguf": None,
-                    "quantized": None}
+    result: dict = {
+        "run": str(source.path),
+        "what": source.what,
+        "to": str(to),
+        "merged": None,
+        "gguf": None,
+        "quantized": None,
+    }
     try:
         out_dir = staged if not as_file else staged / "out"
         out_dir.mkdir(exist_ok=True)
@@ -324,8 +386,16 @@ def export_model(
             weights_from = source_gguf(base_of(source)) if source.adapter else source_gguf(str(source.path))
             tokenizer_from = source_gguf(source.card.get("tokenizer_from")) or weights_from
             chat = source.card.get("chat", base_card.get("chat", True))  # a base model's GGUF gets no chat template
-            report = write_gguf(hf_folder, out_dir / name, gguf, source=weights_from, tokenizer_source=tokenizer_from,
-                                name=source.path.name, chat=chat is not False, say=say)
+            report = write_gguf(
+                hf_folder,
+                out_dir / name,
+                gguf,
+                source=weights_from,
+                tokenizer_source=tokenizer_from,
+                name=source.path.name,
+                chat=chat is not False,
+                say=say,
+            )
             final = to if as_file else to / name
             result["gguf"] = dict(report.to_dict(), path=str(final))
             if merge:
@@ -335,8 +405,9 @@ def export_model(
                 _write_json(out_dir / EXPORT_CARD, {"exported_from": _provenance(source), "gguf": result["gguf"]})
         # 3. a quantised ONNX model for the fast CPU path (built once in the model cache, copied here)
         if quantize is not None:
-            result["quantized"] = _quantize_into(source, out_dir, quantize, alone=not merge and gguf is None,
-                                                 say=say, to=to)
+            result["quantized"] = _quantize_into(
+                source, out_dir, quantize, alone=not merge and gguf is None, say=say, to=to
+            )
         # 4. into place, by renames
         if as_file:
             _swap_in(out_dir / name, to)

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from inkwell.errors import InkwellError
 
@@ -79,9 +80,16 @@ class GGUFReport:
     fallback_f16: list[str] = field(default_factory=list)  # 2-D tensors q8_0 could not hold (row length % 32)
 
     def to_dict(self) -> dict:
-        return {"path": str(self.path), "type": self.out_type, "tensors": self.tensors, "bytes": self.bytes,
-                "model_metadata": self.model_metadata, "tokenizer_metadata": self.tokenizer_metadata,
-                "q8_0_tensors": len(self.quantized), "f16_fallback": self.fallback_f16}
+        return {
+            "path": str(self.path),
+            "type": self.out_type,
+            "tensors": self.tensors,
+            "bytes": self.bytes,
+            "model_metadata": self.model_metadata,
+            "tokenizer_metadata": self.tokenizer_metadata,
+            "q8_0_tensors": len(self.quantized),
+            "f16_fallback": self.fallback_f16,
+        }
 
 
 def architecture_of(config: dict) -> Architecture:
@@ -89,7 +97,8 @@ def architecture_of(config: dict) -> Architecture:
     if model_type not in ARCHITECTURES:
         raise InkwellError(
             f"GGUF export does not support the '{model_type}' architecture; supported: {', '.join(ARCHITECTURES)}",
-            field="gguf", hint="export a Hugging Face folder with --merge instead (transformers and vLLM load it)",
+            field="gguf",
+            hint="export a Hugging Face folder with --merge instead (transformers and vLLM load it)",
         )
     return ARCHITECTURES[model_type]
 
@@ -104,8 +113,11 @@ def read_tensors(folder: Path) -> dict[str, Any]:
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise InkwellError(f"no *.safetensors weights in {folder}", field="gguf",
-                           hint="GGUF export reads safetensors; re-save the model with save_pretrained")
+        raise InkwellError(
+            f"no *.safetensors weights in {folder}",
+            field="gguf",
+            hint="GGUF export reads safetensors; re-save the model with save_pretrained",
+        )
     tensors = {}
     for path in files:
         with safe_open(str(path), framework="pt") as handle:
@@ -133,8 +145,11 @@ def gguf_tensors(folder: Path, config: dict, arch: Architecture) -> dict[str, An
             continue
         out[gguf_name] = arch.transform(hf_name, tensor, config).numpy()
     if unmapped:
-        raise InkwellError(f"{len(unmapped)} weights have no GGUF name for '{arch.gguf_name}': {', '.join(unmapped[:4])}",
-                           field="gguf", hint="this model has parts llama.cpp's format does not describe; use --merge")
+        raise InkwellError(
+            f"{len(unmapped)} weights have no GGUF name for '{arch.gguf_name}': {', '.join(unmapped[:4])}",
+            field="gguf",
+            hint="this model has parts llama.cpp's format does not describe; use --merge",
+        )
     return out
 
 
@@ -163,7 +178,11 @@ def _fields(reader, predicate: Callable[[str], bool]) -> list[tuple[str, Any, An
 
     picked = []
     for field_ in reader.fields.values():
-        if field_.name.startswith("GGUF.") or field_.name == gguf.Keys.General.ARCHITECTURE or not predicate(field_.name):
+        if (
+            field_.name.startswith("GGUF.")
+            or field_.name == gguf.Keys.General.ARCHITECTURE
+            or not predicate(field_.name)
+        ):
             continue
         kind = field_.types[0]
         sub = field_.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
@@ -187,7 +206,9 @@ def tokenizer_matches(reader, tokenizer) -> bool:
         return False
     tokens = field_.contents()
     vocab = tokenizer.get_vocab()
-    return len(vocab) <= len(tokens) and all(index < len(tokens) and tokens[index] == token for token, index in vocab.items())
+    return len(vocab) <= len(tokens) and all(
+        index < len(tokens) and tokens[index] == token for token, index in vocab.items()
+    )
 
 
 def llama_model_kv(writer, config: dict) -> None:
@@ -195,8 +216,11 @@ def llama_model_kv(writer, config: dict) -> None:
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     rope_type = rope.get("rope_type") or rope.get("type") or "default"
     if rope_type != "default":
-        raise InkwellError(f"GGUF export of a llama model with '{rope_type}' RoPE scaling needs its source GGUF",
-                           field="gguf", hint="export with --merge, or start from a model that came from a GGUF file")
+        raise InkwellError(
+            f"GGUF export of a llama model with '{rope_type}' RoPE scaling needs its source GGUF",
+            field="gguf",
+            hint="export with --merge, or start from a model that came from a GGUF file",
+        )
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     writer.add_context_length(config["max_position_embeddings"])
@@ -219,19 +243,25 @@ def bpe_tokenizer_kv(writer, folder: Path, tokenizer, vocab_size: int) -> None:
     get_vocab_base() builds them; merges, special ids and the chat template come from gguf's SpecialVocab."""
     import gguf
 
-    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")) if (folder / "tokenizer.json").exists() else {}
+    spec = (
+        json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+        if (folder / "tokenizer.json").exists()
+        else {}
+    )
     model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
     if model.get("type") != "BPE" or (spec.get("decoder") or {}).get("type") != "ByteLevel":
         raise InkwellError(
             "GGUF export without a source GGUF needs a byte-level BPE tokenizer (tokenizer.json, GPT-2 style); "
             f"this one is {model.get('type') or 'not a tokenizer.json'}",
-            field="gguf", hint="export with --merge instead",
+            field="gguf",
+            hint="export with --merge instead",
         )
     if not (pre.get("type") == "ByteLevel" and pre.get("use_regex", True)):
         # llama.cpp splits text with a named pre-tokenizer regex; only GPT-2's is knowable from the file alone.
         raise InkwellError(
             f"the tokenizer's pre-tokenizer ({pre.get('type')}) has no llama.cpp name that inkwell can tell from tokenizer.json",
-            field="gguf", hint="export with --merge instead, or start from a model that came from a GGUF file",
+            field="gguf",
+            hint="export with --merge instead, or start from a model that came from a GGUF file",
         )
     reverse = {index: token for token, index in tokenizer.get_vocab().items()}
     added = tokenizer.get_added_vocab()
@@ -293,7 +323,8 @@ def write_gguf(
         raise InkwellError(
             f"GGUF export of '{config.get('model_type')}' models copies the model's key/values from the GGUF it came from, "
             + ("and none was found" if reader is None else f"and {source} does not match this model's tensors"),
-            field="gguf", hint=f"models built from config.json alone: {', '.join(k for k, a in ARCHITECTURES.items() if not a.needs_source)}",
+            field="gguf",
+            hint=f"models built from config.json alone: {', '.join(k for k, a in ARCHITECTURES.items() if not a.needs_source)}",
         )
     tok_path = source if whole else tokenizer_source
     tok_reader = reader if whole else (gguf.GGUFReader(tokenizer_source) if tokenizer_source else None)
@@ -312,21 +343,31 @@ def write_gguf(
         else:
             llama_model_kv(writer, config)
             if tok_copied:
-                for key, value, kind, sub in _fields(tok_reader, lambda k: k.startswith("tokenizer.") and k not in dropped):
+                for key, value, kind, sub in _fields(
+                    tok_reader, lambda k: k.startswith("tokenizer.") and k not in dropped
+                ):
                     writer.add_key_value(key, value, kind, sub)
             else:
                 bpe_tokenizer_kv(writer, folder, tokenizer, config["vocab_size"])
         if template:
             writer.add_chat_template(template)
         writer.add_name(name or folder.name)
-        file_type = {"q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
-                     "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}.get(out_type, gguf.LlamaFileType.MOSTLY_F16)
+        file_type = {
+            "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+            "q4_1": gguf.LlamaFileType.MOSTLY_Q4_1,
+            "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+        }.get(out_type, gguf.LlamaFileType.MOSTLY_F16)
         writer.add_file_type(int(file_type))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-        report = GGUFReport(path=out, out_type=out_type, tensors=len(tensors), bytes=0,
-                            model_metadata=f"source GGUF {source}" if whole else "config.json",
-                            tokenizer_metadata=f"source GGUF {tok_path}" if (whole or tok_copied) else "tokenizer.json")
+        report = GGUFReport(
+            path=out,
+            out_type=out_type,
+            tensors=len(tensors),
+            bytes=0,
+            model_metadata=f"source GGUF {source}" if whole else "config.json",
+            tokenizer_metadata=f"source GGUF {tok_path}" if (whole or tok_copied) else "tokenizer.json",
+        )
         say(f"converting {len(tensors)} tensors to {out_type}")
         for gguf_name, array in tensors.items():
             qtype = tensor_type(gguf_name, array, out_type)

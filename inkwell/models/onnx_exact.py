@@ -119,11 +119,12 @@ def repack(onnx_dir: Path, hf_folder: Path) -> dict:
             stats["kept"] += 1
             continue
         q, d, m = grid
-        n, k = attrs["N"], attrs["K"]
+        k = attrs["K"]
         b_init, s_init = inits[node.input[1]], inits[node.input[2]]
         b_init.CopyFrom(numpy_helper.from_array(_pack4(q).reshape(numpy_helper.to_array(b_init).shape), b_init.name))
-        s_init.CopyFrom(numpy_helper.from_array(d.astype(np.float32).reshape(numpy_helper.to_array(s_init).shape),
-                                                s_init.name))
+        s_init.CopyFrom(
+            numpy_helper.from_array(d.astype(np.float32).reshape(numpy_helper.to_array(s_init).shape), s_init.name)
+        )
         x, y = node.input[0], node.output[0]
         if k not in selectors:
             selector = np.kron(np.eye(k // BLOCK, dtype=np.float32), np.ones((BLOCK, 1), dtype=np.float32))
@@ -148,7 +149,7 @@ def repack(onnx_dir: Path, hf_folder: Path) -> dict:
 
 def _repack_head(node, graph, inits, weights) -> str:
     """The tied output head / embedding as exact 8-bit blocks when the source is Q8_0."""
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     source = weights.get("lm_head.weight", weights.get("model.embed_tokens.weight"))
     grid = grid8(source) if source is not None else None
@@ -159,7 +160,9 @@ def _repack_head(node, graph, inits, weights) -> str:
     packed = (q + 128).astype(np.uint8)  # MatMulNBits' 8-bit default zero point is 128
     b_name, s_name = node.input[1], node.input[2]
     inits[b_name].CopyFrom(numpy_helper.from_array(packed.reshape(n, nb, BLOCK), b_name))
-    inits[s_name].CopyFrom(numpy_helper.from_array(d.astype(np.float32).reshape(numpy_helper.to_array(inits[s_name]).shape), s_name))
+    inits[s_name].CopyFrom(
+        numpy_helper.from_array(d.astype(np.float32).reshape(numpy_helper.to_array(inits[s_name]).shape), s_name)
+    )
     for attr in node.attribute:
         if attr.name == "bits":
             attr.i = 8

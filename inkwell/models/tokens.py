@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 def token_counter(spec: str, progress: Callable[[str], None] | None = None) -> Callable[[str], int]:

@@ -8,9 +8,10 @@ the user's own input is never cut.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jinja2 import UndefinedError
 
@@ -61,7 +62,9 @@ def _build(template: ContentTemplate, fields: dict[str, Any], shots: list[Exampl
         if system:
             messages.append({"role": "system", "content": system})
         for shot in shots:
-            messages.append({"role": "user", "content": _render(template.chat, shot.fields, f"template '{template.name}' chat")})
+            messages.append(
+                {"role": "user", "content": _render(template.chat, shot.fields, f"template '{template.name}' chat")}
+            )
             messages.append({"role": "assistant", "content": shot.output.strip()})
         messages.append({"role": "user", "content": _render(template.chat, fields, f"template '{template.name}' chat")})
         return messages

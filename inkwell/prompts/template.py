@@ -17,11 +17,13 @@ from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from inkwell.files import read_text
 from inkwell.errors import InkwellError
+from inkwell.files import read_text
 
 # Sandboxed: user templates are data, not code. StrictUndefined: a misspelt name fails loudly.
-JINJA = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
+JINJA = SandboxedEnvironment(
+    undefined=StrictUndefined, keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True
+)
 
 FieldType = Literal["str", "int", "float", "bool", "list"]
 
@@ -93,7 +95,8 @@ class ContentTemplate(BaseModel):
                 out[name] = coerce(name, given[name], spec, self.name)
             elif spec.required:
                 raise InkwellError(
-                    f"template '{self.name}' needs the field '{name}'" + (f" ({spec.description})" if spec.description else ""),
+                    f"template '{self.name}' needs the field '{name}'"
+                    + (f" ({spec.description})" if spec.description else ""),
                     field=name,
                     hint=f"add --set {name}=...; fields of {self.name}: {listing} (* = required)",
                 )
@@ -157,8 +160,12 @@ def load_template_file(path: Path) -> ContentTemplate:
 
 
 def check_template_syntax(template: ContentTemplate) -> None:
-    parts = {"system": template.system, "chat": template.chat, "completion.header": template.completion.header,
-             "completion.example": template.completion.example}
+    parts = {
+        "system": template.system,
+        "chat": template.chat,
+        "completion.header": template.completion.header,
+        "completion.example": template.completion.example,
+    }
     for name, text in parts.items():
         try:
             JINJA.parse(text)

@@ -13,6 +13,14 @@ from inkwell.safety.moderate import Finding, ModerationResult, Policy, load_poli
 from inkwell.safety.pii import PII_TYPES, PiiMatch, detect_pii
 
 __all__ = [
-    "PII_TYPES", "Finding", "Guard", "ModerationBlocked", "ModerationResult", "PiiMatch", "Policy", "detect_pii",
-    "load_policy", "moderate",
+    "PII_TYPES",
+    "Finding",
+    "Guard",
+    "ModerationBlocked",
+    "ModerationResult",
+    "PiiMatch",
+    "Policy",
+    "detect_pii",
+    "load_policy",
+    "moderate",
 ]

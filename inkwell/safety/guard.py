@@ -41,11 +41,15 @@ class ModerationBlocked(InkwellError):
         self.direction = result.direction
         self.where = where
         subject = f"{result.direction} field '{where}'" if where else result.direction
-        hint = ("rephrase the request" if result.direction == "input"
-                else "try again with another seed or prompt, or review the policy (--policy)")
+        hint = (
+            "rephrase the request"
+            if result.direction == "input"
+            else "try again with another seed or prompt, or review the policy (--policy)"
+        )
         super().__init__(
             f"{subject} blocked by moderation policy '{result.policy}' (category: {', '.join(self.categories)})",
-            field=where or result.direction, hint=hint,
+            field=where or result.direction,
+            hint=hint,
         )
 
     def to_response(self) -> dict[str, Any]:
@@ -97,9 +101,14 @@ class Guard:
         audit_id = None
         if self.store is not None:
             audit_id = self.store.log_moderation(
-                source=self.source, direction=direction if direction in ("input", "output") else "input",
-                action=result.action, categories=result.categories, findings=audit_findings(result),
-                text_sha256=text_sha256(text), policy=self.policy.name, generation_id=generation_id,
+                source=self.source,
+                direction=direction if direction in ("input", "output") else "input",
+                action=result.action,
+                categories=result.categories,
+                findings=audit_findings(result),
+                text_sha256=text_sha256(text),
+                policy=self.policy.name,
+                generation_id=generation_id,
             )
         return result, audit_id
 
@@ -114,7 +123,9 @@ class Guard:
         Returns a copy with redactions applied; raises ModerationBlocked naming the field and category."""
         return self.screen_input_report(value, where)[0]
 
-    def screen_input_report(self, value: Any, where: str | None = None) -> tuple[Any, list[tuple[str | None, ModerationResult]]]:
+    def screen_input_report(
+        self, value: Any, where: str | None = None
+    ) -> tuple[Any, list[tuple[str | None, ModerationResult]]]:
         results: list[tuple[str | None, ModerationResult]] = []
 
         def walk(item: Any, path: str | None) -> Any:
@@ -165,6 +176,8 @@ def redact_value(value: Any, policy: Policy, direction: str = "output") -> Any:
 def decision_summary(result: ModerationResult) -> dict:
     """What goes into a JSON record under `moderation` (no finding texts: they may be personal data)."""
     return {
-        "action": result.action, "categories": result.categories, "policy": result.policy,
+        "action": result.action,
+        "categories": result.categories,
+        "policy": result.policy,
         "findings": [{"type": f.type, "start": f.start, "end": f.end} for f in result.findings],
     }

@@ -18,8 +18,17 @@ from inkwell.safety.normalize import Folded, fold, invisible_kind, is_invisible
 from inkwell.safety.partial import open_start
 from inkwell.safety.pii import PII_TYPES, check_types, detect_pii, open_pii_start
 from inkwell.safety.policy import (
-    ACTIONS, ClassifierRule, InjectionRule, InvisibleRule, PiiRule, RegexRule, ResolvedCategory, ResolvedPolicy,
-    TermsRule, find_policy, resolve_policy,
+    ACTIONS,
+    ClassifierRule,
+    InjectionRule,
+    InvisibleRule,
+    PiiRule,
+    RegexRule,
+    ResolvedCategory,
+    ResolvedPolicy,
+    TermsRule,
+    find_policy,
+    resolve_policy,
 )
 from inkwell.safety.redact import redact
 from inkwell.safety.terms import compile_terms, read_terms_file
@@ -65,7 +74,11 @@ class ModerationResult:
 
     def describe(self) -> str:
         """One line for people: what happened and which categories caused it."""
-        cats = self.blocking_categories if self.blocked else [c for c in self.categories if self.category_actions.get(c) == self.action]
+        cats = (
+            self.blocking_categories
+            if self.blocked
+            else [c for c in self.categories if self.category_actions.get(c) == self.action]
+        )
         names = ", ".join(cats or self.categories)
         verb = {"block": "blocked", "redact": "redacted", "flag": "flagged", "allow": "allowed"}[self.action]
         return f"{self.direction} {verb} by moderation policy '{self.policy}' (category: {names})"
@@ -118,7 +131,9 @@ class _RegexMatcher:
         hits = []
         for pattern in self.patterns:
             if self.normalize:
-                hits += [(self.type, *folded.span(*m.span())) for m in pattern.finditer(folded.text) if m.end() > m.start()]
+                hits += [
+                    (self.type, *folded.span(*m.span())) for m in pattern.finditer(folded.text) if m.end() > m.start()
+                ]
             else:
                 hits += [(self.type, m.start(), m.end()) for m in pattern.finditer(text) if m.end() > m.start()]
         return hits
@@ -190,8 +205,11 @@ class _ClassifierMatcher:
         path = Path(rule.model).expanduser()
         self.path = path if path.is_absolute() else folder / path
         if not self.path.exists():
-            raise InkwellError(f"classifier model not found: {self.path}", field="policy",
-                               hint="train one with the classify stage, or remove the classifier rule")
+            raise InkwellError(
+                f"classifier model not found: {self.path}",
+                field="policy",
+                hint="train one with the classify stage, or remove the classifier rule",
+            )
         self.labels = set(rule.labels)
         self.threshold = rule.threshold
         self.type = rule.type
@@ -217,7 +235,11 @@ class _ClassifierMatcher:
             batch = tokenizer([text], return_tensors="pt", truncation=True, max_length=512)
             probs = torch.softmax(model(**batch).logits[0].float(), dim=-1).tolist()
         names = model.config.id2label
-        return [(self.type, 0, len(text)) for i, p in enumerate(probs) if names.get(i, str(i)) in self.labels and p >= self.threshold]
+        return [
+            (self.type, 0, len(text))
+            for i, p in enumerate(probs)
+            if names.get(i, str(i)) in self.labels and p >= self.threshold
+        ]
 
     def open_start(self, text, folded):
         return None  # judges the whole text, not spans: what was released passed it
@@ -271,7 +293,10 @@ class Policy:
             hits = {hit for matcher in cat.matchers for hit in matcher.find(text, folded)}
             if hits:
                 actions[name] = cat.spec.action
-                findings += [Finding(kind, start, end, text[start:end], name) for kind, start, end in sorted(hits, key=lambda h: (h[1], h[2]))]
+                findings += [
+                    Finding(kind, start, end, text[start:end], name)
+                    for kind, start, end in sorted(hits, key=lambda h: (h[1], h[2]))
+                ]
         action = max(actions.values(), key=SEVERITY.__getitem__, default="allow")
         categories = sorted(actions, key=lambda c: (-SEVERITY[actions[c]], c))
         findings.sort(key=lambda f: (f.start, f.end, f.type))
@@ -284,8 +309,13 @@ class Policy:
         """How far an unfinished text (a stream) is decided: the earliest offset where any rule of a category
         for `direction` has a match that runs into the end and may still grow (len(text) when none does)."""
         folded = fold(text)
-        starts = [start for cat in self.categories.values() if direction == "any" or direction in cat.spec.applies_to
-                  for matcher in cat.matchers if (start := matcher.open_start(text, folded)) is not None]
+        starts = [
+            start
+            for cat in self.categories.values()
+            if direction == "any" or direction in cat.spec.applies_to
+            for matcher in cat.matchers
+            if (start := matcher.open_start(text, folded)) is not None
+        ]
         return min(starts, default=len(text))
 
     def _redact(self, text: str, findings: list[Finding], actions: dict[str, str], salt: str | None) -> str:
@@ -309,8 +339,13 @@ class Policy:
 
     def summary(self) -> list[dict]:
         return [
-            {"category": name, "action": c.spec.action, "applies_to": c.spec.applies_to,
-             "rules": [r.kind for r in c.spec.rules], "description": c.spec.description}
+            {
+                "category": name,
+                "action": c.spec.action,
+                "applies_to": c.spec.applies_to,
+                "rules": [r.kind for r in c.spec.rules],
+                "description": c.spec.description,
+            }
             for name, c in self.categories.items()
         ]
 

@@ -10,18 +10,23 @@ runs into the end of the text. A full match that ends exactly at the end counts 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import regex
 
 WINDOW = 2048  # characters before the end that are searched: findings longer than this are not held whole
 FALLBACK_HOLD = 24  # a pattern `regex` cannot compile (a policy's own syntax quirk): hold this many characters
-_FLAGS = {re.IGNORECASE: regex.IGNORECASE, re.MULTILINE: regex.MULTILINE, re.DOTALL: regex.DOTALL,
-          re.VERBOSE: regex.VERBOSE, re.ASCII: regex.ASCII}  # the two modules number some flags differently
-_COMPILED: dict[tuple[str, int], "regex.Pattern | None"] = {}
+_FLAGS = {
+    re.IGNORECASE: regex.IGNORECASE,
+    re.MULTILINE: regex.MULTILINE,
+    re.DOTALL: regex.DOTALL,
+    re.VERBOSE: regex.VERBOSE,
+    re.ASCII: regex.ASCII,
+}  # the two modules number some flags differently
+_COMPILED: dict[tuple[str, int], regex.Pattern | None] = {}
 
 
-def _compiled(pattern: re.Pattern) -> "regex.Pattern | None":
+def _compiled(pattern: re.Pattern) -> regex.Pattern | None:
     key = (pattern.pattern, pattern.flags)
     if key not in _COMPILED:
         try:

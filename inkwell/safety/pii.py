@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 PII_TYPES: tuple[str, ...] = ("api_key", "credential_url", "email", "cn_id", "bank_card", "phone", "ipv6", "ipv4")
 """All types, in the order that wins overlaps."""
@@ -51,8 +51,42 @@ _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 # Province-level codes (GB/T 2260 first two digits), including Taiwan, Hong Kong, Macau and 91 (overseas).
 _ID_PROVINCES = {
-    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54,
-    61, 62, 63, 64, 65, 71, 81, 82, 83, 91,
+    11,
+    12,
+    13,
+    14,
+    15,
+    21,
+    22,
+    23,
+    31,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    41,
+    42,
+    43,
+    44,
+    45,
+    46,
+    50,
+    51,
+    52,
+    53,
+    54,
+    61,
+    62,
+    63,
+    64,
+    65,
+    71,
+    81,
+    82,
+    83,
+    91,
 }
 
 
@@ -249,7 +283,9 @@ def check_types(types: Iterable[str] | None) -> list[str]:
     chosen = list(types) if types else list(PII_TYPES)
     unknown = [t for t in chosen if t not in DETECTORS]
     if unknown:
-        raise InkwellError(f"unknown PII type(s): {', '.join(unknown)}", field="types", hint=f"choose from {', '.join(PII_TYPES)}")
+        raise InkwellError(
+            f"unknown PII type(s): {', '.join(unknown)}", field="types", hint=f"choose from {', '.join(PII_TYPES)}"
+        )
     return chosen
 
 

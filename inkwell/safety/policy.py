@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inkwell.files import read_yaml
 from inkwell.errors import InkwellError
+from inkwell.files import read_yaml
 
 Action = Literal["allow", "flag", "redact", "block"]
 Direction = Literal["input", "output"]
@@ -44,8 +44,8 @@ class _Strict(BaseModel):
 class TermsRule(_Strict):
     kind: Literal["terms"]
     terms: list[str] = Field(default_factory=list)
-    file: Optional[str] = None  # one term per line, relative to the policy file
-    lang: Optional[str] = None  # documentation only: en | zh | ...
+    file: str | None = None  # one term per line, relative to the policy file
+    lang: str | None = None  # documentation only: en | zh | ...
     type: str = "term"
 
 
@@ -58,7 +58,7 @@ class RegexRule(_Strict):
 
 class PiiRule(_Strict):
     kind: Literal["pii"]
-    types: Optional[list[str]] = None  # default: every detector
+    types: list[str] | None = None  # default: every detector
 
 
 class InvisibleRule(_Strict):
@@ -83,25 +83,25 @@ class ClassifierRule(_Strict):
 
 
 Rule = Annotated[
-    Union[TermsRule, RegexRule, PiiRule, InvisibleRule, InjectionRule, ClassifierRule], Field(discriminator="kind")
+    TermsRule | RegexRule | PiiRule | InvisibleRule | InjectionRule | ClassifierRule, Field(discriminator="kind")
 ]
 
 
 class CategorySpec(_Strict):
-    description: Optional[str] = None
-    action: Optional[Action] = None
-    applies_to: Optional[list[Direction]] = None
-    replacement: Optional[str] = None  # redaction text for this category's findings; "" deletes; {TYPE} allowed
+    description: str | None = None
+    action: Action | None = None
+    applies_to: list[Direction] | None = None
+    replacement: str | None = None  # redaction text for this category's findings; "" deletes; {TYPE} allowed
     replace: bool = False  # with `extends`: drop the inherited rules instead of appending
     rules: list[Rule] = Field(default_factory=list)
 
 
 class PolicySpec(_Strict):
-    name: Optional[str] = None
+    name: str | None = None
     version: int = 1
-    description: Optional[str] = None
-    extends: Optional[str] = None
-    redact_mode: Optional[Literal["placeholder", "mask", "hash"]] = None
+    description: str | None = None
+    extends: str | None = None
+    redact_mode: Literal["placeholder", "mask", "hash"] | None = None
     disable: list[str] = Field(default_factory=list)
     categories: dict[str, CategorySpec] = Field(default_factory=dict)
 
@@ -111,7 +111,7 @@ class ResolvedCategory(BaseModel):
     description: str = ""
     action: Action
     applies_to: list[Direction]
-    replacement: Optional[str] = None
+    replacement: str | None = None
     rules: list[Rule]
     rule_dirs: list[Path]  # per rule: the folder its relative `file:` / `model:` paths are read from
 
@@ -152,9 +152,12 @@ def find_policy(spec: str | os.PathLike | None, relative_to: Path | None = None)
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
-    known = sorted({p.stem for folder in (SHIPPED_DIR, user_policies_dir()) if folder.is_dir() for p in folder.glob("*.yaml")})
+    known = sorted(
+        {p.stem for folder in (SHIPPED_DIR, user_policies_dir()) if folder.is_dir() for p in folder.glob("*.yaml")}
+    )
     raise InkwellError(
-        f"moderation policy not found: {text}", field="policy",
+        f"moderation policy not found: {text}",
+        field="policy",
         hint=f"give a YAML file path or one of: {', '.join(known)}",
     )
 
@@ -167,8 +170,9 @@ def _read_spec(path: Path) -> PolicySpec:
         return PolicySpec.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        raise InkwellError(f"{path}: invalid policy ({problems})", field="policy",
-                           hint="see docs/safety.md for the policy format") from None
+        raise InkwellError(
+            f"{path}: invalid policy ({problems})", field="policy", hint="see docs/safety.md for the policy format"
+        ) from None
 
 
 def resolve_policy(path: Path, _depth: int = 0) -> ResolvedPolicy:
@@ -186,22 +190,31 @@ def resolve_policy(path: Path, _depth: int = 0) -> ResolvedPolicy:
         inherited = categories.get(name)
         if inherited is None:
             if cat.action is None:
-                raise InkwellError(f"{path}: category '{name}' has no action", field="policy",
-                                   hint="add `action: allow | flag | redact | block`")
+                raise InkwellError(
+                    f"{path}: category '{name}' has no action",
+                    field="policy",
+                    hint="add `action: allow | flag | redact | block`",
+                )
             categories[name] = ResolvedCategory(
-                name=name, description=cat.description or "", action=cat.action,
-                applies_to=cat.applies_to or ["input", "output"], replacement=cat.replacement,
-                rules=list(cat.rules), rule_dirs=[path.parent] * len(cat.rules),
+                name=name,
+                description=cat.description or "",
+                action=cat.action,
+                applies_to=cat.applies_to or ["input", "output"],
+                replacement=cat.replacement,
+                rules=list(cat.rules),
+                rule_dirs=[path.parent] * len(cat.rules),
             )
         else:
             keep = [] if cat.replace else list(inherited.rules)
             keep_dirs = [] if cat.replace else list(inherited.rule_dirs)
-            categories[name] = inherited.model_copy(update={
-                "description": cat.description if cat.description is not None else inherited.description,
-                "action": cat.action or inherited.action,
-                "applies_to": cat.applies_to or inherited.applies_to,
-                "replacement": cat.replacement if cat.replacement is not None else inherited.replacement,
-                "rules": keep + list(cat.rules),
-                "rule_dirs": keep_dirs + [path.parent] * len(cat.rules),
-            })
+            categories[name] = inherited.model_copy(
+                update={
+                    "description": cat.description if cat.description is not None else inherited.description,
+                    "action": cat.action or inherited.action,
+                    "applies_to": cat.applies_to or inherited.applies_to,
+                    "replacement": cat.replacement if cat.replacement is not None else inherited.replacement,
+                    "rules": keep + list(cat.rules),
+                    "rule_dirs": keep_dirs + [path.parent] * len(cat.rules),
+                }
+            )
     return ResolvedPolicy(name=spec.name or path.stem, source=str(path), redact_mode=redact_mode, categories=categories)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 RedactMode = Literal["placeholder", "mask", "hash"]
 REDACT_MODES: tuple[str, ...] = ("placeholder", "mask", "hash")
@@ -60,7 +61,7 @@ def mask(value: str) -> str:
 
 def salted_hash(kind: str, value: str, salt: str) -> str:
     """The same value gives the same token under one salt, so joins and counts survive without the value."""
-    digest = hashlib.sha256(f"{salt}\x00{kind}\x00{value}".encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha256(f"{salt}\x00{kind}\x00{value}".encode()).hexdigest()[:12]
     return f"[{kind.upper()}:{digest}]"
 
 
@@ -102,7 +103,9 @@ def redact(
     if mode not in REDACT_MODES:
         from inkwell.errors import InkwellError
 
-        raise InkwellError(f"unknown redaction mode '{mode}'", field="mode", hint=f"use one of {', '.join(REDACT_MODES)}")
+        raise InkwellError(
+            f"unknown redaction mode '{mode}'", field="mode", hint=f"use one of {', '.join(REDACT_MODES)}"
+        )
     if mode == "hash" and salt is None:
         salt = default_salt()
     out: list[str] = []

@@ -15,12 +15,21 @@ included, in *every* gap ("违，禁，词"): ordinary sentences do not break a 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from inkwell.safety.normalize import fold_text
 
 LEET: dict[str, str] = {
-    "a": "a@4", "b": "b8", "e": "e3", "g": "g9", "i": "i1!|", "l": "l1|", "o": "o0", "s": "s5$", "t": "t7+", "z": "z2",
+    "a": "a@4",
+    "b": "b8",
+    "e": "e3",
+    "g": "g9",
+    "i": "i1!|",
+    "l": "l1|",
+    "o": "o0",
+    "s": "s5$",
+    "t": "t7+",
+    "z": "z2",
 }
 _PUNCT_GAP = r"(?:[^\w\s]|_){0,3}"  # punctuation only, possibly none
 _SPACED_GAP = r"[\W_]{1,3}"  # at least one separator (space or punctuation)

@@ -37,8 +37,13 @@ def create_app(state: ServerState) -> FastAPI:
         yield
         await run_in_threadpool(state.close)  # after uvicorn drained in-flight requests
 
-    app = FastAPI(title="Inkwell", description="OpenAI-compatible API over Inkwell's generation engine.",
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Inkwell",
+        description="OpenAI-compatible API over Inkwell's generation engine.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.inkwell = state
     app.state.serving = Serving(state)
     for router in ROUTERS:

@@ -13,8 +13,8 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from inkwell.files import read_text
 from inkwell.errors import InkwellError
+from inkwell.files import read_text
 from inkwell.serve.errors import unauthorized
 
 
@@ -38,7 +38,7 @@ class KeyRing:
             raise InkwellError("two API keys share one id", field="api-keys-file", hint="give each line its own ID")
 
     @classmethod
-    def build(cls, keys: list[str] | None = None, keys_file: str | Path | None = None) -> "KeyRing":
+    def build(cls, keys: list[str] | None = None, keys_file: str | Path | None = None) -> KeyRing:
         ring = [ApiKey(_default_id(hash_key(k)), hash_key(k)) for k in keys or [] if k]
         if keys_file:
             ring += read_keys_file(Path(keys_file))

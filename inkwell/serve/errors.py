@@ -9,16 +9,26 @@ PARAM_NAMES = {"max_new_tokens": "max_tokens", "min_new_tokens": "min_tokens", "
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None, extra: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
         self.headers = headers or {}
         self.extra = extra or {}  # more keys of the error object (e.g. a moderation block's category)
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code,
-                          **self.extra}}
+        return {
+            "error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code, **self.extra}
+        }
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -44,14 +54,23 @@ def unauthorized(message: str) -> APIError:
 
 
 def model_not_found(name: str, known: list[str]) -> APIError:
-    return APIError(404, f"The model '{name}' does not exist; this server has: {', '.join(known)}", param="model",
-                    code="model_not_found")
+    return APIError(
+        404,
+        f"The model '{name}' does not exist; this server has: {', '.join(known)}",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def too_many(message: str, retry_after: float, code: str) -> APIError:
     seconds = max(1, int(-(-retry_after // 1)))  # Retry-After is whole seconds, rounded up
-    return APIError(429, message, type="rate_limit_exceeded" if code == "rate_limit_exceeded" else "server_busy",
-                    code=code, headers={"Retry-After": str(seconds)})
+    return APIError(
+        429,
+        message,
+        type="rate_limit_exceeded" if code == "rate_limit_exceeded" else "server_busy",
+        code=code,
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def unavailable(message: str) -> APIError:
@@ -60,5 +79,9 @@ def unavailable(message: str) -> APIError:
 
 def internal() -> APIError:
     """Engine failures: the body says only that it failed (details go to the server log)."""
-    return APIError(500, "The server failed to generate a response. The error was logged; try again.",
-                    type="server_error", code="internal_error")
+    return APIError(
+        500,
+        "The server failed to generate a response. The error was logged; try again.",
+        type="server_error",
+        code="internal_error",
+    )

@@ -17,7 +17,9 @@ def parse_rate(text: str | None) -> float | None:
         return None
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*", str(text))
     if not match or float(match.group(1)) <= 0:
-        raise InkwellError(f"invalid rate limit '{text}'", field="rate-limit", hint="use requests per minute, e.g. 60/min")
+        raise InkwellError(
+            f"invalid rate limit '{text}'", field="rate-limit", hint="use requests per minute, e.g. 60/min"
+        )
     per = {"s": 60, "sec": 60, "second": 60, "h": 1 / 60, "hour": 1 / 60}.get(match.group(2) or "min", 1)
     return float(match.group(1)) * per
 
@@ -40,8 +42,11 @@ class RateLimiter:
             tokens = min(self.per_minute, tokens + (now - last) * rate)
             if tokens < 1:
                 self._buckets[key] = (tokens, now)
-                raise too_many(f"Rate limit of {self.per_minute:g} requests per minute reached for this key.",
-                               (1 - tokens) / rate, "rate_limit_exceeded")
+                raise too_many(
+                    f"Rate limit of {self.per_minute:g} requests per minute reached for this key.",
+                    (1 - tokens) / rate,
+                    "rate_limit_exceeded",
+                )
             self._buckets[key] = (tokens - 1, now)
 
 
@@ -56,11 +61,14 @@ class ConcurrencyLimiter:
         self.in_flight = 0
         self._lock = threading.Lock()
 
-    def acquire(self) -> "Slot":
+    def acquire(self) -> Slot:
         with self._lock:
             if self.in_flight >= self.limit:
-                raise too_many(f"The server is at its limit of {self.limit} concurrent requests; retry shortly.",
-                               self.retry_after_s, "concurrency_limit_exceeded")
+                raise too_many(
+                    f"The server is at its limit of {self.limit} concurrent requests; retry shortly.",
+                    self.retry_after_s,
+                    "concurrency_limit_exceeded",
+                )
             self.in_flight += 1
         return Slot(self)
 

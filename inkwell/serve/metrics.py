@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,24 +17,41 @@ class ServeMetrics:
     def __init__(self, running: Callable[[], float], waiting: Callable[[], float], in_flight: Callable[[], float]):
         self.registry = CollectorRegistry()
         r = self.registry
-        Gauge("inkwell_requests_running", "Requests whose rows are in the running engine batch.",
-              registry=r).set_function(running)
-        Gauge("inkwell_requests_waiting", "Requests queued for the next engine batch.", registry=r).set_function(waiting)
-        Gauge("inkwell_requests_in_flight", "Admitted requests not yet answered (the --max-concurrency count).",
-              registry=r).set_function(in_flight)
-        self.ttft = Histogram("inkwell_time_to_first_token_seconds", "Request received to first token out.",
-                              buckets=TTFT_BUCKETS, registry=r)
-        self.itl = Histogram("inkwell_inter_token_latency_seconds", "Time between successive streamed tokens.",
-                             buckets=ITL_BUCKETS, registry=r)
-        self.e2e = Histogram("inkwell_e2e_request_latency_seconds", "Request received to last token.",
-                             buckets=E2E_BUCKETS, registry=r)
+        Gauge(
+            "inkwell_requests_running", "Requests whose rows are in the running engine batch.", registry=r
+        ).set_function(running)
+        Gauge("inkwell_requests_waiting", "Requests queued for the next engine batch.", registry=r).set_function(
+            waiting
+        )
+        Gauge(
+            "inkwell_requests_in_flight",
+            "Admitted requests not yet answered (the --max-concurrency count).",
+            registry=r,
+        ).set_function(in_flight)
+        self.ttft = Histogram(
+            "inkwell_time_to_first_token_seconds",
+            "Request received to first token out.",
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "inkwell_inter_token_latency_seconds",
+            "Time between successive streamed tokens.",
+            buckets=ITL_BUCKETS,
+            registry=r,
+        )
+        self.e2e = Histogram(
+            "inkwell_e2e_request_latency_seconds", "Request received to last token.", buckets=E2E_BUCKETS, registry=r
+        )
         self.prompt_tokens = Counter("inkwell_prompt_tokens", "Prompt tokens processed.", registry=r)
         self.completion_tokens = Counter("inkwell_generation_tokens", "Completion tokens generated.", registry=r)
-        self.requests = Counter("inkwell_requests", "Finished requests by endpoint and status code.",
-                                ["endpoint", "status"], registry=r)
+        self.requests = Counter(
+            "inkwell_requests", "Finished requests by endpoint and status code.", ["endpoint", "status"], registry=r
+        )
         self.errors = Counter("inkwell_request_errors", "Failed requests by error type.", ["type"], registry=r)
-        self.cancelled = Counter("inkwell_requests_cancelled", "Requests cancelled because the client went away.",
-                                 registry=r)
+        self.cancelled = Counter(
+            "inkwell_requests_cancelled", "Requests cancelled because the client went away.", registry=r
+        )
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -123,7 +123,7 @@ class StreamScreen:
         """Check the row so far (not audited unless it blocks) and return what can be sent now."""
         text = self.texts[index]
         self.checked[index] = len(text)
-        complete = text[:_word_end(text)]
+        complete = text[: _word_end(text)]
         result = self.guard.policy.moderate(complete, "output")
         if result.blocked:
             self._block(complete)
@@ -176,10 +176,14 @@ class StreamScreen:
             return ""
         self.sent[index] = cut
         segment = self.texts[index][start:cut]
-        redact = [f for f in result.findings
-                  if result.category_actions.get(f.category) == "redact" and f.end > start and f.start < cut]
+        redact = [
+            f
+            for f in result.findings
+            if result.category_actions.get(f.category) == "redact" and f.end > start and f.start < cut
+        ]
         if not redact:
             return segment
-        shifted = [Finding(f.type, max(f.start, start) - start, min(f.end, cut) - start, f.text, f.category)
-                   for f in redact]
+        shifted = [
+            Finding(f.type, max(f.start, start) - start, min(f.end, cut) - start, f.text, f.category) for f in redact
+        ]
         return self.guard.policy._redact(segment, shifted, result.category_actions, None)

@@ -75,8 +75,12 @@ class SamplingFields(BaseModel):
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
             if value not in (None, 0, 0.0):
-                raise bad_request(f"{name} is not supported by this server (got {value}); use repetition_penalty "
-                                  "(1.0 disables, default 1.1)", param=name, code="unsupported_parameter")
+                raise bad_request(
+                    f"{name} is not supported by this server (got {value}); use repetition_penalty "
+                    "(1.0 disables, default 1.1)",
+                    param=name,
+                    code="unsupported_parameter",
+                )
         for name in ("logprobs", "top_logprobs", "logit_bias", "tools", "response_format"):
             if getattr(self, name) not in (None, False, {}, []):
                 raise bad_request(f"{name} is not supported by this server", param=name, code="unsupported_parameter")
@@ -86,15 +90,23 @@ class SamplingFields(BaseModel):
         self.reject_unsupported()
         max_tokens = self.max_tokens if self.max_tokens is not None else getattr(self, "max_completion_tokens", None)
         if self.temperature is not None and self.temperature < 0:
-            raise bad_request(f"temperature must be >= 0 (0 is greedy), got {self.temperature}", param="temperature",
-                              code="invalid_value")
+            raise bad_request(
+                f"temperature must be >= 0 (0 is greedy), got {self.temperature}",
+                param="temperature",
+                code="invalid_value",
+            )
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise bad_request(f"top_p must be in (0, 1], got {self.top_p}", param="top_p", code="invalid_value")
         if max_tokens is not None and max_tokens <= 0:
-            raise bad_request(f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens", code="invalid_value")
+            raise bad_request(
+                f"max_tokens must be at least 1, got {max_tokens}", param="max_tokens", code="invalid_value"
+            )
         if max_tokens is not None and max_tokens > max_tokens_limit:
-            raise bad_request(f"max_tokens is {max_tokens}, above this server's limit of {max_tokens_limit}",
-                              param="max_tokens", code="invalid_value")
+            raise bad_request(
+                f"max_tokens is {max_tokens}, above this server's limit of {max_tokens_limit}",
+                param="max_tokens",
+                code="invalid_value",
+            )
         if not 1 <= self.n <= MAX_N:
             raise bad_request(f"n must be between 1 and {MAX_N}, got {self.n}", param="n", code="invalid_value")
         if self.seed is not None and self.seed < 0:
@@ -118,8 +130,9 @@ class SamplingFields(BaseModel):
     def to_settings(self, *, max_tokens_limit: int, default_max_tokens: int) -> GenerationSettings:
         """GenerationSettings for a completion/chat request (Inkwell defaults for fields left out)."""
         try:
-            return GenerationSettings.build({"max_new_tokens": default_max_tokens},
-                                            self.overrides(max_tokens_limit=max_tokens_limit))
+            return GenerationSettings.build(
+                {"max_new_tokens": default_max_tokens}, self.overrides(max_tokens_limit=max_tokens_limit)
+            )
         except InkwellError as exc:
             raise from_inkwell(exc) from None
 
@@ -130,9 +143,15 @@ class SamplingFields(BaseModel):
 
 class CompletionRequest(SamplingFields):
     # Token arrays are parsed, then refused with a 400 that says so; the document shows only what is served.
-    prompt: Annotated[str | list[str] | list[int] | list[list[int]], published(anyOf=[
-        {"type": "string", "minLength": 1},
-        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_ROWS}])]
+    prompt: Annotated[
+        str | list[str] | list[int] | list[list[int]],
+        published(
+            anyOf=[
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_ROWS},
+            ]
+        ),
+    ]
     echo: bool = False
     best_of: int | None = None
     suffix: str | None = None
@@ -147,13 +166,17 @@ class CompletionRequest(SamplingFields):
         given = [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
         prompts = [p for p in given if isinstance(p, str)]
         if not prompts or len(prompts) != len(given):
-            raise bad_request("prompt must be a string or a list of strings (token arrays are not supported)",
-                              param="prompt", code="invalid_value")
+            raise bad_request(
+                "prompt must be a string or a list of strings (token arrays are not supported)",
+                param="prompt",
+                code="invalid_value",
+            )
         if any(not p for p in prompts):
             raise bad_request("prompt is empty", param="prompt", code="invalid_value")
         if len(prompts) * self.n > MAX_ROWS:
-            raise bad_request(f"at most {MAX_ROWS} completions per request (prompts x n)", param="prompt",
-                              code="invalid_value")
+            raise bad_request(
+                f"at most {MAX_ROWS} completions per request (prompts x n)", param="prompt", code="invalid_value"
+            )
         return prompts
 
 
@@ -212,6 +235,7 @@ def openapi_body(model: type[BaseModel]) -> dict:
 
 def openapi_schemas() -> dict[str, dict]:
     """The request bodies' JSON schemas and the models they use, for the OpenAPI document's components."""
-    _, top = models_json_schema([(model, "validation") for model in REQUESTS],
-                                ref_template="#/components/schemas/{model}")
+    _, top = models_json_schema(
+        [(model, "validation") for model in REQUESTS], ref_template="#/components/schemas/{model}"
+    )
     return top["$defs"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from inkwell.errors import InkwellError
 from inkwell.serve.state import ServeConfig, ServerState
@@ -32,17 +32,27 @@ def run_server(config: ServeConfig, say: Callable[[str], None] = print) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     state = ServerState(config)
     if not state.keys.enabled and not is_loopback(config.host):
-        say(f"warning: serving on {config.host} without an API key: anyone who can reach the port can use it "
-            "(add --api-key or --api-keys-file)")
+        say(
+            f"warning: serving on {config.host} without an API key: anyone who can reach the port can use it "
+            "(add --api-key or --api-keys-file)"
+        )
     app = create_app(state)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=config.port, log_level="info", lifespan="on",
-        # uvicorn annotates this as int but waits with asyncio (a float of seconds works)
-        timeout_graceful_shutdown=config.drain_timeout_s,  # type: ignore[arg-type]
-        timeout_keep_alive=5,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="info",
+            lifespan="on",
+            # uvicorn annotates this as int but waits with asyncio (a float of seconds works)
+            timeout_graceful_shutdown=config.drain_timeout_s,  # type: ignore[arg-type]
+            timeout_keep_alive=5,
+        )
+    )
     state.on_load_failed = lambda: setattr(server, "should_exit", True)
-    say(f"loading {config.model or 'the default model'}; http://{config.host}:{config.port}/health turns 200 when ready")
+    say(
+        f"loading {config.model or 'the default model'}; http://{config.host}:{config.port}/health turns 200 when ready"
+    )
     server.run()
     if state.status == "failed":
         raise InkwellError(f"could not load the model: {state.load_error}", field="model")

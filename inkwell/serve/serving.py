@@ -10,8 +10,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -48,7 +49,7 @@ class GenerationKind:
     opening: Callable[[int], dict] | None = None  # each streamed row's first choice (chat: the assistant role)
 
 
-def serving_of(request: Request) -> "Serving":
+def serving_of(request: Request) -> Serving:
     return request.app.state.serving
 
 
@@ -70,7 +71,7 @@ class _Answer:
     """One admitted generation request on its way out: its job, its ids and how to shape what is sent."""
 
     kind: GenerationKind
-    call: "_Call"
+    call: _Call
     prompts: list
     key_id: str | None
     model: str
@@ -82,12 +83,25 @@ class _Answer:
         self.ident = self.kind.id_prefix + uuid.uuid4().hex[:24]
 
     def body(self, choices: list[dict], tokens: dict) -> dict:
-        return {"id": self.ident, "object": self.kind.object, "created": self.created, "model": self.model,
-                "system_fingerprint": None, "choices": choices, "usage": tokens}
+        return {
+            "id": self.ident,
+            "object": self.kind.object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+            "usage": tokens,
+        }
 
     def chunk(self, choices: list[dict], tokens: dict | None = None) -> str:
-        data: dict[str, Any] = {"id": self.ident, "object": self.kind.chunk_object, "created": self.created,
-                                "model": self.model, "system_fingerprint": None, "choices": choices}
+        data: dict[str, Any] = {
+            "id": self.ident,
+            "object": self.kind.chunk_object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
         if self.include_usage:
             data["usage"] = tokens
         return sse(data)
@@ -125,8 +139,9 @@ class Serving:
         except ValidationError as exc:
             first = exc.errors()[0]
             param = ".".join(str(p) for p in first["loc"]) or None
-            raise bad_request(f"Invalid value for '{param}': {first['msg']}", param=param,
-                              code="invalid_value") from None
+            raise bad_request(
+                f"Invalid value for '{param}': {first['msg']}", param=param, code="invalid_value"
+            ) from None
 
     async def moderated(self, endpoint: str, screen: Callable, *args: Any) -> Any:
         """`screen(*args)` off the event loop; a block is a 422 naming the category (and the field, for inputs)."""
@@ -157,12 +172,19 @@ class Serving:
             raise bad_request(
                 f"This model's maximum context length is {context} tokens. However, you requested "
                 f"{longest + settings.max_new_tokens} tokens ({longest} in the {param}, {settings.max_new_tokens} for "
-                f"the completion). Please reduce the {param} or max_tokens.", param=param,
-                code="context_length_exceeded")
+                f"the completion). Please reduce the {param} or max_tokens.",
+                param=param,
+                code="context_length_exceeded",
+            )
         return settings
 
-    async def answered(self, endpoint: str, results: list[GenerationResult], started: float,
-                       records: Callable[[], list[GenerationRecord]]) -> dict:
+    async def answered(
+        self,
+        endpoint: str,
+        results: list[GenerationResult],
+        started: float,
+        records: Callable[[], list[GenerationRecord]],
+    ) -> dict:
         """Metrics and the history log of an answered request; returns its usage."""
         self.count(endpoint, 200)
         self.metrics.e2e.observe(time.perf_counter() - started)
@@ -205,8 +227,9 @@ class Serving:
         if first is None and call.job.error is not None:  # failed before any text: a plain HTTP error
             slot.release()
             raise self.failed(kind.endpoint, call.job.error)
-        answer = _Answer(kind, call, prompts, key_id, req.model if req.model is not None else state.base_id,
-                         req.include_usage)
+        answer = _Answer(
+            kind, call, prompts, key_id, req.model if req.model is not None else state.base_id, req.include_usage
+        )
         if req.stream:
             return self._stream(answer, first, slot, decisions)
         try:
@@ -229,10 +252,12 @@ class Serving:
             screened = await self.moderated(kind.endpoint, lambda: [guard.screen_output(r.text) for r in results])
             texts, outputs = [t for t, _ in screened], [d for _, d in screened]
         tokens = await self._finished(answer, texts)
-        choices = [{**kind.choice_of(i, texts[i], r.finish_reason), **choice_note(outputs[i])}
-                   for i, r in enumerate(results)]
-        return JSONResponse(answer.body(choices, tokens),
-                            headers=headers_for(decisions + [d for d in outputs if d is not None]))
+        choices = [
+            {**kind.choice_of(i, texts[i], r.finish_reason), **choice_note(outputs[i])} for i, r in enumerate(results)
+        ]
+        return JSONResponse(
+            answer.body(choices, tokens), headers=headers_for(decisions + [d for d in outputs if d is not None])
+        )
 
     async def _finished(self, answer: _Answer, texts: list[str] | None) -> dict:
         """Metrics and the history log for an answered request (`texts`: the outputs as moderated)."""
@@ -243,10 +268,18 @@ class Serving:
         engine = self.state.engine_for(call.job.adapter)
 
         def records() -> list[GenerationRecord]:
-            return [GenerationRecord.of(engine, r, source="serve", prompt=answer.prompts[r.prompt_index],
-                                        settings=call.job.settings, text=None if texts is None else texts[i],
-                                        api_key_id=answer.key_id)
-                    for i, r in enumerate(results)]
+            return [
+                GenerationRecord.of(
+                    engine,
+                    r,
+                    source="serve",
+                    prompt=answer.prompts[r.prompt_index],
+                    settings=call.job.settings,
+                    text=None if texts is None else texts[i],
+                    api_key_id=answer.key_id,
+                )
+                for i, r in enumerate(results)
+            ]
 
         return await self.answered(answer.kind.endpoint, results, call.t0, records)
 
@@ -341,7 +374,8 @@ class Serving:
     # ------------------------------------------------------------ content from templates
 
     async def content(self, request: Request, template: str) -> Response:
-        from inkwell.generate.content import StructuredOutputError, prepare as prepare_content, write_many
+        from inkwell.generate.content import StructuredOutputError, write_many
+        from inkwell.generate.content import prepare as prepare_content
         from inkwell.prompts.library import get_template
         from inkwell.serve.schemas import ContentRequest
 
@@ -353,8 +387,9 @@ class Serving:
         try:
             tpl = await run_in_threadpool(get_template, template)
         except InkwellError as exc:
-            raise APIError(404, str(exc).replace("\n  fix: ", "; fix: "), param="template",
-                           code="template_not_found") from None
+            raise APIError(
+                404, str(exc).replace("\n  fix: ", "; fix: "), param="template", code="template_not_found"
+            ) from None
         fields, decisions = dict(req.fields), []
         if state.guard is not None:  # template fields: redacted copy, or 422 naming `fields.NAME` and the category
             fields, decisions = await self.moderated("content", screen_fields, state.guard, fields)
@@ -366,8 +401,11 @@ class Serving:
         def work():
             rendered, settings = prepare_content(engine, tpl, dict(fields), overrides=overrides)
             if settings.max_new_tokens > state.max_tokens_limit:
-                raise bad_request(f"max_tokens is {settings.max_new_tokens}, above this server's limit of "
-                                  f"{state.max_tokens_limit}", param="max_tokens", code="invalid_value")
+                raise bad_request(
+                    f"max_tokens is {settings.max_new_tokens}, above this server's limit of {state.max_tokens_limit}",
+                    param="max_tokens",
+                    code="invalid_value",
+                )
             (outcome,) = write_many(engine, tpl, [rendered], settings, json_retries=req.json_retries)
             return rendered, settings, outcome
 
@@ -397,8 +435,12 @@ class Serving:
             slot.release()
         if isinstance(outcome, StructuredOutputError):
             self.count("content", 422)
-            raise APIError(422, str(outcome).replace("\n  fix: ", "; fix: "), type="invalid_output",
-                           code="structured_output_invalid")
+            raise APIError(
+                422,
+                str(outcome).replace("\n  fix: ", "; fix: "),
+                type="invalid_output",
+                code="structured_output_invalid",
+            )
         if isinstance(outcome, InkwellError):
             raise from_inkwell(outcome)
         texts = [item.text for item in outcome]
@@ -409,25 +451,48 @@ class Serving:
             texts, datas, outputs = ([row[i] for row in screened] for i in range(3))
 
         def records() -> list[GenerationRecord]:
-            return [GenerationRecord.of(engine, item.generation, source="serve", prompt=rendered.prompt,
-                                        settings=settings, template=tpl.name, fields=rendered.fields, text=text,
-                                        api_key_id=key_id)
-                    for item, text in zip(outcome, texts)]
+            return [
+                GenerationRecord.of(
+                    engine,
+                    item.generation,
+                    source="serve",
+                    prompt=rendered.prompt,
+                    settings=settings,
+                    template=tpl.name,
+                    fields=rendered.fields,
+                    text=text,
+                    api_key_id=key_id,
+                )
+                for item, text in zip(outcome, texts)
+            ]
 
         tokens = await self.answered("content", [item.generation for item in outcome], started, records)
         choices = []
         for index, item in enumerate(outcome):
-            choice = {"index": index, "text": texts[index], "finish_reason": item.generation.finish_reason,
-                      "attempts": item.attempts}
+            choice = {
+                "index": index,
+                "text": texts[index],
+                "finish_reason": item.generation.finish_reason,
+                "attempts": item.attempts,
+            }
             if tpl.output_schema is not None:
                 choice["data"] = datas[index]
             choice.update(choice_note(outputs[index]))
             choices.append(choice)
         return JSONResponse(
-            {"id": "content-" + uuid.uuid4().hex[:24], "object": "content", "created": int(time.time()),
-             "model": req.model or state.base_id, "template": tpl.name, "structured": tpl.output_schema is not None,
-             "choices": choices, "warnings": list(rendered.warnings), "usage": tokens},
-            headers=headers_for(decisions + [d for d in outputs if d is not None]))
+            {
+                "id": "content-" + uuid.uuid4().hex[:24],
+                "object": "content",
+                "created": int(time.time()),
+                "model": req.model or state.base_id,
+                "template": tpl.name,
+                "structured": tpl.output_schema is not None,
+                "choices": choices,
+                "warnings": list(rendered.warnings),
+                "usage": tokens,
+            },
+            headers=headers_for(decisions + [d for d in outputs if d is not None]),
+        )
 
     # ------------------------------------------------------------ listings, health, metrics
 
@@ -436,11 +501,30 @@ class Serving:
         await self.admit(request)
         created = int(time.time())
         info = {"context_length": state.context_length, "chat": state.engine.loaded.chat}
-        data = [{"id": state.base_id, "object": "model", "created": created, "owned_by": "inkwell",
-                 "root": state.base_id, "parent": None, **info}]
+        data = [
+            {
+                "id": state.base_id,
+                "object": "model",
+                "created": created,
+                "owned_by": "inkwell",
+                "root": state.base_id,
+                "parent": None,
+                **info,
+            }
+        ]
         for name, path in state.adapters.items():
-            data.append({"id": name, "object": "model", "created": created, "owned_by": "inkwell",
-                         "root": state.base_id, "parent": state.base_id, "adapter_path": path, **info})
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "inkwell",
+                    "root": state.base_id,
+                    "parent": state.base_id,
+                    "adapter_path": path,
+                    **info,
+                }
+            )
         return {"object": "list", "data": data}
 
     async def templates(self, request: Request) -> dict:
@@ -448,9 +532,17 @@ class Serving:
 
         self.state.keys.check(request.headers.get("authorization"))  # a key, but no model: listed while loading
         items = await run_in_threadpool(all_templates)
-        data = [{"name": t.name, "description": t.description, "languages": t.languages, "fields": list(t.fields),
-                 "required": [k for k, v in t.fields.items() if v.required], "structured": t.output_schema is not None}
-                for t in items.values()]
+        data = [
+            {
+                "name": t.name,
+                "description": t.description,
+                "languages": t.languages,
+                "fields": list(t.fields),
+                "required": [k for k, v in t.fields.items() if v.required],
+                "structured": t.output_schema is not None,
+            }
+            for t in items.values()
+        ]
         return {"object": "list", "data": data}
 
     def health(self) -> Response | dict:
@@ -549,8 +641,9 @@ async def _wait_disconnect(request: Request) -> None:
 def queue_full(exc: QueueFull) -> APIError:
     """The scheduler's queue is at its bound: 429 with Retry-After (back-pressure, not a failure)."""
     detail = str(exc).split("\n")[0]  # without the CLI-style "fix:" line
-    return too_many(f"The server is busy: {detail}; retry after the Retry-After seconds.", exc.retry_after_s,
-                    "queue_full")
+    return too_many(
+        f"The server is busy: {detail}; retry after the Retry-After seconds.", exc.retry_after_s, "queue_full"
+    )
 
 
 def api_error(exc: BaseException) -> APIError:
@@ -567,8 +660,11 @@ class _SSEResponse(StreamingResponse):
     """Server-Sent Events whose `on_close` always runs: after the last event, or when the client leaves."""
 
     def __init__(self, content: AsyncIterator[str], on_close, headers: dict[str, str] | None = None):
-        super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
+        )
         self.on_close = on_close
 
     async def __call__(self, scope, receive, send) -> None:

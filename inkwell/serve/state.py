@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from inkwell.errors import InkwellError
 from inkwell.serve.auth import KeyRing
@@ -88,8 +89,9 @@ class ServerState:
             from inkwell.safety import Guard, load_policy
 
             # Loaded here, before the model: a bad policy file stops `inkwell serve` at once.
-            self.guard = Guard(load_policy(config.policy), source="serve",
-                               store=_AuditLog(self) if config.log_generations else None)
+            self.guard = Guard(
+                load_policy(config.policy), source="serve", store=_AuditLog(self) if config.log_generations else None
+            )
 
     # ------------------------------------------------------------ loading
 
@@ -114,10 +116,14 @@ class ServerState:
             self.adapters = adapters
             self.base_id = served_name(engine.loaded.name)
             self.base_aliases = {self.base_id, engine.loaded.name}
-            self.scheduler = Scheduler(engine, window_s=self.config.window_ms / 1000,
-                                       step_tokens=self.config.step_tokens, max_waiting=self.config.max_queue,
-                                       select_adapter=adapter_selector(engine.model) if engine.capabilities.adapters else None,
-                                       continuous=self.config.continuous_batching).start()
+            self.scheduler = Scheduler(
+                engine,
+                window_s=self.config.window_ms / 1000,
+                step_tokens=self.config.step_tokens,
+                max_waiting=self.config.max_queue,
+                select_adapter=adapter_selector(engine.model) if engine.capabilities.adapters else None,
+                continuous=self.config.continuous_batching,
+            ).start()
             self.status = "ready"
             log.info("model %s ready (%d adapters)", self.base_id, len(adapters))
         except Exception as exc:  # noqa: BLE001 - reported by /health and the CLI
@@ -167,8 +173,9 @@ class ServerState:
         from inkwell.generate.scheduler import ScheduledEngine
 
         # block=False: a full queue is answered with 429 + Retry-After rather than a request thread left waiting.
-        return ScheduledEngine(self.ready_scheduler, adapter, self.adapters.get(adapter) if adapter else None, cancel=cancel,
-                               block=False)
+        return ScheduledEngine(
+            self.ready_scheduler, adapter, self.adapters.get(adapter) if adapter else None, cancel=cancel, block=False
+        )
 
     # ------------------------------------------------------------ history
 
@@ -233,9 +240,21 @@ def load_engine(config: ServeConfig):
     if config.engine not in SERVE_ENGINES:
         raise InkwellError(f"unknown engine '{config.engine}'", field="engine", hint="use auto, native or torch")
     if config.engine == "native" and config.adapters:
-        raise InkwellError("the native engine serves the base model only", field="engine",
-                           hint="drop --adapter, or use --engine torch (adapters unmerged, switched per batch)")
-    engine = open_engine(EngineSpec(config.model, backend=config.engine, workload="serve", dtype=config.dtype,
-                                    device=config.device, batch_size=config.batch_size,
-                                    adapters=dict(config.adapters)), log.info)
+        raise InkwellError(
+            "the native engine serves the base model only",
+            field="engine",
+            hint="drop --adapter, or use --engine torch (adapters unmerged, switched per batch)",
+        )
+    engine = open_engine(
+        EngineSpec(
+            config.model,
+            backend=config.engine,
+            workload="serve",
+            dtype=config.dtype,
+            device=config.device,
+            batch_size=config.batch_size,
+            adapters=dict(config.adapters),
+        ),
+        log.info,
+    )
     return engine, (engine.adapters if engine.capabilities.adapters else {})

@@ -135,10 +135,21 @@ class Store:
                    output, prompt_tokens, completion_tokens, latency_s, finish_reason, batch_id, row_id)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
-                    time.time(), source, model, adapter, template,
+                    time.time(),
+                    source,
+                    model,
+                    adapter,
+                    template,
                     json.dumps(fields, ensure_ascii=False) if fields is not None else None,
-                    json.dumps(settings, ensure_ascii=False), prompt, output, prompt_tokens, completion_tokens,
-                    latency_s, finish_reason, batch_id, row_id,
+                    json.dumps(settings, ensure_ascii=False),
+                    prompt,
+                    output,
+                    prompt_tokens,
+                    completion_tokens,
+                    latency_s,
+                    finish_reason,
+                    batch_id,
+                    row_id,
                 ),
             )
         return int(cursor.lastrowid)
@@ -148,7 +159,9 @@ class Store:
         generation_id = self.log_generation(**record.to_store())
         if record.api_key_id is not None:
             with self.conn:
-                self.conn.execute("UPDATE generations SET api_key_id = ? WHERE id = ?", (record.api_key_id, generation_id))
+                self.conn.execute(
+                    "UPDATE generations SET api_key_id = ? WHERE id = ?", (record.api_key_id, generation_id)
+                )
         return generation_id
 
     def log_served_generation(self, *, api_key_id: str | None, **record: Any) -> int:
@@ -159,16 +172,29 @@ class Store:
                 self.conn.execute("UPDATE generations SET api_key_id = ? WHERE id = ?", (api_key_id, generation_id))
         return generation_id
 
-    def record_run(self, path: str | Path, *, stage: str | None, method: str | None, base_model: str | None,
-                   metrics: dict | None = None) -> None:
+    def record_run(
+        self,
+        path: str | Path,
+        *,
+        stage: str | None,
+        method: str | None,
+        base_model: str | None,
+        metrics: dict | None = None,
+    ) -> None:
         """Remember a finished training run (a re-run into the same folder replaces the entry)."""
         with self.conn:
             self.conn.execute(
                 """INSERT INTO runs (created_at, path, stage, method, base_model, metrics) VALUES (?, ?, ?, ?, ?, ?)
                    ON CONFLICT(path) DO UPDATE SET created_at=excluded.created_at, stage=excluded.stage,
                    method=excluded.method, base_model=excluded.base_model, metrics=excluded.metrics""",
-                (time.time(), str(Path(path).resolve()), stage, method, base_model,
-                 json.dumps(metrics or {}, ensure_ascii=False, default=str)),
+                (
+                    time.time(),
+                    str(Path(path).resolve()),
+                    stage,
+                    method,
+                    base_model,
+                    json.dumps(metrics or {}, ensure_ascii=False, default=str),
+                ),
             )
 
     def runs(self) -> list[dict[str, Any]]:
@@ -212,8 +238,15 @@ class Store:
                 """INSERT INTO moderation_audit (created_at, source, direction, action, categories, findings,
                    text_sha256, policy, generation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
-                    time.time(), source, direction, action, json.dumps(categories, ensure_ascii=False),
-                    json.dumps(findings, ensure_ascii=False), text_sha256, policy, generation_id,
+                    time.time(),
+                    source,
+                    direction,
+                    action,
+                    json.dumps(categories, ensure_ascii=False),
+                    json.dumps(findings, ensure_ascii=False),
+                    text_sha256,
+                    policy,
+                    generation_id,
                 ),
             )
         return int(cursor.lastrowid)
@@ -249,8 +282,16 @@ class Store:
 
     # ------------------------------------------------------------ human ratings (inkwell rate)
 
-    def add_rating(self, *, eval_dir: str, example_id: str, system: str, rating: int, rater: str | None = None,
-                   note: str | None = None) -> int:
+    def add_rating(
+        self,
+        *,
+        eval_dir: str,
+        example_id: str,
+        system: str,
+        rating: int,
+        rater: str | None = None,
+        note: str | None = None,
+    ) -> int:
         """Record one 1-5 rating of one system's output for one example of an evaluation folder."""
         with self.conn:
             cursor = self.conn.execute(

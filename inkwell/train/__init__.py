@@ -10,8 +10,12 @@ import importlib
 from pathlib import Path
 
 # A plain dict: stage -> the module whose `run(config)` trains it.
-RECIPES = {"pretrain": "inkwell.train.pretrain", "sft": "inkwell.train.sft", "dpo": "inkwell.train.dpo",
-           "classify": "inkwell.train.classify"}
+RECIPES = {
+    "pretrain": "inkwell.train.pretrain",
+    "sft": "inkwell.train.sft",
+    "dpo": "inkwell.train.dpo",
+    "classify": "inkwell.train.classify",
+}
 
 
 def train(config_path: str | Path, overrides: list[str] | None = None, **options):

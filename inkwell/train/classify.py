@@ -18,8 +18,8 @@ texts is inference: `Classifier` in generate/classify.py.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from inkwell.errors import InkwellError
 from inkwell.generate.classify import load_classifier, pad_right
@@ -28,7 +28,15 @@ from inkwell.train.data import DataReport, Row, expand, read_shaped_rows, split_
 from inkwell.train.loop import config_digest, make_accelerator, plan_steps, precision_of, train_loop
 from inkwell.train.losses import SequenceClassificationLoss
 from inkwell.train.methods import apply_method, count_parameters, dropout_overrides, save_weights, step_hook
-from inkwell.train.outputs import TrainedRun, check_length, context_of, load_tokenizer, model_spec, output_dir, write_run_card
+from inkwell.train.outputs import (
+    TrainedRun,
+    check_length,
+    context_of,
+    load_tokenizer,
+    model_spec,
+    output_dir,
+    write_run_card,
+)
 
 SHAPE = "text, label"
 
@@ -57,13 +65,17 @@ def check_example(raw: dict, source: str, report: DataReport) -> Row | None:
     return Row(source, "labelled", {"text": text, "label": label.strip()})
 
 
-def encode_examples(tokenizer, rows: list[Row], label2id: dict[str, int], max_length: int, report: DataReport) -> list[dict]:
+def encode_examples(
+    tokenizer, rows: list[Row], label2id: dict[str, int], max_length: int, report: DataReport
+) -> list[dict]:
     """Token ids of each text (with the tokenizer's special tokens, cut at max_length) and its class id."""
     examples = []
     for row in rows:
         label = row.value["label"]
         if label not in label2id:
-            report.problem(row.source, "label", f"'{label}' is not a label of the training rows ({', '.join(label2id)})")
+            report.problem(
+                row.source, "label", f"'{label}' is not a label of the training rows ({', '.join(label2id)})"
+            )
             continue
         ids = tokenizer(row.value["text"], add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
         examples.append({"input_ids": ids, "label": label2id[label], "source": row.source})
@@ -113,8 +125,15 @@ def classification_report(true: list[int], pred: list[int], labels: list[str]) -
     return {
         "accuracy": round(sum(t == p for t, p in zip(true, pred)) / max(len(true), 1), 6),
         "macro_f1": round(float(f1.mean()), 6),
-        "per_class": {label: {"precision": round(float(precision[i]), 6), "recall": round(float(recall[i]), 6),
-                              "f1": round(float(f1[i]), 6), "support": int(support[i])} for i, label in enumerate(labels)},
+        "per_class": {
+            label: {
+                "precision": round(float(precision[i]), 6),
+                "recall": round(float(recall[i]), 6),
+                "f1": round(float(f1[i]), 6),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
         "confusion_matrix": {"labels": labels, "rows": matrix.tolist()},
     }
 
@@ -123,10 +142,14 @@ def format_report(report: dict) -> str:
     """The report as a person reads it: a per-class table, then the confusion matrix."""
     labels = report["confusion_matrix"]["labels"]
     width = max(8, *(len(label) for label in labels))
-    lines = [f"accuracy {report['accuracy']:.3f}, macro F1 {report['macro_f1']:.3f}",
-             f"{'label':<{width}}  precision  recall     f1  support"]
+    lines = [
+        f"accuracy {report['accuracy']:.3f}, macro F1 {report['macro_f1']:.3f}",
+        f"{'label':<{width}}  precision  recall     f1  support",
+    ]
     for label, row in report["per_class"].items():
-        lines.append(f"{label:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}")
+        lines.append(
+            f"{label:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}"
+        )
     lines.append("confusion matrix (rows: true label, columns: predicted)")
     lines.append(" " * width + "  " + "  ".join(f"{label[:8]:>8}" for label in labels))
     for label, row in zip(labels, report["confusion_matrix"]["rows"]):
@@ -145,7 +168,7 @@ def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, device, 
     total, true, pred = 0.0, [], []
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
-            batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
+            batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad_id).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
             total += float(F.cross_entropy(logits, batch["labels"], reduction="sum"))
             true += batch["labels"].tolist()
@@ -176,7 +199,9 @@ def run(cfg: ClassifyConfig, *, callbacks: list = (), say: Callable[[str], None]
     val_rows = read_examples(expand(cfg.data.val, config_dir, "data.val"), report, "data.val") if cfg.data.val else []
     labels = sorted({row.value["label"] for row in train_rows})
     if len(labels) < 2:
-        raise InkwellError(f"classification needs at least two labels in the training rows, found {labels}", field="data.train")
+        raise InkwellError(
+            f"classification needs at least two labels in the training rows, found {labels}", field="data.train"
+        )
     label2id = {label: i for i, label in enumerate(labels)}
 
     # 2. tokens
@@ -203,22 +228,42 @@ def run(cfg: ClassifyConfig, *, callbacks: list = (), say: Callable[[str], None]
         for param in head_parameters(model):
             param.requires_grad_(True)  # the head is new: it always learns
     params = count_parameters(model)
-    say(f"classify ({len(labels)} labels) {cfg.method} on {spec}: {params['trainable']:,} of {params['total']:,} weights "
-        f"({params['percent']}%), {len(train_set)} train / {len(val_set)} val examples, {total_steps} steps -> {out}")
+    say(
+        f"classify ({len(labels)} labels) {cfg.method} on {spec}: {params['trainable']:,} of {params['total']:,} weights "
+        f"({params['percent']}%), {len(train_set)} train / {len(val_set)} val examples, {total_steps} steps -> {out}"
+    )
 
     # 4. the shared loop, with a cross-entropy per example and a validation that also scores the predictions
     def validate(model) -> dict:
         scores = evaluate(model, val_set, t.batch_size, pad_id, accelerator.device, labels)
-        return {"val_loss": round(scores["loss"], 6), "val_accuracy": scores["accuracy"], "val_macro_f1": scores["macro_f1"]}
+        return {
+            "val_loss": round(scores["loss"], 6),
+            "val_accuracy": scores["accuracy"],
+            "val_macro_f1": scores["macro_f1"],
+        }
 
     out.mkdir(parents=True, exist_ok=True)
     resolved = config_dict(cfg)
     started = time.perf_counter()
     result = train_loop(
-        model, train_set, val_set, t, out, accelerator, pad_id=pad_id, total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch, digest=config_digest(resolved), after_step=step_hook(model, cfg.method),
-        callbacks=callbacks, say=say, loss_of=SequenceClassificationLoss(), collate_fn=collate, validate=validate,
-        speed="examples", desc="classify",
+        model,
+        train_set,
+        val_set,
+        t,
+        out,
+        accelerator,
+        pad_id=pad_id,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        digest=config_digest(resolved),
+        after_step=step_hook(model, cfg.method),
+        callbacks=callbacks,
+        say=say,
+        loss_of=SequenceClassificationLoss(),
+        collate_fn=collate,
+        validate=validate,
+        speed="examples",
+        desc="classify",
     )
 
     # 5. the final report (validation rows, else the training rows: say which), the weights, the run card
@@ -229,22 +274,45 @@ def run(cfg: ClassifyConfig, *, callbacks: list = (), say: Callable[[str], None]
     say(f"on the {evaluated_on} rows:\n" + format_report(final))
     losses = [r["loss"] for r in result.records if "loss" in r]
     metrics = {
-        "steps": state.step, "train_loss": losses[-1] if losses else None, "val_loss": round(final["loss"], 6) if val_set else None,
-        "best_val_loss": state.best_val, "best_step": state.best_step, "stopped": state.stopped,
-        "seconds": round(time.perf_counter() - started, 2), "evaluated_on": evaluated_on,
+        "steps": state.step,
+        "train_loss": losses[-1] if losses else None,
+        "val_loss": round(final["loss"], 6) if val_set else None,
+        "best_val_loss": state.best_val,
+        "best_step": state.best_step,
+        "stopped": state.stopped,
+        "seconds": round(time.perf_counter() - started, 2),
+        "evaluated_on": evaluated_on,
         **{k: final[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix")},
     }
     run_card: dict = {}
     if main:
-        model_card = {"name": out.name, "chat": False, "context_length": context_of(folder, card), "base_model": spec,
-                      "task": "classify", "labels": labels, "trained_by": "inkwell train (classify)"}
+        model_card = {
+            "name": out.name,
+            "chat": False,
+            "context_length": context_of(folder, card),
+            "base_model": spec,
+            "task": "classify",
+            "labels": labels,
+            "trained_by": "inkwell train (classify)",
+        }
         weights = save_weights(trained, cfg.method, out, tokenizer, model_card)
         run_card = write_run_card(
-            out, precision=precision_of(accelerator), stage="classify", method=cfg.method, weights=weights, base_model=spec,
-            base_model_path=str(folder), labels=labels, id2label={str(i): label for i, label in enumerate(labels)},
-            label2id=label2id, max_length=t.max_length,
+            out,
+            precision=precision_of(accelerator),
+            stage="classify",
+            method=cfg.method,
+            weights=weights,
+            base_model=spec,
+            base_model_path=str(folder),
+            labels=labels,
+            id2label={str(i): label for i, label in enumerate(labels)},
+            label2id=label2id,
+            max_length=t.max_length,
             data={"format": "labelled", "examples": {"train": len(train_set), "val": len(val_set)}, **report.to_dict()},
-            parameters=params, metrics=metrics, config=resolved, command=cfg._command,
+            parameters=params,
+            metrics=metrics,
+            config=resolved,
+            command=cfg._command,
         )
         say(f"saved {weights} weights to {out}")
     accelerator.wait_for_everyone()

@@ -84,9 +84,14 @@ class Encoder:
         if row.kind == "alpaca":
             if self.chat:
                 user = value["instruction"] + (f"\n\n{value['input']}" if value["input"] else "")
-                messages = ([{"role": "system", "content": value["system"]}] if value["system"] else [])
-                return self._chat(row, messages + [{"role": "user", "content": user}, {"role": "assistant", "content": value["output"]}])
-            prompt = (value["system"] + "\n\n" if value["system"] else "") + alpaca_prompt(value["instruction"], value["input"])
+                messages = [{"role": "system", "content": value["system"]}] if value["system"] else []
+                return self._chat(
+                    row,
+                    messages + [{"role": "user", "content": user}, {"role": "assistant", "content": value["output"]}],
+                )
+            prompt = (value["system"] + "\n\n" if value["system"] else "") + alpaca_prompt(
+                value["instruction"], value["input"]
+            )
             return self._example(row, self._ids(prompt, special=True), self._response(value["output"]))
         if row.kind == "messages":
             return self._chat(row, value["messages"])
@@ -107,7 +112,11 @@ class Encoder:
         return self._ids(text, special=False) + [self.eos]
 
     def _example(self, row: Row, prompt_ids: list[int], response_ids: list[int]) -> dict:
-        return {"input_ids": prompt_ids + response_ids, "labels": [IGNORE] * len(prompt_ids) + response_ids, "source": row.source}
+        return {
+            "input_ids": prompt_ids + response_ids,
+            "labels": [IGNORE] * len(prompt_ids) + response_ids,
+            "source": row.source,
+        }
 
     def _render_chat(self, messages: list[dict], generation_prompt: bool) -> str:
         try:
@@ -120,8 +129,11 @@ class Encoder:
         rendering of the conversation so far; this needs the template to render a conversation as a prefix
         of its continuation, which holds for ChatML, Gemma, Llama-3 and SmolLM2 templates."""
         if self.tokenizer.chat_template is None:
-            raise InkwellError(f"{row.source}: chat rows need a model with a chat template, and this tokenizer has none",
-                               field="data.format", hint="use an instruct model, or alpaca/prompt_completion/text rows")
+            raise InkwellError(
+                f"{row.source}: chat rows need a model with a chat template, and this tokenizer has none",
+                field="data.format",
+                hint="use an instruct model, or alpaca/prompt_completion/text rows",
+            )
         ids: list[int] = []
         labels: list[int] = []
         done = ""
@@ -131,9 +143,11 @@ class Encoder:
             prompt = self._render_chat(messages[:index], generation_prompt=True)
             full = self._render_chat(messages[: index + 1], generation_prompt=False)
             if not prompt.startswith(done) or not full.startswith(prompt):
-                raise NotEncodable("the chat template does not render this conversation as a prefix of its continuation")
-            prompt_ids = self._ids(prompt[len(done):], special=False)
-            answer_ids = self._ids(full[len(prompt):], special=False)
+                raise NotEncodable(
+                    "the chat template does not render this conversation as a prefix of its continuation"
+                )
+            prompt_ids = self._ids(prompt[len(done) :], special=False)
+            answer_ids = self._ids(full[len(prompt) :], special=False)
             if not self.stop_ids.intersection(answer_ids):
                 answer_ids.append(self.eos)
             ids += prompt_ids + answer_ids
@@ -158,7 +172,7 @@ class Encoder:
         filled = _render(template.completion.example, {**fields, "output": output}, where)
         if not rendered.prompt.endswith(empty) or not filled.startswith(empty):
             raise NotEncodable(f"template '{template.name}': the output slot is not at the end of completion.example")
-        return self._example(row, self._ids(rendered.prompt, special=True), self._response(filled[len(empty):]))
+        return self._example(row, self._ids(rendered.prompt, special=True), self._response(filled[len(empty) :]))
 
 
 # ---------------------------------------------------------------- packing
@@ -197,8 +211,14 @@ def pack_blocks(documents: list[list[int]], block: int, eos: int) -> tuple[list[
         stream.extend(ids)
         stream.append(eos)
     count = len(stream) // block
-    blocks = [{"input_ids": stream[i * block:(i + 1) * block], "labels": stream[i * block:(i + 1) * block], "source": f"block {i}"}
-              for i in range(count)]
+    blocks = [
+        {
+            "input_ids": stream[i * block : (i + 1) * block],
+            "labels": stream[i * block : (i + 1) * block],
+            "source": f"block {i}",
+        }
+        for i in range(count)
+    ]
     return blocks, len(stream) - count * block
 
 
@@ -217,7 +237,11 @@ def packing_isolates(model) -> bool:
         with torch.no_grad():
             alone = model(input_ids=b, use_cache=False).logits[0].float()
             positions = torch.cat([torch.arange(a.shape[1]), torch.arange(b.shape[1])]).to(device)[None]
-            packed = model(input_ids=torch.cat([a, b], 1), position_ids=positions, use_cache=False).logits[0, a.shape[1]:].float()
+            packed = (
+                model(input_ids=torch.cat([a, b], 1), position_ids=positions, use_cache=False)
+                .logits[0, a.shape[1] :]
+                .float()
+            )
     finally:
         model.train(was_training)
     return torch.allclose(alone, packed, atol=1e-3, rtol=1e-3)
@@ -258,7 +282,9 @@ def count_targets(batch: dict) -> int:
     return int((batch["labels"][:, 1:] != IGNORE).sum())
 
 
-def epoch_batches(lengths: list[int], batch_size: int, world: int, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
+def epoch_batches(
+    lengths: list[int], batch_size: int, world: int, seed: int, epoch: int, group_by_length: bool
+) -> list[list[int]]:
     """The global micro-batches of one epoch: lists of batch_size x world example indices (rank r takes
     slice r). Seeded by (seed, epoch) only, so a resumed run sees the same order. With group_by_length,
     examples of similar length share a batch (less padding) and batches come in random order. With
@@ -272,9 +298,12 @@ def epoch_batches(lengths: list[int], batch_size: int, world: int, seed: int, ep
         order += (order * math.ceil(need / len(order)))[:need]
     if group_by_length:
         chunk = size * 50
-        order = [i for start in range(0, len(order), chunk)
-                 for i in sorted(order[start:start + chunk], key=lambda j: -lengths[j])]
-    batches = [order[start:start + size] for start in range(0, len(order), size)]
+        order = [
+            i
+            for start in range(0, len(order), chunk)
+            for i in sorted(order[start : start + chunk], key=lambda j: -lengths[j])
+        ]
+    batches = [order[start : start + size] for start in range(0, len(order), size)]
     if group_by_length:
         rng.shuffle(batches)
     return batches

@@ -21,8 +21,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from inkwell.files import read_text
 from inkwell.errors import InkwellError
+from inkwell.files import read_text
 
 METHODS = ("full", "freeze", "lora", "adalora", "ia3", "prefix", "prompt")
 ADAPTER_METHODS = ("lora", "adalora", "ia3", "prefix", "prompt")  # saved as a PEFT adapter folder
@@ -30,8 +30,22 @@ SFT_FORMATS = ("auto", "alpaca", "messages", "prompt_completion", "template", "t
 # Stages we plan but have not built yet: `stage: NAME` then says so instead of "unknown stage".
 PLANNED_STAGES: dict[str, str] = {}
 # DPO losses TRL 1.16 implements (dpo.loss_type); sigmoid is the DPO paper's.
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+DPO_LOSSES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sigmoid_norm",
+)
 
 
 class _Strict(BaseModel):
@@ -64,7 +78,9 @@ class ModelSpec(_Strict):
 
 
 class DataSettings(_Strict):
-    train: list[str] = Field(min_length=1)  # files or folders; relative paths: beside the config, then the current folder
+    train: list[str] = Field(
+        min_length=1
+    )  # files or folders; relative paths: beside the config, then the current folder
     val: list[str] = Field(default_factory=list)  # held-out files; or use val_split
     val_split: float = Field(0.0, ge=0.0, lt=1.0)  # fraction of training examples held out (seeded)
     format: Literal["auto", "alpaca", "messages", "prompt_completion", "template", "text"] = "auto"
@@ -80,7 +96,9 @@ class DataSettings(_Strict):
 class DataFiles(_Strict):
     """Data of the stages whose rows have one shape: dpo (prompt/chosen/rejected) and classify (text/label)."""
 
-    train: list[str] = Field(min_length=1)  # files or folders; relative paths: beside the config, then the current folder
+    train: list[str] = Field(
+        min_length=1
+    )  # files or folders; relative paths: beside the config, then the current folder
     val: list[str] = Field(default_factory=list)  # held-out files; or use val_split
     val_split: float = Field(0.0, ge=0.0, lt=1.0)  # fraction of training examples held out (seeded)
     on_error: Literal["skip", "error"] = "skip"  # a bad row is skipped and reported, or stops the run
@@ -230,7 +248,9 @@ class DPOSettings(_Strict):
     beta: float = Field(0.1, gt=0)  # pull towards the reference model: higher stays closer (0.1 is the paper's value)
     loss_type: Literal[DPO_LOSSES] = "sigmoid"  # sigmoid = the DPO paper; ipo, hinge, robust, ... are TRL's variants
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)  # robust/exo_pair: assumed share of flipped preferences
-    precompute_ref_log_probs: bool = False  # score every pair with the reference once up front (no reference forward per step)
+    precompute_ref_log_probs: bool = (
+        False  # score every pair with the reference once up front (no reference forward per step)
+    )
 
 
 class DPOConfig(_Stage):
@@ -262,7 +282,12 @@ class ClassifyConfig(_Stage):
 
 
 # A plain dict: stage name -> its config class.
-STAGES: dict[str, type[BaseModel]] = {"pretrain": PretrainConfig, "sft": SFTConfig, "dpo": DPOConfig, "classify": ClassifyConfig}
+STAGES: dict[str, type[BaseModel]] = {
+    "pretrain": PretrainConfig,
+    "sft": SFTConfig,
+    "dpo": DPOConfig,
+    "classify": ClassifyConfig,
+}
 TrainConfig = SFTConfig | PretrainConfig | DPOConfig | ClassifyConfig
 
 
@@ -280,9 +305,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InkwellError(f"config {where} is not valid YAML: {getattr(exc, 'problem', exc)}", field="config") from None
+        raise InkwellError(
+            f"config {where} is not valid YAML: {getattr(exc, 'problem', exc)}", field="config"
+        ) from None
     if not isinstance(data, dict):
-        raise InkwellError(f"config {path} must be a mapping of keys (stage, model, data, method, training, ...)", field="config")
+        raise InkwellError(
+            f"config {path} must be a mapping of keys (stage, model, data, method, training, ...)", field="config"
+        )
     lines = _key_lines(text)
     from_cli: set[str] = set()
     for item in overrides or []:
@@ -294,8 +323,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     return config
 
 
-def validate_config(data: dict, *, where: str = "config", lines: dict[str, int] | None = None,
-                    from_cli: set[str] | None = None) -> TrainConfig:
+def validate_config(
+    data: dict, *, where: str = "config", lines: dict[str, int] | None = None, from_cli: set[str] | None = None
+) -> TrainConfig:
     lines, from_cli = lines or {}, from_cli or set()
 
     def at(key: str) -> str:
@@ -311,11 +341,15 @@ def validate_config(data: dict, *, where: str = "config", lines: dict[str, int] 
 
     stage = data.get("stage")
     if stage is None:
-        raise InkwellError(f"{at('')}: stage: is required; one of {', '.join(STAGES)}", field="stage",
-                           hint="add `stage: sft` (or pretrain, dpo, classify) at the top of the config")
+        raise InkwellError(
+            f"{at('')}: stage: is required; one of {', '.join(STAGES)}",
+            field="stage",
+            hint="add `stage: sft` (or pretrain, dpo, classify) at the top of the config",
+        )
     if stage in PLANNED_STAGES:
-        raise InkwellError(f"{at('stage')}: stage: {PLANNED_STAGES[stage]}", field="stage",
-                           hint=f"use one of: {', '.join(STAGES)}")
+        raise InkwellError(
+            f"{at('stage')}: stage: {PLANNED_STAGES[stage]}", field="stage", hint=f"use one of: {', '.join(STAGES)}"
+        )
     if stage not in STAGES:
         raise InkwellError(f"{at('stage')}: stage: must be one of {', '.join(STAGES)}, got {stage!r}", field="stage")
     cls = STAGES[stage]
@@ -327,8 +361,13 @@ def validate_config(data: dict, *, where: str = "config", lines: dict[str, int] 
             key, message = _describe(cls, err)
             grouped.setdefault(key, []).append(message)
         # a union (e.g. a list of names or 'all-linear') fails once per branch: one line, branches joined by "or"
-        lines = [f"  {at(key)}: {key}: " + " or ".join(re.sub(r" \(got .*\)$", "", m) for m in messages[:-1]) +
-                 (" or " if len(messages) > 1 else "") + messages[-1] for key, messages in grouped.items()]
+        lines = [
+            f"  {at(key)}: {key}: "
+            + " or ".join(re.sub(r" \(got .*\)$", "", m) for m in messages[:-1])
+            + (" or " if len(messages) > 1 else "")
+            + messages[-1]
+            for key, messages in grouped.items()
+        ]
         raise InkwellError("invalid training config:\n" + "\n".join(lines), field=next(iter(grouped))) from None
     for key, message in cross_checks(config):
         raise InkwellError(f"invalid training config:\n  {at(key)}: {key}: {message}", field=key)
@@ -340,7 +379,12 @@ def cross_checks(config: TrainConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     t, data, model = config.training, config.data, config.model
     if (model.name is None) == (model.from_scratch is None):
-        problems.append(("model", "give a model name/folder/.gguf, or model.from_scratch: {layers, hidden, heads, context, tokenizer_from}, not both"))
+        problems.append(
+            (
+                "model",
+                "give a model name/folder/.gguf, or model.from_scratch: {layers, hidden, heads, context, tokenizer_from}, not both",
+            )
+        )
     if model.from_scratch is not None:
         fs = model.from_scratch
         if config.stage != "pretrain":
@@ -359,7 +403,9 @@ def cross_checks(config: TrainConfig) -> list[tuple[str, str]]:
     if t.early_stopping_patience and not has_val:
         problems.append(("training.early_stopping_patience", "needs validation data: set data.val or data.val_split"))
     if t.early_stopping_patience and not t.eval_every:
-        problems.append(("training.early_stopping_patience", "needs training.eval_every > 0 to validate during training"))
+        problems.append(
+            ("training.early_stopping_patience", "needs training.eval_every > 0 to validate during training")
+        )
     if t.resume not in ("auto", "never") and not t.resume.strip():
         problems.append(("training.resume", "must be auto, never or a checkpoint folder"))
     if t.optimizer != "sgd" and t.momentum:
@@ -368,17 +414,26 @@ def cross_checks(config: TrainConfig) -> list[tuple[str, str]]:
         if data.format not in ("auto", "text"):
             problems.append(("data.format", f"pretrain reads raw text: must be auto or text, got {data.format!r}"))
         if t.packing:
-            problems.append(("training.packing", "pretrain always packs text into blocks of max_length; remove this key"))
+            problems.append(
+                ("training.packing", "pretrain always packs text into blocks of max_length; remove this key")
+            )
     if config.stage in ("dpo", "classify"):
         if t.packing:
             problems.append(("training.packing", f"the {config.stage} stage batches whole examples; remove this key"))
         if t.adversarial != "none":
-            problems.append(("training.adversarial", f"FGM/PGD are not available in the {config.stage} stage; use none"))
+            problems.append(
+                ("training.adversarial", f"FGM/PGD are not available in the {config.stage} stage; use none")
+            )
     if config.stage == "dpo" and config.dpo.loss_type == "exo_pair" and not config.dpo.label_smoothing:
         problems.append(("dpo.label_smoothing", "exo_pair needs label_smoothing > 0 (the EXO paper uses 1e-3)"))
     if config.stage == "sft":
         if t.packing and config.method in ("prefix", "prompt"):
-            problems.append(("training.packing", f"cannot be used with method {config.method}: virtual tokens need an attention mask per example"))
+            problems.append(
+                (
+                    "training.packing",
+                    f"cannot be used with method {config.method}: virtual tokens need an attention mask per example",
+                )
+            )
         if config.method == "adalora" and config.adalora.target_r > config.adalora.init_r:
             problems.append(("adalora.target_r", f"must be <= adalora.init_r ({config.adalora.init_r})"))
         if config.method == "prefix" and config.prefix.init_text:
@@ -392,8 +447,11 @@ def cross_checks(config: TrainConfig) -> list[tuple[str, str]]:
 def apply_override(data: dict, item: str) -> str:
     """Apply one `a.b.c=value` to the nested dict (the value is parsed as YAML: 3, 1e-4, true, [a, b])."""
     if "=" not in item:
-        raise InkwellError(f"override '{item}' must look like key=value", field="override",
-                           hint="e.g. training.lr=1e-4 lora.r=16 data.train=my.jsonl")
+        raise InkwellError(
+            f"override '{item}' must look like key=value",
+            field="override",
+            hint="e.g. training.lr=1e-4 lora.r=16 data.train=my.jsonl",
+        )
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
@@ -440,7 +498,8 @@ def _describe(cls: type[BaseModel], err: dict) -> tuple[str, str]:
     # pydantic adds type tags (list[str], literal['all-linear'], function-before[...]) to the location of
     # union and validator errors; the user only knows the keys and list positions.
     loc = [
-        str(p) for p in err["loc"]
+        str(p)
+        for p in err["loc"]
         if isinstance(p, int) or (re.fullmatch(r"[a-z_][a-z0-9_]*", str(p)) and str(p) not in _TYPE_TAGS)
     ]
     key = ".".join(loc)

@@ -27,15 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from inkwell.data.formats import chat_turns, detect_format, read_jsonl, template_fields, turn_parts
-from inkwell.files import NotUTF8, read_text
 from inkwell.errors import InkwellError
+from inkwell.files import NotUTF8, read_text
 
 TEXT_SUFFIXES = (".txt", ".md")
 ROW_SUFFIXES = (".jsonl", ".json")
 ROLES = ("system", "user", "assistant")
 # The data vocabulary's formats -> the row kinds SFT and pretraining read (a text/label row is text to them).
-KINDS = {"alpaca": "alpaca", "messages": "messages", "prompt/completion": "prompt_completion", "template": "template",
-         "text": "text", "text/label": "text"}
+KINDS = {
+    "alpaca": "alpaca",
+    "messages": "messages",
+    "prompt/completion": "prompt_completion",
+    "template": "template",
+    "text": "text",
+    "text/label": "text",
+}
 
 
 @dataclass
@@ -68,7 +74,9 @@ class DataReport:
     def problem(self, source: str, field_name: str | None, reason: str) -> None:
         found = Problem(source, field_name, reason)
         if self.on_error == "error":
-            raise InkwellError(str(found), field="data", hint="fix that row, or set data.on_error: skip to skip bad rows")
+            raise InkwellError(
+                str(found), field="data", hint="fix that row, or set data.on_error: skip to skip bad rows"
+            )
         self.problems.append(found)
 
     def summary(self, limit: int = 10) -> str:
@@ -94,9 +102,12 @@ def locate(spec: str, config_dir: Path | None, key: str) -> Path:
         if candidate.exists():
             return candidate
     tried = " or ".join(str(c) for c in candidates)
-    raise InkwellError(f"{key}: file not found: {spec} (looked for {tried})", field=key,
-                       hint="check the path (relative paths start beside the config file); "
-                            "if the config's header names a command that makes this file, run it first")
+    raise InkwellError(
+        f"{key}: file not found: {spec} (looked for {tried})",
+        field=key,
+        hint="check the path (relative paths start beside the config file); "
+        "if the config's header names a command that makes this file, run it first",
+    )
 
 
 def expand(specs: list[str], config_dir: Path | None, key: str) -> list[Path]:
@@ -127,8 +138,14 @@ def sha256(path: Path) -> str:
 # ---------------------------------------------------------------- reading
 
 
-def read_rows(files: list[Path], fmt: str, report: DataReport, template: str | None = None,
-              config_dir: Path | None = None, allowed: tuple[str, ...] | None = None) -> list[Row]:
+def read_rows(
+    files: list[Path],
+    fmt: str,
+    report: DataReport,
+    template: str | None = None,
+    config_dir: Path | None = None,
+    allowed: tuple[str, ...] | None = None,
+) -> list[Row]:
     """Read and check every row of every file. `allowed` limits the formats (pretrain: text only)."""
     templates = _TemplateCache(config_dir)
     if template:  # the config's template must exist: one error up front, not one per row
@@ -141,8 +158,11 @@ def read_rows(files: list[Path], fmt: str, report: DataReport, template: str | N
         kept_before, count = len(rows), 0
         if path.suffix in TEXT_SUFFIXES:
             if fmt not in ("auto", "text"):
-                raise InkwellError(f"{path}: a {path.suffix} file is raw text, but data.format is {fmt}", field="data.format",
-                                   hint="use data.format: text (or auto), or give .jsonl rows")
+                raise InkwellError(
+                    f"{path}: a {path.suffix} file is raw text, but data.format is {fmt}",
+                    field="data.format",
+                    hint="use data.format: text (or auto), or give .jsonl rows",
+                )
             count = 1
             text = _whole_text(path, report)
             if text is not None and text.strip():
@@ -160,8 +180,10 @@ def read_rows(files: list[Path], fmt: str, report: DataReport, template: str | N
                     continue
                 file_kind = file_kind or kind  # the first readable row decides the file's format
                 if allowed and kind not in allowed:
-                    raise InkwellError(f"{source}: this stage reads {' or '.join(allowed)} rows, this file holds {kind} rows",
-                                       field="data.format")
+                    raise InkwellError(
+                        f"{source}: this stage reads {' or '.join(allowed)} rows, this file holds {kind} rows",
+                        field="data.format",
+                    )
                 row = _check(kind, raw, source, report, template, templates)
                 if row is not None:
                     rows.append(row)
@@ -184,7 +206,9 @@ def _json_rows(path: Path, report: DataReport, shape: str | None = None):
     for raw in read_jsonl(path, on_error="skip", field="data", what="data file"):
         if raw.record is None:
             if raw.json_type is not None:
-                report.problem(raw.where, None, f"expected a JSON object{' with ' + shape if shape else ''}, got {raw.json_type}")
+                report.problem(
+                    raw.where, None, f"expected a JSON object{' with ' + shape if shape else ''}, got {raw.json_type}"
+                )
             else:
                 report.problem(raw.where, None, raw.error)
         yield raw.where, raw.record
@@ -197,12 +221,18 @@ def _detect(raw: dict, template: str | None, source: str, report: DataReport) ->
         report.problem(source, None, "a preference row (prompt, chosen, rejected): train it with stage: dpo")
         return None
     if found is None:
-        report.problem(source, None, f"cannot tell the format from the keys {sorted(raw)}; "
-                                     "set data.format (alpaca, messages, prompt_completion, template, text)")
+        report.problem(
+            source,
+            None,
+            f"cannot tell the format from the keys {sorted(raw)}; "
+            "set data.format (alpaca, messages, prompt_completion, template, text)",
+        )
     return KINDS.get(found)
 
 
-def _text(raw: dict, key: str, source: str, report: DataReport, *, required: bool = True, empty_ok: bool = False) -> str | None:
+def _text(
+    raw: dict, key: str, source: str, report: DataReport, *, required: bool = True, empty_ok: bool = False
+) -> str | None:
     """A string field, or a reported problem (None)."""
     if key not in raw or raw[key] is None:
         if required:
@@ -219,7 +249,9 @@ def _text(raw: dict, key: str, source: str, report: DataReport, *, required: boo
     return value
 
 
-def _check(kind: str, raw: dict, source: str, report: DataReport, template: str | None, templates: "_TemplateCache") -> Row | None:
+def _check(
+    kind: str, raw: dict, source: str, report: DataReport, template: str | None, templates: _TemplateCache
+) -> Row | None:
     if kind == "alpaca":
         instruction = _text(raw, "instruction", source, report)
         extra = _text(raw, "input", source, report, required=False, empty_ok=True) if instruction is not None else None
@@ -227,8 +259,16 @@ def _check(kind: str, raw: dict, source: str, report: DataReport, template: str 
         system = _text(raw, "system", source, report, required=False, empty_ok=True) if output is not None else None
         if system is None:
             return None
-        return Row(source, kind, {"instruction": instruction.strip(), "input": extra.strip(), "output": output.strip(),
-                                  "system": system.strip()})
+        return Row(
+            source,
+            kind,
+            {
+                "instruction": instruction.strip(),
+                "input": extra.strip(),
+                "output": output.strip(),
+                "system": system.strip(),
+            },
+        )
     if kind == "prompt_completion":
         prompt = _text(raw, "prompt", source, report)
         completion = _text(raw, "completion", source, report) if prompt is not None else None
@@ -271,7 +311,11 @@ def parse_messages(turns: Any, source: str, key: str, report: DataReport) -> lis
             return None
         role, content = turn_parts(turn)
         if role not in ROLES:
-            report.problem(source, f"{where}.role", f"must be one of system, user, assistant, got {turn.get('role', turn.get('from'))!r}")
+            report.problem(
+                source,
+                f"{where}.role",
+                f"must be one of system, user, assistant, got {turn.get('role', turn.get('from'))!r}",
+            )
             return None
         if not isinstance(content, str):
             report.problem(source, f"{where}.content", "must be a string")
@@ -299,10 +343,12 @@ class _TemplateCache:
         return self.loaded[spec]
 
 
-def _check_template_row(raw: dict, source: str, report: DataReport, default: str | None, templates: _TemplateCache) -> Row | None:
+def _check_template_row(
+    raw: dict, source: str, report: DataReport, default: str | None, templates: _TemplateCache
+) -> Row | None:
     name = raw.get("template", default)
     if not isinstance(name, str) or not name:
-        report.problem(source, "template", "no template: set data.template or give each row a \"template\" key")
+        report.problem(source, "template", 'no template: set data.template or give each row a "template" key')
         return None
     try:
         template = templates.get(name)
@@ -330,7 +376,9 @@ def read_shaped_rows(files: list[Path], report: DataReport, check, shape: str, k
     rows: list[Row] = []
     for path in files:
         if path.suffix in TEXT_SUFFIXES:
-            raise InkwellError(f"{key}: {path} is raw text, but this stage reads .jsonl/.json rows of {shape}", field=key)
+            raise InkwellError(
+                f"{key}: {path} is raw text, but this stage reads .jsonl/.json rows of {shape}", field=key
+            )
         kept_before, count = len(rows), 0
         for source, raw in _json_rows(path, report, shape):
             count += 1

@@ -23,19 +23,37 @@ import contextlib
 import json
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.home import atomic_write
 from inkwell.train.collate import IGNORE, Encoder, NotEncodable
 from inkwell.train.config import DPOConfig, config_dict
 from inkwell.train.data import DataReport, Row, expand, parse_messages, read_shaped_rows, split_off, text_field
-from inkwell.train.loop import (CHECKPOINTS, METRICS, PLOT, TENSORBOARD, LoopState, plot_losses, read_metrics,
-                                tensorboard_writer, use_bf16)
+from inkwell.train.loop import (
+    CHECKPOINTS,
+    METRICS,
+    PLOT,
+    TENSORBOARD,
+    LoopState,
+    plot_losses,
+    read_metrics,
+    tensorboard_writer,
+    use_bf16,
+)
 from inkwell.train.methods import apply_method, count_parameters, peft_config, save_weights
-from inkwell.train.outputs import (TrainedRun, check_length, context_of, load_base, load_tokenizer, model_spec,
-                                   output_dir, write_run_card)
+from inkwell.train.outputs import (
+    TrainedRun,
+    check_length,
+    context_of,
+    load_base,
+    load_tokenizer,
+    model_spec,
+    output_dir,
+    write_run_card,
+)
 
 SHAPE = "prompt, chosen, rejected"
 # TRL's log keys -> ours in metrics.jsonl (the loss plot reads loss / val_loss, as for every stage)
@@ -64,7 +82,9 @@ def check_pair(raw: dict, source: str, report: DataReport) -> Row | None:
             if messages is None:
                 return None
             if messages[-1]["role"] != "assistant":
-                report.problem(source, f"{key}[{len(messages) - 1}].role", "the last message must be the assistant's answer")
+                report.problem(
+                    source, f"{key}[{len(messages) - 1}].role", "the last message must be the assistant's answer"
+                )
                 return None
             before[key], answers[key] = messages[:-1], messages[-1]["content"]
         else:
@@ -96,12 +116,16 @@ def check_pair(raw: dict, source: str, report: DataReport) -> Row | None:
         system = text_field(raw, "system", source, report, required=False) if text is not None else None
         if text is None or system is None:
             return None
-        messages = ([{"role": "system", "content": system}] if system.strip() else []) + [{"role": "user", "content": text}]
+        messages = ([{"role": "system", "content": system}] if system.strip() else []) + [
+            {"role": "user", "content": text}
+        ]
     messages = messages + before["chosen"]
     if not messages:
         report.problem(source, "prompt", "is missing")
         return None
-    return Row(source, "preference", {"messages": messages, "chosen": answers["chosen"], "rejected": answers["rejected"]})
+    return Row(
+        source, "preference", {"messages": messages, "chosen": answers["chosen"], "rejected": answers["rejected"]}
+    )
 
 
 # ---------------------------------------------------------------- tokens
@@ -130,12 +154,18 @@ def encode_pair(encoder: Encoder, row: Row) -> dict:
     halves = {}
     for key in ("chosen", "rejected"):
         if encoder.chat:
-            example = encoder.encode(Row(row.source, "messages", {"messages": messages + [{"role": "assistant", "content": row.value[key]}]}))
+            example = encoder.encode(
+                Row(row.source, "messages", {"messages": messages + [{"role": "assistant", "content": row.value[key]}]})
+            )
         else:  # base models: one prompt, as `inkwell generate --completion` sends it
             if [m["role"] for m in messages] not in (["user"], ["system", "user"]):
-                raise NotEncodable("a model without a chat template takes one prompt (and optional system), not a conversation")
+                raise NotEncodable(
+                    "a model without a chat template takes one prompt (and optional system), not a conversation"
+                )
             text = "\n\n".join(m["content"] for m in messages)
-            example = encoder.encode(Row(row.source, "prompt_completion", {"prompt": text, "completion": row.value[key]}))
+            example = encoder.encode(
+                Row(row.source, "prompt_completion", {"prompt": text, "completion": row.value[key]})
+            )
         ids, labels = example["input_ids"], example["labels"]
         # the answer is the labelled tail; earlier assistant turns of a conversation prompt are labelled too, so
         # split after the last masked token
@@ -154,7 +184,9 @@ def complete_checkpoints(root: Path) -> list[Path]:
     """Trainer checkpoints (checkpoint-N) whose trainer_state.json, written last, exists; oldest first."""
     if not root.is_dir():
         return []
-    found = [p for p in root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    found = [
+        p for p in root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
+    ]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
@@ -166,8 +198,11 @@ def resume_point(resume: str, root: Path) -> Path | None:
         return found[-1] if found else None
     path = Path(resume).expanduser()
     if not (path / "trainer_state.json").exists():
-        raise InkwellError(f"training.resume: {path} is not a checkpoint folder (no trainer_state.json)", field="training.resume",
-                           hint=f"use auto, never, or a folder like {root}/checkpoint-100")
+        raise InkwellError(
+            f"training.resume: {path} is not a checkpoint folder (no trainer_state.json)",
+            field="training.resume",
+            hint=f"use auto, never, or a folder like {root}/checkpoint-100",
+        )
     return path
 
 
@@ -215,8 +250,11 @@ def run(cfg: DPOConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
         train_set, val_set = split_off(train_set, cfg.data.val_split, t.seed)
     say(report.summary())
     if not train_set:
-        raise InkwellError("no preference pairs left after skipping bad rows", field="data.train",
-                           hint="see the skipped rows above; fix them or point data.train at other files")
+        raise InkwellError(
+            "no preference pairs left after skipping bad rows",
+            field="data.train",
+            hint="see the skipped rows above; fix them or point data.train at other files",
+        )
 
     # 3. the policy, its method and the reference
     set_seed(t.seed)
@@ -249,27 +287,48 @@ def run(cfg: DPOConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
     evaluating = has_val and t.eval_every > 0
     args = trl.DPOConfig(
         output_dir=str(checkpoints),
-        num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
-        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, weight_decay=t.weight_decay,
-        optim="sgd" if t.optimizer == "sgd" else "adamw_torch", optim_args=f"momentum={t.momentum}" if t.optimizer == "sgd" else None,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        weight_decay=t.weight_decay,
+        optim="sgd" if t.optimizer == "sgd" else "adamw_torch",
+        optim_args=f"momentum={t.momentum}" if t.optimizer == "sgd" else None,
         warmup_steps=t.warmup_steps or t.warmup_ratio,  # a value below 1 is a fraction of all steps
         lr_scheduler_type={"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[t.schedule],
         max_grad_norm=t.max_grad_norm or 0.0,  # 0 = no clipping
-        bf16=use_bf16(t.bf16), use_cpu=not torch.cuda.is_available(), seed=t.seed, data_seed=t.seed,
-        logging_steps=1, report_to="none", disable_tqdm=not t.progress,
-        eval_strategy="steps" if evaluating else "no", eval_steps=t.eval_every or None, eval_on_start=evaluating and t.eval_on_start,
-        save_strategy="steps" if t.save_every else "no", save_steps=t.save_every or 500, save_total_limit=t.keep_last,
-        metric_for_best_model="eval_loss" if t.early_stopping_patience else None, greater_is_better=False,
+        bf16=use_bf16(t.bf16),
+        use_cpu=not torch.cuda.is_available(),
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=not t.progress,
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=t.eval_every or None,
+        eval_on_start=evaluating and t.eval_on_start,
+        save_strategy="steps" if t.save_every else "no",
+        save_steps=t.save_every or 500,
+        save_total_limit=t.keep_last,
+        metric_for_best_model="eval_loss" if t.early_stopping_patience else None,
+        greater_is_better=False,
         neftune_noise_alpha=t.neftune_alpha or None,
         activation_checkpointing=False,  # small models: recomputing activations costs more time than it saves memory
         max_length=t.max_length,  # rows over it were already skipped and reported, so nothing is cut
         disable_dropout=t.dropout is None,  # TRL's default: dropout would make policy and reference scores noisy
-        beta=cfg.dpo.beta, loss_type=[cfg.dpo.loss_type], label_smoothing=cfg.dpo.label_smoothing,
+        beta=cfg.dpo.beta,
+        loss_type=[cfg.dpo.loss_type],
+        label_smoothing=cfg.dpo.label_smoothing,
         precompute_ref_log_probs=cfg.dpo.precompute_ref_log_probs,
     )
     trainer_class, metrics_class = _trainer_classes()
-    board = tensorboard_writer(out / TENSORBOARD, _step_of(resume_from) if resume_from else 0, say) if main and t.tensorboard else None
+    board = (
+        tensorboard_writer(out / TENSORBOARD, _step_of(resume_from) if resume_from else 0, say)
+        if main and t.tensorboard
+        else None
+    )
     trainer_callbacks = [metrics_class(metrics_path, main, list(callbacks), board)]
     if t.early_stopping_patience:
         from transformers import EarlyStoppingCallback
@@ -278,18 +337,27 @@ def run(cfg: DPOConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
     with _quiet_transformers():
         try:
             trainer = trainer_class(
-                model=model, ref_model=ref_model, args=args, processing_class=tokenizer, peft_config=adapter,
-                train_dataset=Dataset.from_list(train_set), eval_dataset=Dataset.from_list(val_set) if has_val else None,
+                model=model,
+                ref_model=ref_model,
+                args=args,
+                processing_class=tokenizer,
+                peft_config=adapter,
+                train_dataset=Dataset.from_list(train_set),
+                eval_dataset=Dataset.from_list(val_set) if has_val else None,
                 callbacks=trainer_callbacks,
             )
         except ValueError as exc:  # e.g. lora.target_modules not in this architecture
             raise InkwellError(f"dpo: TRL cannot set up training: {exc}", field="method") from None
         _quiet_progress(trainer, t.progress)
         params = count_parameters(trainer.model)
-        say(f"dpo {cfg.method} on {spec}: {params['trainable']:,} of {params['total']:,} weights ({params['percent']}%), "
-            f"{len(train_set)} train / {len(val_set)} val pairs, beta {cfg.dpo.beta}, loss {cfg.dpo.loss_type} -> {out}")
+        say(
+            f"dpo {cfg.method} on {spec}: {params['trainable']:,} of {params['total']:,} weights ({params['percent']}%), "
+            f"{len(train_set)} train / {len(val_set)} val pairs, beta {cfg.dpo.beta}, loss {cfg.dpo.loss_type} -> {out}"
+        )
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        if has_val and not any("eval_loss" in h and h.get("step") == trainer.state.global_step for h in trainer.state.log_history):
+        if has_val and not any(
+            "eval_loss" in h and h.get("step") == trainer.state.global_step for h in trainer.state.log_history
+        ):
             trainer.evaluate()  # validate at the end, as every stage does
     if board is not None:
         board.close()
@@ -302,13 +370,34 @@ def run(cfg: DPOConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
     if main:
         if records:
             plot_losses(records, out / PLOT, title=out.name)
-        model_card = {"name": out.name, "chat": chat, "context_length": context_of(folder, card),
-                      "languages": card.get("languages", []), "base_model": spec, "trained_by": "inkwell train (dpo)"}
+        model_card = {
+            "name": out.name,
+            "chat": chat,
+            "context_length": context_of(folder, card),
+            "languages": card.get("languages", []),
+            "base_model": spec,
+            "trained_by": "inkwell train (dpo)",
+        }
         weights = save_weights(trained, cfg.method, out, tokenizer, model_card)
         run_card = write_run_card(
-            out, precision="bf16" if use_bf16(t.bf16) else "fp32", stage="dpo", method=cfg.method, weights=weights, base_model=spec, base_model_path=str(folder), chat=chat,
-            template=None, data={"format": "preference", "examples": {"train": len(train_set), "val": len(val_set)}, **report.to_dict()},
-            parameters=params, metrics=_final(records, trainer, result), config=config_dict(cfg), command=cfg._command,
+            out,
+            precision="bf16" if use_bf16(t.bf16) else "fp32",
+            stage="dpo",
+            method=cfg.method,
+            weights=weights,
+            base_model=spec,
+            base_model_path=str(folder),
+            chat=chat,
+            template=None,
+            data={
+                "format": "preference",
+                "examples": {"train": len(train_set), "val": len(val_set)},
+                **report.to_dict(),
+            },
+            parameters=params,
+            metrics=_final(records, trainer, result),
+            config=config_dict(cfg),
+            command=cfg._command,
         )
         say(f"saved {weights} weights to {out}")
     PartialState().wait_for_everyone()
@@ -319,15 +408,25 @@ def _final(records: list[dict], trainer, result) -> dict:
     """The run card's metrics: the keys every stage reports, plus the last reward statistics."""
     train = [r for r in records if "loss" in r]
     val = [r for r in records if "val_loss" in r]
-    early = any(getattr(cb, "early_stopping_patience_counter", 0) >= getattr(cb, "early_stopping_patience", 1 << 30)
-                for cb in trainer.callback_handler.callbacks)
+    early = any(
+        getattr(cb, "early_stopping_patience_counter", 0) >= getattr(cb, "early_stopping_patience", 1 << 30)
+        for cb in trainer.callback_handler.callbacks
+    )
     last = train[-1] if train else {}
     best = min(val, key=lambda r: r["val_loss"]) if val else None
     return {
-        "steps": trainer.state.global_step, "train_loss": last.get("loss"), "val_loss": val[-1]["val_loss"] if val else None,
-        "best_val_loss": best["val_loss"] if best else None, "best_step": best["step"] if best else None,
-        "stopped": "early_stopping" if early else "max_steps", "seconds": round(result.metrics.get("train_runtime", 0.0), 2),
-        **{k: last[k] for k in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies") if k in last},
+        "steps": trainer.state.global_step,
+        "train_loss": last.get("loss"),
+        "val_loss": val[-1]["val_loss"] if val else None,
+        "best_val_loss": best["val_loss"] if best else None,
+        "best_step": best["step"] if best else None,
+        "stopped": "early_stopping" if early else "max_steps",
+        "seconds": round(result.metrics.get("train_runtime", 0.0), 2),
+        **{
+            k: last[k]
+            for k in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+            if k in last
+        },
         **{k: val[-1][k] for k in ("val_rewards/margins", "val_rewards/accuracies") if val and k in val[-1]},
     }
 
@@ -356,7 +455,9 @@ def _quiet_progress(trainer, progress: bool) -> None:
     class _Bar(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.training_bar is not None and logs and "loss" in logs:
-                self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", margin=f"{logs.get('rewards/margins', 0):.3f}")
+                self.training_bar.set_postfix(
+                    loss=f"{logs['loss']:.4f}", margin=f"{logs.get('rewards/margins', 0):.3f}"
+                )
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -398,11 +499,12 @@ def _trainer_classes():
             if self.board is not None:  # every number, as train/<key> or val/<key>
                 for key, value in record.items():
                     if key not in ("step", "epoch") and isinstance(value, (int, float)):
-                        self.board.add_scalar(f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}", value, record["step"])
+                        self.board.add_scalar(
+                            f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}", value, record["step"]
+                        )
                 self.board.flush()
             loop_state = LoopState(step=state.global_step, epoch=int(state.epoch or 0))
             for callback in self.callbacks:
                 callback(loop_state, record)
 
     return PretokenizedDPOTrainer, MetricsFile
-

@@ -29,9 +29,10 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from inkwell.data.formats import read_jsonl
 from inkwell.errors import InkwellError
@@ -71,9 +72,14 @@ class LoopResult:
         losses = [r["loss"] for r in self.records if "loss" in r]
         vals = [r["val_loss"] for r in self.records if "val_loss" in r]
         return {
-            "steps": self.state.step, "train_loss": losses[-1] if losses else None, "val_loss": vals[-1] if vals else None,
-            "best_val_loss": self.state.best_val, "best_step": self.state.best_step, "tokens": self.state.tokens,
-            "stopped": self.state.stopped, "seconds": round(self.seconds, 2),
+            "steps": self.state.step,
+            "train_loss": losses[-1] if losses else None,
+            "val_loss": vals[-1] if vals else None,
+            "best_val_loss": self.state.best_val,
+            "best_step": self.state.best_step,
+            "tokens": self.state.tokens,
+            "stopped": self.state.stopped,
+            "seconds": round(self.seconds, 2),
         }
 
 
@@ -95,10 +101,9 @@ def use_bf16(setting: str) -> bool:
 
 
 def make_accelerator(bf16: str):
+    import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-
-    import torch
 
     # One process may run several trainings (tests, notebooks): let each choose its own precision.
     AcceleratorState._reset_state()
@@ -261,7 +266,9 @@ def checkpoint_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
 
 
-def save_checkpoint(root: Path, state: LoopState, model, optimizer, scheduler, accelerator, keep_last: int, digest: str) -> Path:
+def save_checkpoint(
+    root: Path, state: LoopState, model, optimizer, scheduler, accelerator, keep_last: int, digest: str
+) -> Path:
     """Written into a hidden temporary folder and renamed into place, so a kill mid-save never leaves a
     half checkpoint that `resume: auto` would pick up."""
     import torch
@@ -299,8 +306,11 @@ def find_checkpoint(resume: str, root: Path) -> Path | None:
         return found[-1] if found else None
     path = Path(resume).expanduser()
     if not (path / "state.json").exists():
-        raise InkwellError(f"training.resume: {path} is not a checkpoint folder (no state.json)", field="training.resume",
-                           hint=f"use auto, never, or a folder like {root}/step-00000100")
+        raise InkwellError(
+            f"training.resume: {path} is not a checkpoint folder (no state.json)",
+            field="training.resume",
+            hint=f"use auto, never, or a folder like {root}/step-00000100",
+        )
     return path
 
 
@@ -313,8 +323,11 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, accelerator, dige
     unknown = [n for n in saved if n not in params]
     missing = [n for n, p in params.items() if p.requires_grad and n not in saved]
     if unknown or missing:
-        raise InkwellError(f"checkpoint {folder} does not match this model/method (unknown {unknown[:3]}, missing {missing[:3]})",
-                           field="training.resume", hint="resume with the config that wrote it, or set training.resume=never")
+        raise InkwellError(
+            f"checkpoint {folder} does not match this model/method (unknown {unknown[:3]}, missing {missing[:3]})",
+            field="training.resume",
+            hint="resume with the config that wrote it, or set training.resume=never",
+        )
     with torch.no_grad():
         for name, value in saved.items():
             params[name].copy_(value.to(params[name].device))
@@ -378,7 +391,9 @@ def tensorboard_writer(folder: Path, start_step: int, say: Callable[[str], None]
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        say("note: `pip install tensorboard` to get TensorBoard event files; metrics.jsonl and loss.png are written anyway")
+        say(
+            "note: `pip install tensorboard` to get TensorBoard event files; metrics.jsonl and loss.png are written anyway"
+        )
         return None
     return SummaryWriter(str(folder), purge_step=start_step + 1 if start_step else None)
 
@@ -396,8 +411,15 @@ def log(board, record: dict) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, accelerator, loss_of=None,
-             collate_fn: Callable[[list[dict], int], dict] = collate) -> float:
+def evaluate(
+    model,
+    examples: list[dict],
+    batch_size: int,
+    pad_id: int,
+    accelerator,
+    loss_of=None,
+    collate_fn: Callable[[list[dict], int], dict] = collate,
+) -> float:
     """Mean loss per counted item (target token) over the validation set (sharded across processes). `loss_of`
     is the training loss (losses.CausalLMLoss: chunked for large vocabularies); default: the model's own."""
     import torch
@@ -414,7 +436,7 @@ def evaluate(model, examples: list[dict], batch_size: int, pad_id: int, accelera
     one = torch.tensor(1.0, device=accelerator.device)
     with torch.no_grad():
         for start in range(0, len(mine), batch_size):
-            batch = collate_fn([examples[i] for i in mine[start:start + batch_size]], pad_id)
+            batch = collate_fn([examples[i] for i in mine[start : start + batch_size]], pad_id)
             count += loss_of.count(batch)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             total += loss_of(model, batch, one).float()  # summed over tokens
@@ -487,16 +509,28 @@ def train_loop(
     if loss_of is None:
         loss_of = build_loss(raw, t.loss_chunk_tokens, say)  # chunked cross-entropy for large vocabularies
         if loss_of.chunk:
-            say(f"loss: cross-entropy in chunks of {loss_of.chunk} positions (vocabulary {loss_of.head.weight.shape[0]:,})")
+            say(
+                f"loss: cross-entropy in chunks of {loss_of.chunk} positions (vocabulary {loss_of.head.weight.shape[0]:,})"
+            )
     board = tensorboard_writer(out / TENSORBOARD, state.step, say) if main and t.tensorboard else None
     embeddings = raw.get_input_embeddings()
     neftune = activate_neftune(embeddings, t.neftune_alpha) if t.neftune_alpha else None
-    attack = None if t.adversarial == "none" else EmbeddingAttack(
-        embeddings, t.adversarial, t.adversarial_epsilon, t.adversarial_alpha, t.adversarial_steps)
+    attack = (
+        None
+        if t.adversarial == "none"
+        else EmbeddingAttack(embeddings, t.adversarial, t.adversarial_epsilon, t.adversarial_alpha, t.adversarial_steps)
+    )
     scale = float(world)  # DDP averages gradients over processes; the loss is already a global mean
     lengths = [len(e["input_ids"]) for e in train_set]
     trainable = [p for p in model.parameters() if p.requires_grad]
-    bar = tqdm(total=total_steps, initial=state.step, disable=not (main and t.progress), desc=desc, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=state.step,
+        disable=not (main and t.progress),
+        desc=desc,
+        unit="step",
+        dynamic_ncols=True,
+    )
     model.train()
 
     def step_on(batch: dict, n_items, sync: bool):
@@ -531,15 +565,19 @@ def train_loop(
                     handle.write(json.dumps(first) + "\n")
         while state.step < total_steps and not state.stopped:
             batches = epoch_batches(lengths, t.batch_size, world, t.seed, state.epoch, group_by_length)
-            windows = [batches[i:i + t.grad_accum] for i in range(0, len(batches), t.grad_accum)]
-            for window in windows[state.window:]:
+            windows = [batches[i : i + t.grad_accum] for i in range(0, len(batches), t.grad_accum)]
+            for window in windows[state.window :]:
                 if state.step >= total_steps:
                     break
                 tick = time.perf_counter()
-                micro = [collate_fn([train_set[i] for i in group[rank * t.batch_size:(rank + 1) * t.batch_size]], pad_id)
-                         for group in window]
+                micro = [
+                    collate_fn([train_set[i] for i in group[rank * t.batch_size : (rank + 1) * t.batch_size]], pad_id)
+                    for group in window
+                ]
                 n_items = torch.tensor(float(sum(loss_of.count(b) for b in micro)), device=accelerator.device)
-                n_items = accelerator.reduce(n_items, "sum").clamp_min(1)  # target tokens (or examples) of the whole step
+                n_items = accelerator.reduce(n_items, "sum").clamp_min(
+                    1
+                )  # target tokens (or examples) of the whole step
                 step_loss = torch.zeros((), device=accelerator.device)
                 for k, batch in enumerate(micro):
                     batch = {key: value.to(accelerator.device) for key, value in batch.items()}
@@ -557,9 +595,14 @@ def train_loop(
                 state.step += 1
                 state.window += 1
                 state.tokens += tokens
-                record = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "loss": round(loss_value, 6),
-                          "lr": lr, "grad_norm": round(float(grad_norm), 6),
-                          f"{speed}_per_s": round(done / max(time.perf_counter() - tick, 1e-9), 1)}
+                record = {
+                    "step": state.step,
+                    "epoch": round(state.step / steps_per_epoch, 4),
+                    "loss": round(loss_value, 6),
+                    "lr": lr,
+                    "grad_norm": round(float(grad_norm), 6),
+                    f"{speed}_per_s": round(done / max(time.perf_counter() - tick, 1e-9), 1),
+                }
                 if val_set and ((t.eval_every and state.step % t.eval_every == 0) or state.step == total_steps):
                     record.update(scores())
                     record["val_loss"] = round(record["val_loss"], 6)
@@ -577,7 +620,13 @@ def train_loop(
                 log(board, record)
                 bar.update(1)
                 shown = {"tok_s" if speed == "tokens" else "ex_s": f"{record[f'{speed}_per_s']:.0f}"}
-                shown.update({key[4:]: f"{value:.3f}" for key, value in record.items() if key.startswith("val_") and key != "val_loss"})
+                shown.update(
+                    {
+                        key[4:]: f"{value:.3f}"
+                        for key, value in record.items()
+                        if key.startswith("val_") and key != "val_loss"
+                    }
+                )
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **shown)  # + e.g. accuracy for classify
                 if t.save_every and (state.step % t.save_every == 0 or state.stopped):
                     save_checkpoint(checkpoints, state, raw, optimizer, scheduler, accelerator, t.keep_last, digest)
@@ -606,4 +655,6 @@ def train_loop(
     if main and records:
         plot_losses(records, out / PLOT, title=out.name)
     model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    return LoopResult(model=model, state=state, records=records, total_steps=total_steps, seconds=time.perf_counter() - started)
+    return LoopResult(
+        model=model, state=state, records=records, total_steps=total_steps, seconds=time.perf_counter() - started
+    )

@@ -25,8 +25,9 @@ own loss, with a warning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +58,7 @@ def _chunks(hidden, weight, bias, targets, softcap: float | None, chunk: int, gr
     grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
     grad_b = torch.zeros_like(bias, dtype=torch.float32) if need_b else None
     for start in range(0, hidden.shape[0], chunk):
-        h, y = hidden[start:start + chunk], targets[start:start + chunk]
+        h, y = hidden[start : start + chunk], targets[start : start + chunk]
         logits = F.linear(h, weight, bias).float()  # under autocast the matmul runs in bf16, the softmax in fp32
         if softcap:
             capped = torch.tanh(logits / softcap)
@@ -71,7 +72,7 @@ def _chunks(hidden, weight, bias, targets, softcap: float | None, chunk: int, gr
         if softcap:
             g.mul_(capped.square_().neg_().add_(1))  # d(c * tanh(z / c))/dz = 1 - tanh^2
         if need_h:
-            grad_h[start:start + chunk] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
+            grad_h[start : start + chunk] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
         if need_w:
             grad_w += (g.t().to(h.dtype) @ h).float()
         if need_b:
@@ -104,13 +105,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
 def linear_cross_entropy(hidden, weight, bias, targets, *, softcap: float | None = None, chunk: int = 1024):
     """sum_i cross_entropy(softcap(hidden[i] @ weight.T + bias), targets[i]) with at most chunk x vocab
     logits alive. `hidden` is (rows, dim); every target must be a real token id (no -100)."""
-    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+    if torch.is_grad_enabled() and (
+        hidden.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    ):
         return _LinearCrossEntropy.apply(hidden, weight, bias, targets, softcap, chunk)
     return _chunks(hidden, weight, bias, targets, softcap, chunk, (False, False, False))[0]
 
 
-def chunked_causal_lm_loss(hidden, labels, weight, bias=None, *, softcap: float | None = None, chunk: int = 1024,
-                           num_items=None):
+def chunked_causal_lm_loss(
+    hidden, labels, weight, bias=None, *, softcap: float | None = None, chunk: int = 1024, num_items=None
+):
     """The causal-LM loss transformers computes (position t predicts labels[t + 1], -100 ignored, summed and
     divided by `num_items` when given, else the mean over labelled tokens) from the last hidden states
     (batch, length, dim) and the output layer's weight/bias, without the full logits."""
@@ -161,9 +165,18 @@ class CausalLMLoss:
         with _HeadInput(self.head) as captured:
             model(**inputs, use_cache=False)
         labels = batch["labels"]
-        hidden = captured.hidden[:, captured.hidden.shape[1] - labels.shape[1]:]  # prompt tuning prepends virtual tokens
-        return chunked_causal_lm_loss(hidden, labels, self.head.weight, self.head.bias, softcap=self.softcap,
-                                      chunk=self.chunk, num_items=num_items)
+        hidden = captured.hidden[
+            :, captured.hidden.shape[1] - labels.shape[1] :
+        ]  # prompt tuning prepends virtual tokens
+        return chunked_causal_lm_loss(
+            hidden,
+            labels,
+            self.head.weight,
+            self.head.bias,
+            softcap=self.softcap,
+            chunk=self.chunk,
+            num_items=num_items,
+        )
 
 
 def build_loss(model, setting: int | str, say: Callable[[str], None] = print) -> CausalLMLoss:

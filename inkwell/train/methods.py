@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.home import atomic_write
@@ -27,8 +28,16 @@ from inkwell.models.load import MODEL_CARD
 from inkwell.train.config import ADAPTER_METHODS
 
 # Config attributes that hold dropout probabilities in common architectures; training.dropout sets them all.
-DROPOUT_KEYS = ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
-                "hidden_dropout_prob", "attention_probs_dropout_prob")
+DROPOUT_KEYS = (
+    "attention_dropout",
+    "hidden_dropout",
+    "dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+)
 
 
 def dropout_overrides(config: Any, dropout: float | None) -> dict:
@@ -56,8 +65,11 @@ def apply_method(model, cfg, base_folder: Path, total_steps: int, task_type: str
             warnings.simplefilter("ignore", FutureWarning)
             return peft.get_peft_model(model, config)
     except ValueError as exc:  # e.g. target modules not found in this architecture
-        raise InkwellError(f"{method}: PEFT cannot apply {method} to this model: {exc}", field=method,
-                           hint=f"check {method}.target_modules against the model's module names") from None
+        raise InkwellError(
+            f"{method}: PEFT cannot apply {method} to this model: {exc}",
+            field=method,
+            hint=f"check {method}.target_modules against the model's module names",
+        ) from None
 
 
 def peft_config(cfg, base_folder: Path, total_steps: int, task_type: str = "CAUSAL_LM"):
@@ -68,28 +80,52 @@ def peft_config(cfg, base_folder: Path, total_steps: int, task_type: str = "CAUS
     if method == "lora":
         s = cfg.lora
         config = peft.LoraConfig(
-            task_type=task_type, r=s.r, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=s.target_modules,
-            use_rslora=s.use_rslora, use_dora=s.use_dora,
+            task_type=task_type,
+            r=s.r,
+            lora_alpha=s.alpha,
+            lora_dropout=s.dropout,
+            target_modules=s.target_modules,
+            use_rslora=s.use_rslora,
+            use_dora=s.use_dora,
         )
     elif method == "adalora":
         s = cfg.adalora
         if s.tinit + s.tfinal >= total_steps:
             raise InkwellError(
                 f"adalora.tinit + adalora.tfinal ({s.tinit} + {s.tfinal}) must be below the number of training steps ({total_steps})",
-                field="adalora.tinit", hint="lower them, or train for more steps",
+                field="adalora.tinit",
+                hint="lower them, or train for more steps",
             )
         config = peft.AdaLoraConfig(
-            task_type=task_type, init_r=s.init_r, target_r=s.target_r, lora_alpha=s.alpha, lora_dropout=s.dropout,
-            target_modules=s.target_modules, tinit=s.tinit, tfinal=s.tfinal, deltaT=s.delta_t, total_step=total_steps,
+            task_type=task_type,
+            init_r=s.init_r,
+            target_r=s.target_r,
+            lora_alpha=s.alpha,
+            lora_dropout=s.dropout,
+            target_modules=s.target_modules,
+            tinit=s.tinit,
+            tfinal=s.tfinal,
+            deltaT=s.delta_t,
+            total_step=total_steps,
         )
     elif method == "ia3":
         s = cfg.ia3
-        config = peft.IA3Config(task_type=task_type, target_modules=s.target_modules, feedforward_modules=s.feedforward_modules)
+        config = peft.IA3Config(
+            task_type=task_type, target_modules=s.target_modules, feedforward_modules=s.feedforward_modules
+        )
     elif method == "prefix":
         config = peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=cfg.prefix.num_virtual_tokens)
     elif method == "prompt":
         s = cfg.prompt
-        init = {"prompt_tuning_init": "TEXT", "prompt_tuning_init_text": s.init_text, "tokenizer_name_or_path": str(base_folder)} if s.init_text else {}
+        init = (
+            {
+                "prompt_tuning_init": "TEXT",
+                "prompt_tuning_init_text": s.init_text,
+                "tokenizer_name_or_path": str(base_folder),
+            }
+            if s.init_text
+            else {}
+        )
         config = peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=s.num_virtual_tokens, **init)
     else:
         raise AssertionError(method)
@@ -99,11 +135,14 @@ def peft_config(cfg, base_folder: Path, total_steps: int, task_type: str = "CAUS
 def _freeze_all_but_last(model, trainable_layers: int):
     blocks = transformer_blocks(model)
     if trainable_layers > len(blocks):
-        raise InkwellError(f"freeze.trainable_layers is {trainable_layers} but the model has {len(blocks)} layers",
-                           field="freeze.trainable_layers", hint=f"use 1..{len(blocks)}")
+        raise InkwellError(
+            f"freeze.trainable_layers is {trainable_layers} but the model has {len(blocks)} layers",
+            field="freeze.trainable_layers",
+            hint=f"use 1..{len(blocks)}",
+        )
     for param in model.parameters():
         param.requires_grad_(False)
-    for block in blocks[len(blocks) - trainable_layers:]:
+    for block in blocks[len(blocks) - trainable_layers :]:
         for param in block.parameters():
             param.requires_grad_(True)
     norm = getattr(getattr(model, "model", None), "norm", None)  # the final norm of llama/gemma/qwen models
@@ -119,7 +158,9 @@ def transformer_blocks(model) -> list:
 
     lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
     if not lists:
-        raise InkwellError("cannot find the transformer layers of this model", field="method", hint="use method: full or lora")
+        raise InkwellError(
+            "cannot find the transformer layers of this model", field="method", hint="use method: full or lora"
+        )
     return list(max(lists, key=len))
 
 

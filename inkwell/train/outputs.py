@@ -1,13 +1,13 @@
 """What a finished run folder holds, and the small loaders every recipe needs to get there.
 
-    OUT/
-      inkwell-run.json      base model, stage, method, data files + sha256, resolved config, final metrics, template
-      metrics.jsonl         one line per optimizer step: step, epoch, loss, lr, grad_norm, tokens_per_s[, val_loss]
-      loss.png              train (and validation) loss
-      tensorboard/          TensorBoard events of the same metrics (training.tensorboard)
-      checkpoints/step-N/   the last `keep_last` checkpoints (when save_every > 0)
-      -- full / freeze --   config.json, model.safetensors, tokenizer files, inkwell-model.json  (load_model(OUT))
-      -- adapters --        adapter_config.json, adapter_model.safetensors  (PeftModel.from_pretrained / --adapter OUT)
+OUT/
+  inkwell-run.json      base model, stage, method, data files + sha256, resolved config, final metrics, template
+  metrics.jsonl         one line per optimizer step: step, epoch, loss, lr, grad_norm, tokens_per_s[, val_loss]
+  loss.png              train (and validation) loss
+  tensorboard/          TensorBoard events of the same metrics (training.tensorboard)
+  checkpoints/step-N/   the last `keep_last` checkpoints (when save_every > 0)
+  -- full / freeze --   config.json, model.safetensors, tokenizer files, inkwell-model.json  (load_model(OUT))
+  -- adapters --        adapter_config.json, adapter_model.safetensors  (PeftModel.from_pretrained / --adapter OUT)
 """
 
 from __future__ import annotations
@@ -99,8 +99,11 @@ def context_of(folder: Path, card: dict) -> int:
 
 def check_length(max_length: int, context: int) -> None:
     if max_length > context:
-        raise InkwellError(f"training.max_length ({max_length}) is longer than the model's context ({context})",
-                           field="training.max_length", hint=f"use training.max_length={context} or less")
+        raise InkwellError(
+            f"training.max_length ({max_length}) is longer than the model's context ({context})",
+            field="training.max_length",
+            hint=f"use training.max_length={context} or less",
+        )
 
 
 def versions() -> dict:
@@ -111,12 +114,22 @@ def versions() -> dict:
 
     from inkwell import __version__ as inkwell_version
 
-    return {"inkwell": inkwell_version, "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "accelerate": accelerate.__version__}
+    return {
+        "inkwell": inkwell_version,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "accelerate": accelerate.__version__,
+    }
 
 
 def write_run_card(out: Path, **fields) -> dict:
-    card = {"inkwell_run": 1, "created_at": datetime.datetime.now().isoformat(timespec="seconds"), **fields, "versions": versions()}
+    card = {
+        "inkwell_run": 1,
+        "created_at": datetime.datetime.now().isoformat(timespec="seconds"),
+        **fields,
+        "versions": versions(),
+    }
     with atomic_write(out / RUN_CARD) as handle:
         json.dump(card, handle, indent=2, ensure_ascii=False, default=str)
     _remember(out, card)
@@ -134,9 +147,14 @@ def _remember(out: Path, card: dict) -> None:
     try:
         store = Store()
         try:
-            store.record_run(out, stage=card.get("stage"), method=card.get("method"),
-                             base_model=card.get("base_model"), metrics=card.get("metrics") or card.get("final_metrics"))
+            store.record_run(
+                out,
+                stage=card.get("stage"),
+                method=card.get("method"),
+                base_model=card.get("base_model"),
+                metrics=card.get("metrics") or card.get("final_metrics"),
+            )
         finally:
             store.close()
     except (sqlite3.Error, OSError) as exc:
-        warnings.warn(f"could not record the run in the history database: {exc}")
+        warnings.warn(f"could not record the run in the history database: {exc}", stacklevel=2)

@@ -8,16 +8,24 @@ rendering (exactly as `inkwell write` renders), the model and its method, the sh
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from inkwell.errors import InkwellError
 from inkwell.train.collate import Encoder, pack_examples, packing_isolates
 from inkwell.train.config import SFTConfig, config_dict
 from inkwell.train.data import DataReport, expand, read_rows, split_off
-from inkwell.train.loop import precision_of, config_digest, make_accelerator, plan_steps, train_loop
+from inkwell.train.loop import config_digest, make_accelerator, plan_steps, precision_of, train_loop
 from inkwell.train.methods import apply_method, count_parameters, save_weights, step_hook
-from inkwell.train.outputs import (TrainedRun, check_length, context_of, load_base, load_tokenizer, model_spec,
-                                   output_dir, write_run_card)
+from inkwell.train.outputs import (
+    TrainedRun,
+    check_length,
+    context_of,
+    load_base,
+    load_tokenizer,
+    model_spec,
+    output_dir,
+    write_run_card,
+)
 
 
 def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = print) -> TrainedRun:
@@ -34,8 +42,14 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
 
     # 1. data rows: files exist, every row parses (no tokenizer or model yet)
     report = DataReport(on_error=cfg.data.on_error)
-    train_rows = read_rows(expand(cfg.data.train, config_dir, "data.train"), cfg.data.format, report, cfg.data.template, config_dir)
-    val_rows = read_rows(expand(cfg.data.val, config_dir, "data.val"), cfg.data.format, report, cfg.data.template, config_dir) if cfg.data.val else []
+    train_rows = read_rows(
+        expand(cfg.data.train, config_dir, "data.train"), cfg.data.format, report, cfg.data.template, config_dir
+    )
+    val_rows = (
+        read_rows(expand(cfg.data.val, config_dir, "data.val"), cfg.data.format, report, cfg.data.template, config_dir)
+        if cfg.data.val
+        else []
+    )
 
     # 2. tokenizer; prompts rendered as generation renders them, prompt tokens labelled -100
     spec = model_spec(cfg.model.name, config_dir)
@@ -51,8 +65,11 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
         train_set, val_set = split_off(train_set, cfg.data.val_split, t.seed)
     say(report.summary())
     if not train_set:
-        raise InkwellError("no training examples left after skipping bad rows", field="data.train",
-                           hint="see the skipped rows above; fix them or point data.train at other files")
+        raise InkwellError(
+            "no training examples left after skipping bad rows",
+            field="data.train",
+            hint="see the skipped rows above; fix them or point data.train at other files",
+        )
 
     # 3. the model and its method
     set_seed(t.seed)
@@ -64,21 +81,36 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
             val_set = pack_examples(val_set, t.max_length, t.seed) if val_set else []
             group_by_length = False
         else:
-            say("warning: this model's attention does not keep packed examples apart; training without packing "
-                "(padding, with examples of similar length batched together)")
+            say(
+                "warning: this model's attention does not keep packed examples apart; training without packing "
+                "(padding, with examples of similar length batched together)"
+            )
     steps_per_epoch, total_steps = plan_steps(len(train_set), t, accelerator.num_processes)
     model = apply_method(model, cfg, folder, total_steps)
     params = count_parameters(model)
-    say(f"training {cfg.method} on {spec}: {params['trainable']:,} of {params['total']:,} weights ({params['percent']}%), "
-        f"{len(train_set)} train / {len(val_set)} val examples, {total_steps} steps -> {out}")
+    say(
+        f"training {cfg.method} on {spec}: {params['trainable']:,} of {params['total']:,} weights ({params['percent']}%), "
+        f"{len(train_set)} train / {len(val_set)} val examples, {total_steps} steps -> {out}"
+    )
 
     # 4. the loop
     out.mkdir(parents=True, exist_ok=True)
     resolved = config_dict(cfg)
     result = train_loop(
-        model, train_set, val_set, t, out, accelerator, pad_id=tokenizer.pad_token_id, total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch, digest=config_digest(resolved), group_by_length=group_by_length,
-        after_step=step_hook(model, cfg.method), callbacks=callbacks, say=say,
+        model,
+        train_set,
+        val_set,
+        t,
+        out,
+        accelerator,
+        pad_id=tokenizer.pad_token_id,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        digest=config_digest(resolved),
+        group_by_length=group_by_length,
+        after_step=step_hook(model, cfg.method),
+        callbacks=callbacks,
+        say=say,
     )
 
     # 5. outputs: weights that load back in one call, and a card that says what they are
@@ -86,14 +118,35 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
     trained.eval()
     run_card: dict = {}
     if accelerator.is_main_process:
-        model_card = {"name": out.name, "chat": chat, "context_length": context_of(folder, card),
-                      "languages": card.get("languages", []), "base_model": spec, "trained_by": "inkwell train (sft)"}
+        model_card = {
+            "name": out.name,
+            "chat": chat,
+            "context_length": context_of(folder, card),
+            "languages": card.get("languages", []),
+            "base_model": spec,
+            "trained_by": "inkwell train (sft)",
+        }
         weights = save_weights(trained, cfg.method, out, tokenizer, model_card)
         run_card = write_run_card(
-            out, precision=precision_of(accelerator), stage="sft", method=cfg.method, weights=weights, base_model=spec, base_model_path=str(folder), chat=chat,
-            template=cfg.data.template, packed=t.packing and not group_by_length,
-            data={"format": cfg.data.format, "examples": {"train": len(train_set), "val": len(val_set)}, **report.to_dict()},
-            parameters=params, metrics=result.final, config=resolved, command=cfg._command,
+            out,
+            precision=precision_of(accelerator),
+            stage="sft",
+            method=cfg.method,
+            weights=weights,
+            base_model=spec,
+            base_model_path=str(folder),
+            chat=chat,
+            template=cfg.data.template,
+            packed=t.packing and not group_by_length,
+            data={
+                "format": cfg.data.format,
+                "examples": {"train": len(train_set), "val": len(val_set)},
+                **report.to_dict(),
+            },
+            parameters=params,
+            metrics=result.final,
+            config=resolved,
+            command=cfg._command,
         )
         say(f"saved {weights} weights to {out}")
     accelerator.wait_for_everyone()

@@ -3,9 +3,8 @@ paraphrase / back-translation through an engine; augmented rows are marked with 
 
 from __future__ import annotations
 
-from functools import partial
-
 import json
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,9 +13,9 @@ import pytest
 from inkwell.cli import main
 from inkwell.data import wordnet as wn
 from inkwell.data.augment import augment_file, source_key
-from inkwell.generate.rewrite import lm_rewrite
 from inkwell.errors import InkwellError
 from inkwell.generate.engine import GenerationResult
+from inkwell.generate.rewrite import lm_rewrite
 
 LICENSE = "  1 This software and database is being provided to you, the LICENSEE, by  \n  2 Princeton University  \n"
 
@@ -44,11 +43,14 @@ def build_wordnet(folder: Path, synsets: dict[str, list[list[str]]]) -> Path:
 
 @pytest.fixture
 def fake_wordnet(tmp_path, monkeypatch):
-    folder = build_wordnet(tmp_path / "wn", {
-        "a": [["quick", "speedy", "fast"], ["happy", "felicitous", "glad"], ["quick", "agile"]],
-        "n": [["bottle"], ["automobile", "auto", "machine", "motorcar"], ["zebra"], ["aardvark", "ant_bear"]],
-        "v": [["run"], ["run", "scat", "scamper"]],
-    })
+    folder = build_wordnet(
+        tmp_path / "wn",
+        {
+            "a": [["quick", "speedy", "fast"], ["happy", "felicitous", "glad"], ["quick", "agile"]],
+            "n": [["bottle"], ["automobile", "auto", "machine", "motorcar"], ["zebra"], ["aardvark", "ant_bear"]],
+            "v": [["run"], ["run", "scat", "scamper"]],
+        },
+    )
     monkeypatch.setenv("INKWELL_WORDNET_DIR", str(folder))
     return wn.WordNet()
 
@@ -57,7 +59,9 @@ def test_wordnet_reader_binary_search(fake_wordnet):
     assert fake_wordnet.synonyms("quick") == ("speedy", "fast", "agile")
     assert fake_wordnet.synonyms("automobile") == ("auto", "machine", "motorcar")
     assert fake_wordnet.synonyms("aardvark") == ()  # multi-word synonyms are left out
-    assert fake_wordnet.synonyms("zebra") == () and fake_wordnet.synonyms("zzz") == () and fake_wordnet.synonyms("a") == ()
+    assert (
+        fake_wordnet.synonyms("zebra") == () and fake_wordnet.synonyms("zzz") == () and fake_wordnet.synonyms("a") == ()
+    )
     assert fake_wordnet.synonyms("run") == ("scat", "scamper")
     assert fake_wordnet.senses("happy", "a") and not fake_wordnet.senses("happy", "n")
 
@@ -79,11 +83,14 @@ def read(path: Path) -> list[dict]:
 
 
 def test_synonym_augmentation_marks_rows_and_keeps_targets(tmp_path, fake_wordnet):
-    src = rows_file(tmp_path / "in.jsonl", [
-        {"id": "1", "instruction": "Describe the quick automobile", "output": "A quick automobile is a happy one."},
-        {"text": "床前明月光"},
-        {"text": "Nothing here to swap"},
-    ])
+    src = rows_file(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "1", "instruction": "Describe the quick automobile", "output": "A quick automobile is a happy one."},
+            {"text": "床前明月光"},
+            {"text": "Nothing here to swap"},
+        ],
+    )
     out = tmp_path / "out.jsonl"
     report = augment_file(src, out, n=2, rate=1.0, seed=3, wordnet=fake_wordnet, progress=False)
     rows = read(out)
@@ -93,10 +100,17 @@ def test_synonym_augmentation_marks_rows_and_keeps_targets(tmp_path, fake_wordne
     assert first["instruction"] != original["instruction"] and first["instruction"].startswith("Describe the ")
     words = first["instruction"].split()
     assert words[2] in ("speedy", "fast", "agile") and words[3] in ("auto", "machine", "motorcar")
-    assert first["augmented"] == {"method": "synonym", "source": source_key(original, "alpaca"), "variant": 0, "replaced": 2}
+    assert first["augmented"] == {
+        "method": "synonym",
+        "source": source_key(original, "alpaca"),
+        "variant": 0,
+        "replaced": 2,
+    }
     assert second["augmented"]["variant"] == 1 and "id" not in first
-    assert report.augmented == 2 and report.skipped == {"not English (WordNet synonyms are English)": 1,
-                                                         "no word with a synonym was picked": 1}
+    assert report.augmented == 2 and report.skipped == {
+        "not English (WordNet synonyms are English)": 1,
+        "no word with a synonym was picked": 1,
+    }
     again = tmp_path / "again.jsonl"
     augment_file(src, again, n=2, rate=1.0, seed=3, wordnet=fake_wordnet, progress=False, keep_original=False)
     assert read(again) == rows[1:3]  # same seed, same variants
@@ -108,10 +122,27 @@ def test_real_wordnet_cli(tmp_path, capsys, monkeypatch):
         wn.find_wordnet_dir()
     except InkwellError:
         pytest.skip("WordNet data files not installed; install with apt-get install wordnet")
-    src = rows_file(tmp_path / "in.jsonl", [{"text": "The quick driver parked the beautiful automobile beside the river.",
-                                             "label": "travel"}])
+    src = rows_file(
+        tmp_path / "in.jsonl",
+        [{"text": "The quick driver parked the beautiful automobile beside the river.", "label": "travel"}],
+    )
     out = tmp_path / "out.jsonl"
-    main(["data", "augment", str(src), "--out", str(out), "--rate", "1", "--n", "3", "--only-augmented", "--json", "--no-progress"])
+    main(
+        [
+            "data",
+            "augment",
+            str(src),
+            "--out",
+            str(out),
+            "--rate",
+            "1",
+            "--n",
+            "3",
+            "--only-augmented",
+            "--json",
+            "--no-progress",
+        ]
+    )
     report = json.loads(capsys.readouterr().out)
     rows = read(out)
     assert report["augmented"] == len(rows) >= 1
@@ -142,19 +173,44 @@ class FakeEngine:
 
 
 def test_lm_paraphrase_and_back_translation(tmp_path):
-    src = rows_file(tmp_path / "in.jsonl", [
-        {"prompt": "hello there", "completion": "hi"}, {"prompt": "skip me", "completion": "x"}, {"text": "third row"}])
+    src = rows_file(
+        tmp_path / "in.jsonl",
+        [
+            {"prompt": "hello there", "completion": "hi"},
+            {"prompt": "skip me", "completion": "x"},
+            {"text": "third row"},
+        ],
+    )
     engine = FakeEngine()
     out = tmp_path / "para.jsonl"
-    report = augment_file(src, out, method="paraphrase", rewrite=partial(lm_rewrite, engine), batch_size=2, keep_original=False, progress=False)
+    report = augment_file(
+        src,
+        out,
+        method="paraphrase",
+        rewrite=partial(lm_rewrite, engine),
+        batch_size=2,
+        keep_original=False,
+        progress=False,
+    )
     rows = read(out)
     assert [r.get("prompt") or r.get("text") for r in rows] == ["there hello", "row third"]
     assert rows[0]["completion"] == "hi" and rows[0]["augmented"]["method"] == "paraphrase"
     assert report.skipped == {"model gave no usable rewrite": 1} and len(engine.calls) == 2  # batches of 2, then 1
 
     out = tmp_path / "bt.jsonl"
-    augment_file(src, out, method="back-translate", rewrite=partial(lm_rewrite, FakeEngine()), keep_original=False, progress=False)
-    assert [r.get("prompt") or r.get("text") for r in read(out)] == ["hello there again", "skip me again", "third row again"]
+    augment_file(
+        src,
+        out,
+        method="back-translate",
+        rewrite=partial(lm_rewrite, FakeEngine()),
+        keep_original=False,
+        progress=False,
+    )
+    assert [r.get("prompt") or r.get("text") for r in read(out)] == [
+        "hello there again",
+        "skip me again",
+        "third row again",
+    ]
 
 
 def test_lm_methods_need_an_engine(tmp_path):
@@ -168,7 +224,9 @@ def test_lm_methods_need_an_engine(tmp_path):
 def test_lm_paraphrase_with_the_tiny_engine(tmp_path, tiny_engine):
     src = rows_file(tmp_path / "in.jsonl", [{"text": "The quick brown fox jumps over the lazy dog."}])
     out = tmp_path / "out.jsonl"
-    report = augment_file(src, out, method="paraphrase", rewrite=partial(lm_rewrite, tiny_engine, max_new_tokens=8), progress=False)
+    report = augment_file(
+        src, out, method="paraphrase", rewrite=partial(lm_rewrite, tiny_engine, max_new_tokens=8), progress=False
+    )
     rows = read(out)
     assert rows[0] == {"text": "The quick brown fox jumps over the lazy dog."}
     assert report.augmented + sum(report.skipped.values()) == 1

@@ -54,10 +54,15 @@ def test_similarity_of_planted_pairs_and_distinct_pairs():
         sa, sb = shingles(a), shingles(b)
         return len(sa & sb) / len(sa | sb)
 
-    pairs = [(DISTINCT[0], PARAPHRASES[0]), (DISTINCT[1], PARAPHRASES[1]), (DISTINCT[2], PARAPHRASES[2]),
-             (DISTINCT[5], PARAPHRASES[3]), (DISTINCT[7], PARAPHRASES[4])]
+    pairs = [
+        (DISTINCT[0], PARAPHRASES[0]),
+        (DISTINCT[1], PARAPHRASES[1]),
+        (DISTINCT[2], PARAPHRASES[2]),
+        (DISTINCT[5], PARAPHRASES[3]),
+        (DISTINCT[7], PARAPHRASES[4]),
+    ]
     assert all(jaccard(a, b) >= 0.7 for a, b in pairs)
-    assert max(jaccard(a, b) for i, a in enumerate(DISTINCT) for b in DISTINCT[i + 1:]) < 0.3
+    assert max(jaccard(a, b) for i, a in enumerate(DISTINCT) for b in DISTINCT[i + 1 :]) < 0.3
     index = NearDupIndex(0.7)
     for i, text in enumerate(DISTINCT):
         assert index.match(i, text) == []
@@ -66,11 +71,11 @@ def test_similarity_of_planted_pairs_and_distinct_pairs():
 
 def test_each_step_and_its_counts(tmp_path, capsys):
     rows = [
-        {"text": "<p>Hello&nbsp;<b>world</b></p><script>alert(1)</script>"},   # markup
-        {"text": "ＦＵＬＬ　ｗｉｄｔｈ　text"},                                   # nfkc
-        {"text": "too   many\t spaces\n\n\n\nhere\u200b"},                    # whitespace
-        {"text": "hi"},                                                        # too short
-        {"text": "Привет, как дела? Это русский текст."},                      # language
+        {"text": "<p>Hello&nbsp;<b>world</b></p><script>alert(1)</script>"},  # markup
+        {"text": "ＦＵＬＬ　ｗｉｄｔｈ　text"},  # nfkc
+        {"text": "too   many\t spaces\n\n\n\nhere\u200b"},  # whitespace
+        {"text": "hi"},  # too short
+        {"text": "Привет, как дела? Это русский текст."},  # language
         {"instruction": "Say **hi** to [Bob](http://bob.example)", "output": "Hi Bob."},  # alpaca, markdown
         {"messages": [{"role": "user", "content": "中文问题是什么？"}, {"role": "assistant", "content": "这是答案。"}]},
         "not an object",
@@ -78,7 +83,9 @@ def test_each_step_and_its_counts(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    main(["data", "clean", str(src), "--out", str(out), "--min-chars", "5", "--lang", "en,zh", "--no-progress", "--json"])
+    main(
+        ["data", "clean", str(src), "--out", str(out), "--min-chars", "5", "--lang", "en,zh", "--no-progress", "--json"]
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["rows_in"] == 8 and report["rows_out"] == 5 and report["invalid"] == 1
     steps = report["steps"]
@@ -96,11 +103,19 @@ def test_each_step_and_its_counts(tmp_path, capsys):
     assert "  markup      changed 2" in err and "  near-dup    removed 0" in err and "kept 7 of 8 rows" in err
 
 
-@pytest.mark.parametrize("text, lang", [
-    ("The quick brown fox.", "en"), ("床前明月光", "zh"), ("我用Python写代码", "zh"),
-    ("An English sentence quoting 床前明月光 once in a while, which is fine.", "en"),
-    ("ひらがなとカタカナと漢字", "ja"), ("안녕하세요 세계", "ko"), ("Привет мир", "other"), ("12345 !!!", "unknown"),
-])
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("The quick brown fox.", "en"),
+        ("床前明月光", "zh"),
+        ("我用Python写代码", "zh"),
+        ("An English sentence quoting 床前明月光 once in a while, which is fine.", "en"),
+        ("ひらがなとカタカナと漢字", "ja"),
+        ("안녕하세요 세계", "ko"),
+        ("Привет мир", "other"),
+        ("12345 !!!", "unknown"),
+    ],
+)
 def test_language_by_script_share(text, lang):
     assert detect_language(text) == lang
 

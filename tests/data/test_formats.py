@@ -8,17 +8,35 @@ import json
 
 import pytest
 
-from inkwell.data.formats import as_messages, detect_format, format_name, read_csv, read_jsonl, read_records, template_fields
-from inkwell.files import NotUTF8, read_text
+from inkwell.data.formats import (
+    as_messages,
+    detect_format,
+    format_name,
+    read_csv,
+    read_jsonl,
+    read_records,
+    template_fields,
+)
 from inkwell.data.ingest import ingest
 from inkwell.data.rows import content_text, validate
 from inkwell.errors import InkwellError
+from inkwell.files import NotUTF8, read_text
 from inkwell.train.data import DataReport, read_rows
 
-SHAREGPT = {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"},
-                              {"from": "gpt", "value": "Hello"}]}
-MESSAGES = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                         {"role": "assistant", "content": "Hello"}]}
+SHAREGPT = {
+    "conversations": [
+        {"from": "system", "value": "Be brief."},
+        {"from": "human", "value": "Hi"},
+        {"from": "gpt", "value": "Hello"},
+    ]
+}
+MESSAGES = {
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+    ]
+}
 ROWS = {
     "preference": {"prompt": "Say hi.", "chosen": "Hi!", "rejected": "No."},
     "messages": MESSAGES,
@@ -31,8 +49,12 @@ ROWS = {
 
 
 def write_lines(path, lines):
-    path.write_bytes(b"".join((x if isinstance(x, bytes) else (x if isinstance(x, str) else json.dumps(x)).encode()) + b"\n"
-                              for x in lines))
+    path.write_bytes(
+        b"".join(
+            (x if isinstance(x, bytes) else (x if isinstance(x, str) else json.dumps(x)).encode()) + b"\n"
+            for x in lines
+        )
+    )
     return path
 
 
@@ -61,7 +83,13 @@ def test_flat_template_rows_need_a_template_and_aliases_name_the_same_formats():
     assert template_fields(flat) == {"product": "pen"}
     assert template_fields({"fields": {"a": 1}, "b": 2}) == {"a": 1}
     assert [format_name(n) for n in ("prompt_completion", "text_label", "chat", "sharegpt", "dpo", "auto")] == [
-        "prompt/completion", "text/label", "messages", "messages", "preference", None]
+        "prompt/completion",
+        "text/label",
+        "messages",
+        "messages",
+        "preference",
+        None,
+    ]
     assert "'output' is empty" in validate({"fields": {}, "output": " "}, "template")
     assert "'rejected'" in validate({"prompt": "p", "chosen": "a"}, "preference")
 
@@ -133,11 +161,14 @@ def test_jsonl_skip_policy_reports_each_bad_line_and_goes_on(tmp_path):
     assert rows[3].json_type == "list"
 
 
-@pytest.mark.parametrize("line, reason, fix", [
-    (b'{"text": "caf\xe9"}', "not UTF-8", "save the file as UTF-8"),
-    (b'{"text": ', "not valid JSON", "one JSON object"),
-    (b'"just a string"', "not a JSON object (a str)", "one JSON object"),
-])
+@pytest.mark.parametrize(
+    "line, reason, fix",
+    [
+        (b'{"text": "caf\xe9"}', "not UTF-8", "save the file as UTF-8"),
+        (b'{"text": ', "not valid JSON", "one JSON object"),
+        (b'"just a string"', "not a JSON object (a str)", "one JSON object"),
+    ],
+)
 def test_jsonl_raise_policy_names_file_line_and_the_fix(tmp_path, line, reason, fix):
     path = write_lines(tmp_path / "rows.jsonl", [{"text": "ok"}, line])
     with pytest.raises(InkwellError) as info:
@@ -178,7 +209,9 @@ def test_missing_jsonl_file(tmp_path):
 
 def test_csv_column_map_bom_and_line_numbers(tmp_path):
     path = tmp_path / "reviews.csv"
-    path.write_bytes('\ufeffid,body,category\n1,"Great, would buy",pos\n\n2,"Broke\nafter a day",neg\n3,ok,neu\n'.encode())
+    path.write_bytes(
+        '\ufeffid,body,category\n1,"Great, would buy",pos\n\n2,"Broke\nafter a day",neg\n3,ok,neu\n'.encode()
+    )
     rows = list(read_csv(path, column_map={"text": "body", "label": "category"}))
     assert [(r.line, r.record) for r in rows] == [
         (2, {"text": "Great, would buy", "label": "pos", "id": "1"}),
@@ -194,7 +227,10 @@ def test_ragged_csv_records_under_both_policies(tmp_path):
     path.write_text("id,product,tone\nx1,pen,playful\nx2,cup\nx3,mug,dry,EXTRA\n", encoding="utf-8")
     rows = list(read_csv(path, on_error="skip"))
     assert [(r.line, r.error) for r in rows] == [
-        (2, None), (3, "fewer values than header columns"), (4, "more values than header columns")]
+        (2, None),
+        (3, "fewer values than header columns"),
+        (4, "more values than header columns"),
+    ]
     assert rows[2].record["id"] == "x3"  # what could be read is kept: the id names the failed row
     filled = list(read_csv(path, on_error="skip", fill_missing=True))
     assert filled[1].error is None and filled[1].record == {"id": "x2", "product": "cup", "tone": ""}

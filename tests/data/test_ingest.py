@@ -17,30 +17,36 @@ def lines(path):
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.parametrize("record, schema", [
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}, "messages"),
-    ({"instruction": "Translate", "input": "猫", "output": "cat"}, "alpaca"),
-    ({"prompt": "Q: 2+2?", "completion": " 4"}, "prompt/completion"),
-    ({"text": "great phone", "label": "pos"}, "text/label"),
-    ({"text": "just text", "id": 3}, "text"),
-    ({"body": "x"}, None),
-])
+@pytest.mark.parametrize(
+    "record, schema",
+    [
+        ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}, "messages"),
+        ({"instruction": "Translate", "input": "猫", "output": "cat"}, "alpaca"),
+        ({"prompt": "Q: 2+2?", "completion": " 4"}, "prompt/completion"),
+        ({"text": "great phone", "label": "pos"}, "text/label"),
+        ({"text": "just text", "id": 3}, "text"),
+        ({"body": "x"}, None),
+    ],
+)
 def test_detect_schema(record, schema):
     assert detect_schema(record) == schema
     if schema:
         assert validate(record, schema) is None
 
 
-@pytest.mark.parametrize("record, schema, reason", [
-    ({"messages": []}, "messages", "non-empty list"),
-    ({"messages": [{"role": "bot", "content": "x"}]}, "messages", "messages[0].role 'bot'"),
-    ({"messages": [{"role": "user", "content": 3}]}, "messages", "messages[0].content must be a string"),
-    ({"instruction": "", "output": "x"}, "alpaca", "'instruction' is empty"),
-    ({"instruction": "x", "output": 5}, "alpaca", "'output' must be a string"),
-    ({"prompt": "x", "completion": ""}, "prompt/completion", "'completion' is empty"),
-    ({"text": "x", "label": None}, "text/label", "'label'"),
-    ({"text": "   "}, "text", "'text' is empty"),
-])
+@pytest.mark.parametrize(
+    "record, schema, reason",
+    [
+        ({"messages": []}, "messages", "non-empty list"),
+        ({"messages": [{"role": "bot", "content": "x"}]}, "messages", "messages[0].role 'bot'"),
+        ({"messages": [{"role": "user", "content": 3}]}, "messages", "messages[0].content must be a string"),
+        ({"instruction": "", "output": "x"}, "alpaca", "'instruction' is empty"),
+        ({"instruction": "x", "output": 5}, "alpaca", "'output' must be a string"),
+        ({"prompt": "x", "completion": ""}, "prompt/completion", "'completion' is empty"),
+        ({"text": "x", "label": None}, "text/label", "'label'"),
+        ({"text": "   "}, "text", "'text' is empty"),
+    ],
+)
 def test_validation_reasons(record, schema, reason):
     assert reason in validate(record, schema)
 
@@ -48,17 +54,23 @@ def test_validation_reasons(record, schema, reason):
 def test_ingest_reports_each_broken_line_and_writes_the_good_rows(tmp_path, capsys):
     src = tmp_path / "chat.jsonl"
     good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
-    src.write_text("\n".join([
-        json.dumps(good),                                         # 1 ok
-        '{"messages": [{"role": "user", "content": "hi"}',        # 2 truncated JSON
-        json.dumps({"messages": [{"role": "robot", "content": "x"}]}),  # 3 bad role
-        "",                                                        # 4 blank: ignored
-        "[1, 2]",                                                  # 5 not an object
-        json.dumps({"prompt": "a", "completion": "b"}),           # 6 another schema
-        json.dumps(good),                                         # 7 ok
-        json.dumps({"foo": "bar"}),                                # 8 unknown keys
-    ]) + "\n", encoding="utf-8")
-    src.open("ab").write(b'{"messages": "\xff\xfe"}\n')            # 9 not UTF-8
+    src.write_text(
+        "\n".join(
+            [
+                json.dumps(good),  # 1 ok
+                '{"messages": [{"role": "user", "content": "hi"}',  # 2 truncated JSON
+                json.dumps({"messages": [{"role": "robot", "content": "x"}]}),  # 3 bad role
+                "",  # 4 blank: ignored
+                "[1, 2]",  # 5 not an object
+                json.dumps({"prompt": "a", "completion": "b"}),  # 6 another schema
+                json.dumps(good),  # 7 ok
+                json.dumps({"foo": "bar"}),  # 8 unknown keys
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    src.open("ab").write(b'{"messages": "\xff\xfe"}\n')  # 9 not UTF-8
     out = tmp_path / "out.jsonl"
     main(["data", "ingest", str(src), "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
@@ -88,13 +100,17 @@ def test_ingest_json_report_and_forced_schema(tmp_path, capsys):
 
 def test_ingest_csv_with_column_mapping(tmp_path):
     src = tmp_path / "reviews.csv"
-    src.write_text('id,body,stars,category\n1,"Great, would buy",5,pos\n2,"Broke\nafter a day",1,neg\n3,,3,neu\n4,ok,4\n',
-                   encoding="utf-8")
+    src.write_text(
+        'id,body,stars,category\n1,"Great, would buy",5,pos\n2,"Broke\nafter a day",1,neg\n3,,3,neu\n4,ok,4\n',
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
     report = ingest([src], out, column_map={"text": "body", "label": "category"}, progress=False)
     assert report.schema == "text/label"
-    assert lines(out) == [{"text": "Great, would buy", "label": "pos", "id": "1"},
-                          {"text": "Broke\nafter a day", "label": "neg", "id": "2"}]
+    assert lines(out) == [
+        {"text": "Great, would buy", "label": "pos", "id": "1"},
+        {"text": "Broke\nafter a day", "label": "neg", "id": "2"},
+    ]
     assert report.invalid == [(f"{src}:5", "'text' is empty"), (f"{src}:6", "fewer values than header columns")]
     with pytest.raises(InkwellError, match="no column"):
         ingest([src], out, column_map={"text": "review"}, progress=False)

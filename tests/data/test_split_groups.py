@@ -10,8 +10,10 @@ from inkwell.cli import main
 from inkwell.data.dedup import shingles
 from inkwell.data.split import split_file
 
-WORDS = ("river mountain lantern copper meadow violin harbor pepper saddle glacier orchard thunder marble "
-         "falcon biscuit canyon velvet quartz ember willow tunnel garlic pebble hazel cobalt").split()
+WORDS = (
+    "river mountain lantern copper meadow violin harbor pepper saddle glacier orchard thunder marble "
+    "falcon biscuit canyon velvet quartz ember willow tunnel garlic pebble hazel cobalt"
+).split()
 
 
 def make_rows(seed=0, base=60, dup_every=4):
@@ -52,7 +54,7 @@ def test_near_duplicates_never_cross_splits(tmp_path):
             assert where[r["id"]] == where[r["id"][:-4]]
     # brute force: any two rows at or above the threshold are in the same split
     for i, a in enumerate(rows):
-        for b in rows[i + 1:]:
+        for b in rows[i + 1 :]:
             if jaccard(a["text"], b["text"]) >= 0.7:
                 assert where[a["id"]] == where[b["id"]]
     counts = Counter(where.values())
@@ -71,7 +73,7 @@ def test_same_seed_same_split_and_stratified_labels(tmp_path, capsys):
         assert (tmp_path / "a" / f"{name}.jsonl").read_text() == (tmp_path / "b" / f"{name}.jsonl").read_text()
     counts = report["counts"]
     assert sum(counts.values()) == 90 and 8 <= counts["val"] <= 10 and 8 <= counts["test"] <= 10
-    for name, per_label in report["labels"].items():  # 30 rows of each label, split about 24/3/3 per label
+    for _name, per_label in report["labels"].items():  # 30 rows of each label, split about 24/3/3 per label
         assert max(per_label.values()) - min(per_label.values()) <= 1
     main(["data", "split", str(src), "--out-dir", str(tmp_path / "c"), "--seed", "6", "--json", "--no-progress"])
     other = json.loads(capsys.readouterr().out)
@@ -82,8 +84,14 @@ def test_same_seed_same_split_and_stratified_labels(tmp_path, capsys):
 def test_augmented_rows_follow_their_source_and_stay_out_of_eval(tmp_path):
     from inkwell.data.augment import mark, source_key
 
-    rows = [{"text": f"sentence number {i} about {WORDS[i % len(WORDS)]} and {WORDS[(i * 7) % len(WORDS)]}"} for i in range(40)]
-    augmented = [mark({"text": f"totally different words {i}"}, "paraphrase", source_key(r, "text"), 0) for i, r in enumerate(rows)]
+    rows = [
+        {"text": f"sentence number {i} about {WORDS[i % len(WORDS)]} and {WORDS[(i * 7) % len(WORDS)]}"}
+        for i in range(40)
+    ]
+    augmented = [
+        mark({"text": f"totally different words {i}"}, "paraphrase", source_key(r, "text"), 0)
+        for i, r in enumerate(rows)
+    ]
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in augmented[:20] + rows + augmented[20:]), encoding="utf-8")
     report = split_file(src, tmp_path / "out", seed=1, near_dup_threshold=None, progress=False)

@@ -18,8 +18,15 @@ def test_stats_counts_everything(tmp_path, capsys):
         {"text": "Call me at 13812345678 or mail a@b.com", "label": "contact"},
         {"text": "Call me at 13812345678 or mail a@b.com", "label": "contact"},  # exact duplicate
         {"text": "The quick brown fox jumps over the lazy dog near the river bank.", "label": "animal"},
-        {"text": "The quick brown fox leaps over the lazy dog near the river bank!", "label": "animal"},  # near duplicate
-        {"text": "床前明月光，疑是地上霜。举头望明月，低头思故乡。", "label": "poem", "augmented": {"method": "synonym"}},
+        {
+            "text": "The quick brown fox leaps over the lazy dog near the river bank!",
+            "label": "animal",
+        },  # near duplicate
+        {
+            "text": "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+            "label": "poem",
+            "augmented": {"method": "synonym"},
+        },
     ]
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "oops\n", encoding="utf-8")
@@ -52,12 +59,19 @@ def test_fortune_parsing_strips_ansi_and_overstrikes(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "song100").write_text(
         "\x1b[32m题目:《塞上》\x1b[m\n\x1b[33m作者:柳开\x1b[m\n鸣骹直上一千尺，天静无风声更干。\n%\n"
-        "\x1b[32m题目:《无题》\x1b[m\n第二首。\n%\n", encoding="utf-8")
+        "\x1b[32m题目:《无题》\x1b[m\n第二首。\n%\n",
+        encoding="utf-8",
+    )
     (folder / "wisdom").write_text("A _\bbold move.\n\t\t-- Someone\n%\n\n%\nSecond.\n", encoding="utf-8")
     monkeypatch.setenv("INKWELL_FORTUNES_DIR", str(folder))
     monkeypatch.setattr(sample_mod, "FORTUNE_DIRS", ())
     assert list(sample_rows("song100")) == [
-        {"text": "鸣骹直上一千尺，天静无风声更干。", "title": "《塞上》", "author": "柳开", "source": "fortunes-zh/song100"},
+        {
+            "text": "鸣骹直上一千尺，天静无风声更干。",
+            "title": "《塞上》",
+            "author": "柳开",
+            "source": "fortunes-zh/song100",
+        },
         {"text": "第二首。", "title": "《无题》", "source": "fortunes-zh/song100"},
     ]
     assert list(read_fortunes(folder / "wisdom")) == ["A bold move.\n\t\t-- Someone", "Second."]
@@ -77,7 +91,9 @@ def installed(name: str):
         pytest.skip(f"'{name}' is not installed; install with apt-get install {sample_mod.SAMPLES[name].package}")
 
 
-@pytest.mark.parametrize("name, minimum, lang", [("fortunes", 10_000, "en"), ("song100", 90, "zh"), ("chinese", 5_000, "zh")])
+@pytest.mark.parametrize(
+    "name, minimum, lang", [("fortunes", 10_000, "en"), ("song100", 90, "zh"), ("chinese", 5_000, "zh")]
+)
 def test_sample_real_debian_data(tmp_path, capsys, name, minimum, lang):
     installed(name)
     out = tmp_path / f"{name}.jsonl"

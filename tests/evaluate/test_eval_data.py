@@ -17,7 +17,12 @@ def test_system_specs(tmp_path):
     shots = tmp_path / "shots.jsonl"
     shots.write_text('{"prompt": "a", "output": "b"}\n')
     spec = parse_system(f"tuned=smollm2-135m-instruct:{adapter}@{shots}")
-    assert (spec.name, spec.model, spec.adapter, spec.shots) == ("tuned", "smollm2-135m-instruct", str(adapter), str(shots))
+    assert (spec.name, spec.model, spec.adapter, spec.shots) == (
+        "tuned",
+        "smollm2-135m-instruct",
+        str(adapter),
+        str(shots),
+    )
     assert parse_system("base=smollm2-135m-instruct").adapter is None
     assert parse_system(f"d=@{shots}").model is None  # the default model with shots
     odd = tmp_path / "model:v2"  # a ':' inside a path is not an adapter separator
@@ -37,10 +42,16 @@ def test_system_specs(tmp_path):
 
 def test_eval_rows(tmp_path):
     data = tmp_path / "rows.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in [
-        {"id": 7, "product": "mug", "extra": 1, "gold": "A mug.", "keywords": "mug, cup"},
-        {"fields": {"product": "cup"}, "gold": {"label": "x"}},
-    ]) + "\n")
+    data.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": 7, "product": "mug", "extra": 1, "gold": "A mug.", "keywords": "mug, cup"},
+                {"fields": {"product": "cup"}, "gold": {"label": "x"}},
+            ]
+        )
+        + "\n"
+    )
     rows = read_eval_rows(data, ref_field="gold", template_fields=["product", "tone"])
     assert rows[0].id == "7" and rows[0].fields == {"product": "mug"} and rows[0].keywords == ["mug", "cup"]
     assert rows[1].id == "2" and rows[1].fields == {"product": "cup"} and rows[1].reference == '{"label": "x"}'

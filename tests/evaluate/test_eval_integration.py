@@ -26,7 +26,9 @@ def _quotes() -> list[str]:
     text = FORTUNES.read_text(encoding="utf-8", errors="replace")
     quotes = []
     for block in text.split("\n%\n"):
-        quote = " ".join(line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith("--"))
+        quote = " ".join(
+            line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith("--")
+        )
         words = quote.split()
         if 8 <= len(words) <= 24 and quote.isascii():
             quotes.append(quote)
@@ -38,7 +40,13 @@ def _rows(quotes: list[str]) -> list[dict]:
     for i, quote in enumerate(quotes):
         words = quote.split()
         half = len(words) // 2
-        rows.append({"id": f"q{i}", "prompt": f"Complete the saying: {' '.join(words[:half])}", "reference": " ".join(words[half:])})
+        rows.append(
+            {
+                "id": f"q{i}",
+                "prompt": f"Complete the saying: {' '.join(words[:half])}",
+                "reference": " ".join(words[half:]),
+            }
+        )
     return rows
 
 
@@ -62,9 +70,15 @@ def _train_lora(folder: Path, base: Path, rows: list[dict], steps: int = 30) -> 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["reference"]}],
-                                           tokenize=False) for r in rows]
+    model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["reference"]}], tokenize=False
+        )
+        for r in rows
+    ]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     rng = random.Random(0)
     losses = []
@@ -102,9 +116,30 @@ def test_few_shot_base_vs_lora_adapter_differ_in_the_report(tmp_path, capsys):
     _train_lora(adapter, base_folder, train)
 
     out = tmp_path / "eval"
-    main(["eval", "--data", str(data), "--system", f"fewshot={MODEL}@{shots}", "--system", f"lora={MODEL}:{adapter}",
-          "--out", str(out), "--metrics", "bleu,chrf,rouge,perplexity,length,memorisation", "--corpus", str(corpus),
-          "--max-new-tokens", "24", "--device", "cpu", "--bootstrap", "300", "--json"])
+    main(
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--system",
+            f"fewshot={MODEL}@{shots}",
+            "--system",
+            f"lora={MODEL}:{adapter}",
+            "--out",
+            str(out),
+            "--metrics",
+            "bleu,chrf,rouge,perplexity,length,memorisation",
+            "--corpus",
+            str(corpus),
+            "--max-new-tokens",
+            "24",
+            "--device",
+            "cpu",
+            "--bootstrap",
+            "300",
+            "--json",
+        ]
+    )
     report = json.loads((out / "report.json").read_text())
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
     assert (out / "plots" / "loss-lora.png").is_file()

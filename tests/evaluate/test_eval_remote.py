@@ -14,8 +14,13 @@ from serve_helpers import API_KEY, build_lora, start_server  # noqa: E402
 
 from inkwell.cli import main  # noqa: E402
 
-PROMPTS = ["Write a tweet about organic green tea.", "Describe a bamboo water bottle.", "Name three poems.",
-           "Summarise: the shop opens at nine.", "Say hello to a new customer."]
+PROMPTS = [
+    "Write a tweet about organic green tea.",
+    "Describe a bamboo water bottle.",
+    "Name three poems.",
+    "Summarise: the shop opens at nine.",
+    "Say hello to a new customer.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +30,13 @@ def adapter(tiny_chat_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tiny_chat_model, adapter, tmp_path_factory):
-    live = start_server(tiny_chat_model, tmp_path_factory.mktemp("eval-serve"), adapters={"alpha": str(adapter)},
-                        api_keys=[API_KEY], max_concurrency=8)
+    live = start_server(
+        tiny_chat_model,
+        tmp_path_factory.mktemp("eval-serve"),
+        adapters={"alpha": str(adapter)},
+        api_keys=[API_KEY],
+        max_concurrency=8,
+    )
     yield live
     live.stop()
 
@@ -34,8 +44,9 @@ def server(tiny_chat_model, adapter, tmp_path_factory):
 @pytest.fixture
 def data(tmp_path) -> Path:
     path = tmp_path / "rows.jsonl"
-    path.write_text("".join(json.dumps({"id": f"r{i}", "prompt": p, "reference": p.lower()}) + "\n"
-                            for i, p in enumerate(PROMPTS)))
+    path.write_text(
+        "".join(json.dumps({"id": f"r{i}", "prompt": p, "reference": p.lower()}) + "\n" for i, p in enumerate(PROMPTS))
+    )
     return path
 
 
@@ -44,17 +55,48 @@ COMMON = ["--metrics", "chrf,length,perplexity", "--bootstrap", "0", "--max-new-
 
 def _outputs(out: Path) -> dict[str, dict[str, str]]:
     report = json.loads((out / "report.json").read_text())
-    return {name: {ex["id"]: ex["outputs"][name]["text"] for ex in report["examples"]}
-            for name in (s["name"] for s in report["systems"])}
+    return {
+        name: {ex["id"]: ex["outputs"][name]["text"] for ex in report["examples"]}
+        for name in (s["name"] for s in report["systems"])
+    }
 
 
 def test_remote_eval_matches_local_eval(server, tiny_chat_model, adapter, data, tmp_path, capsys):
     local_out, remote_out = tmp_path / "local", tmp_path / "remote"
-    main(["eval", "--data", str(data), "--out", str(local_out), *COMMON, "--dtype", "fp32", "--device", "cpu",
-          "--system", f"base={tiny_chat_model}", "--system", f"tuned={tiny_chat_model}:{adapter}"])
+    main(
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--out",
+            str(local_out),
+            *COMMON,
+            "--dtype",
+            "fp32",
+            "--device",
+            "cpu",
+            "--system",
+            f"base={tiny_chat_model}",
+            "--system",
+            f"tuned={tiny_chat_model}:{adapter}",
+        ]
+    )
     remote = ["--backend", "openai", "--base-url", server.url, "--api-key", API_KEY]
-    main(["eval", "--data", str(data), "--out", str(remote_out), *COMMON, *remote,
-          "--system", "base=tiny-chat", "--system", "tuned=alpha"])
+    main(
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--out",
+            str(remote_out),
+            *COMMON,
+            *remote,
+            "--system",
+            "base=tiny-chat",
+            "--system",
+            "tuned=alpha",
+        ]
+    )
     capsys.readouterr()
 
     local, remote_texts = _outputs(local_out), _outputs(remote_out)
@@ -74,21 +116,52 @@ def test_remote_eval_matches_local_eval(server, tiny_chat_model, adapter, data, 
         assert report["scores"]["tuned"][metric]["value"] == local_report["scores"]["tuned"][metric]["value"]
 
     # the cache: a re-run (same server, URL spelled with /v1/) generates nothing ...
-    main(["eval", "--data", str(data), "--out", str(remote_out), *COMMON, "--backend", "openai",
-          "--base-url", server.url + "/v1/", "--api-key", API_KEY, "--system", "base=tiny-chat", "--system", "tuned=alpha"])
+    main(
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--out",
+            str(remote_out),
+            *COMMON,
+            "--backend",
+            "openai",
+            "--base-url",
+            server.url + "/v1/",
+            "--api-key",
+            API_KEY,
+            "--system",
+            "base=tiny-chat",
+            "--system",
+            "tuned=alpha",
+        ]
+    )
     again = json.loads((remote_out / "report.json").read_text())
     assert [(s["generated"], s["cached"]) for s in again["systems"]] == [(0, len(PROMPTS))] * 2
     assert _outputs(remote_out) == remote_texts
     # ... and its keys differ from the local run's for the same rows (base_url + model name are in the key)
     keys = {json.loads(line)["key"] for line in (remote_out / "generations" / "base.jsonl").read_text().splitlines()}
-    local_keys = {json.loads(line)["key"] for line in (local_out / "generations" / "base.jsonl").read_text().splitlines()}
+    local_keys = {
+        json.loads(line)["key"] for line in (local_out / "generations" / "base.jsonl").read_text().splitlines()
+    }
     assert keys and not keys & local_keys
 
 
 def test_remote_eval_errors(server, tiny_chat_model, adapter, data, tmp_path, capsys):
     remote = ["--backend", "openai", "--base-url", server.url, "--api-key", API_KEY, *COMMON]
     with pytest.raises(SystemExit) as info:  # a local adapter folder cannot be sent to a server
-        main(["eval", "--data", str(data), "--out", str(tmp_path / "a"), *remote, "--system", f"tuned=tiny-chat:{adapter}"])
+        main(
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "a"),
+                *remote,
+                "--system",
+                f"tuned=tiny-chat:{adapter}",
+            ]
+        )
     err = capsys.readouterr().err
     assert info.value.code == 2 and "local folder" in err and "exposes the adapter as a model" in err
     with pytest.raises(SystemExit) as info:  # a model the server does not have: the server's list in the error
@@ -96,5 +169,17 @@ def test_remote_eval_errors(server, tiny_chat_model, adapter, data, tmp_path, ca
     err = capsys.readouterr().err
     assert info.value.code == 2 and "system 'x'" in err and "no model 'gpt-9'" in err and "alpha" in err
     with pytest.raises(SystemExit) as info:
-        main(["eval", "--data", str(data), "--out", str(tmp_path / "c"), "--backend", "openai", "--system", "x=tiny-chat"])
+        main(
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "c"),
+                "--backend",
+                "openai",
+                "--system",
+                "x=tiny-chat",
+            ]
+        )
     assert info.value.code == 2 and "--base-url" in capsys.readouterr().err

@@ -11,14 +11,18 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 
 from inkwell.cli import main
 from inkwell.evaluate.report import fmt_cell
-from cli_helpers import run
 
 FAST = ["--dtype", "fp32", "--device", "cpu", "--max-new-tokens", "8", "--bootstrap", "200"]
 ROWS = [
-    {"id": "a", "prompt": "Write a product description for a bamboo water bottle.", "reference": "A light bamboo water bottle for every day."},
+    {
+        "id": "a",
+        "prompt": "Write a product description for a bamboo water bottle.",
+        "reference": "A light bamboo water bottle for every day.",
+    },
     {"id": "b", "prompt": "The quick brown fox", "reference": "jumps over the lazy dog."},
     {"id": "c", "prompt": "Inkwell writes content", "reference": "ads, emails, reviews and travel guides."},
     {"id": "d", "prompt": "Poems, stories, headlines", "reference": "and news articles."},
@@ -30,20 +34,36 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-
-
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, tiny_chat_model, tiny_base_model):
     """One eval of two systems (chat model, base model), shared by the report tests."""
     root = tmp_path_factory.mktemp("eval")
     data = write_jsonl(root / "test.jsonl", ROWS)
-    corpus = write_jsonl(root / "corpus.jsonl", [{"text": "The quick brown fox jumps over the lazy dog. Inkwell writes content."}])
+    corpus = write_jsonl(
+        root / "corpus.jsonl", [{"text": "The quick brown fox jumps over the lazy dog. Inkwell writes content."}]
+    )
     out = root / "out"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INKWELL_HOME", str(root / "home"))
-        main(["eval", "--data", str(data), "--system", f"sysalpha={tiny_chat_model}", "--system", f"sysbeta={tiny_base_model}",
-              "--out", str(out), "--metrics", "bleu,chrf,rouge,perplexity,length,distinct,self_bleu,repetition,memorisation",
-              "--corpus", str(corpus), "--json", *FAST])
+        main(
+            [
+                "eval",
+                "--data",
+                str(data),
+                "--system",
+                f"sysalpha={tiny_chat_model}",
+                "--system",
+                f"sysbeta={tiny_base_model}",
+                "--out",
+                str(out),
+                "--metrics",
+                "bleu,chrf,rouge,perplexity,length,distinct,self_bleu,repetition,memorisation",
+                "--corpus",
+                str(corpus),
+                "--json",
+                *FAST,
+            ]
+        )
     return out
 
 
@@ -164,13 +184,29 @@ def test_rerun_uses_the_cache_and_resumes_after_an_interruption(tmp_path, capsys
 
 
 def test_template_rows_with_shots(tmp_path, capsys, tiny_chat_model):
-    rows = [{"id": i, "product": p, "features": "light, sturdy", "reference": f"A fine {p}.", "keywords": p.split()[:1]}
-            for i, p in enumerate(["bamboo bottle", "linen apron", "wool socks"])]
+    rows = [
+        {"id": i, "product": p, "features": "light, sturdy", "reference": f"A fine {p}.", "keywords": p.split()[:1]}
+        for i, p in enumerate(["bamboo bottle", "linen apron", "wool socks"])
+    ]
     data = write_jsonl(tmp_path / "test.jsonl", rows)
     shots = write_jsonl(tmp_path / "shots.jsonl", [{"product": "mug", "output": "A sturdy mug."}])
     out = tmp_path / "out"
-    summary = json.loads(run(capsys, [*eval_argv(data, out, f"fewshot={tiny_chat_model}@{shots}", f"zeroshot={tiny_chat_model}",
-                                                 metrics="bleu,keywords"), "--template", "product-description"]).out)
+    summary = json.loads(
+        run(
+            capsys,
+            [
+                *eval_argv(
+                    data,
+                    out,
+                    f"fewshot={tiny_chat_model}@{shots}",
+                    f"zeroshot={tiny_chat_model}",
+                    metrics="bleu,keywords",
+                ),
+                "--template",
+                "product-description",
+            ],
+        ).out
+    )
     assert summary["systems"]["fewshot"]["generated"] == 3 and summary["systems"]["zeroshot"]["failed"] == 0
     report = json.loads((out / "report.json").read_text())
     assert report["template"] == "product-description"
@@ -180,8 +216,10 @@ def test_template_rows_with_shots(tmp_path, capsys, tiny_chat_model):
 def test_training_run_gets_a_loss_curve(tmp_path, capsys, tiny_chat_model):
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_chat_model, run_dir)
-    write_jsonl(run_dir / "metrics.jsonl", [{"step": s, "loss": 3.0 / s, **({"val_loss": 3.2 / s} if s % 2 == 0 else {})}
-                                           for s in range(1, 9)])
+    write_jsonl(
+        run_dir / "metrics.jsonl",
+        [{"step": s, "loss": 3.0 / s, **({"val_loss": 3.2 / s} if s % 2 == 0 else {})} for s in range(1, 9)],
+    )
     data = write_jsonl(tmp_path / "test.jsonl", ROWS[:2])
     out = tmp_path / "out"
     run(capsys, eval_argv(data, out, f"tuned={run_dir}"))
@@ -245,7 +283,9 @@ def test_rate_collects_blind_ratings_into_the_store_and_the_report(tmp_path, cap
     for system, summary in report["ratings"].items():
         expected = [r["rating"] for r in ratings if r["system"] == system]
         assert summary["mean"] == pytest.approx(sum(expected) / len(expected))
-    assert "human_rating" in (folder / "report.md").read_text() and "human_rating" in (folder / "report.html").read_text()
+    assert (
+        "human_rating" in (folder / "report.md").read_text() and "human_rating" in (folder / "report.html").read_text()
+    )
 
     # the same rater is not asked again about what they rated; end of input stops cleanly
     monkeypatch.setattr("sys.stdin", io.StringIO(""))

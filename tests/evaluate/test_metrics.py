@@ -69,7 +69,10 @@ def test_zh_bleu_uses_the_zh_tokenizer():
 
 def test_rouge_equals_rouge_score_on_english():
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
-    expected = {k: np.mean([scorer.score(r, p)[k].fmeasure for p, r in zip(PREDS, REFS)]) for k in ("rouge1", "rouge2", "rougeL")}
+    expected = {
+        k: np.mean([scorer.score(r, p)[k].fmeasure for p, r in zip(PREDS, REFS)])
+        for k in ("rouge1", "rouge2", "rougeL")
+    }
     got = M.rouge(PREDS, REFS)
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12)
@@ -123,7 +126,7 @@ def test_keyword_coverage_and_json_validity():
     assert M.json_validity('{"title": "x"}', schema) == (True, True)
     assert M.json_validity('Sure! ```json\n{"name": 1}\n```', schema) == (True, False)
     assert M.json_validity("not json", schema) == (False, False)
-    assert M.json_validity('[1, 2]') == (True, None)
+    assert M.json_validity("[1, 2]") == (True, None)
     ctx = M.MetricContext(schema=schema, keywords=[["title"], ["x", "y"]])
     got = scores_by_name(["json", "keywords"], ['{"title": "x"}', "x"], ["", ""], ctx)
     assert got["json_valid"].value == 0.5 and got["schema_valid"].value == 0.5
@@ -140,11 +143,16 @@ def test_classification_matches_scikit_learn():
     report = M.classification_report(preds, refs)
     y_pred = ["positive", "negative", "positive", "(other)", "neutral", "positive"]
     assert report["y_pred"] == y_pred
-    p, r, f, _ = precision_recall_fscore_support(refs, y_pred, labels=sorted(set(refs)), average="macro", zero_division=0)
+    p, r, f, _ = precision_recall_fscore_support(
+        refs, y_pred, labels=sorted(set(refs)), average="macro", zero_division=0
+    )
     assert (report["precision"], report["recall"], report["f1"]) == pytest.approx((p, r, f))
     assert report["accuracy"] == pytest.approx(3 / 6)
     labels = sorted(set(refs))
-    assert report["confusion_matrix"] == confusion_matrix(refs, y_pred, labels=labels + ["(other)"])[: len(labels)].tolist()
+    assert (
+        report["confusion_matrix"]
+        == confusion_matrix(refs, y_pred, labels=labels + ["(other)"])[: len(labels)].tolist()
+    )
     got = scores_by_name(["classification"], preds, refs)
     for name in ("accuracy", "precision", "recall", "f1"):  # the bootstrap reduce agrees with scikit-learn
         score = got[name]
@@ -189,7 +197,10 @@ def test_memorisation_finds_a_planted_span_and_nothing_in_unrelated_text():
     planted = "Once upon a time the lighthouse keeper climbed the spiral stairs every evening to light it."
     unrelated = "Quarterly revenue grew because customers preferred subscription pricing over licences."
     spans = index.longest_spans([planted, unrelated, "", "我想起床前明月光，疑是地上霜。"])
-    assert spans[0].length == 11 and spans[0].text == "the lighthouse keeper climbed the spiral stairs every evening to light"
+    assert (
+        spans[0].length == 11
+        and spans[0].text == "the lighthouse keeper climbed the spiral stairs every evening to light"
+    )
     assert spans[1].length <= 1  # at most a shared common word
     assert spans[2].length == 0
     assert spans[3].length == 10 and spans[3].text == "床前明月光疑是地上霜"
@@ -272,6 +283,8 @@ def test_perplexity_equals_exp_mean_nll_on_a_tiny_model(tiny_base_engine):
 def test_semantic_similarity_ranks_a_paraphrase_above_unrelated_text():
     from inkwell.evaluate.semantic import similarity
 
-    close, far = similarity(["A man is playing a guitar.", "The stock market fell sharply today."],
-                            ["Someone plays the guitar.", "Someone plays the guitar."])
+    close, far = similarity(
+        ["A man is playing a guitar.", "The stock market fell sharply today."],
+        ["Someone plays the guitar.", "Someone plays the guitar."],
+    )
     assert close > 0.6 and far < 0.3 and close > far

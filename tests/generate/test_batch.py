@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from inkwell.generate.contract import Capabilities
 from inkwell.errors import InkwellError
 from inkwell.generate.batch import read_rows, run_batch
+from inkwell.generate.contract import Capabilities
 from inkwell.generate.engine import Engine, GenerationResult
 from inkwell.prompts.template import load_template_file
 
@@ -74,7 +74,9 @@ def read_out(path: Path) -> list[dict]:
 
 def test_read_rows_jsonl_ids_and_line_numbers(tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_text('{"id": "a", "product": "pen"}\n\n{"product": "cup"}\n{bad json\n[1, 2]\n{"id": 7, "fields": {"product": "mug"}}\n')
+    path.write_text(
+        '{"id": "a", "product": "pen"}\n\n{"product": "cup"}\n{bad json\n[1, 2]\n{"id": 7, "fields": {"product": "mug"}}\n'
+    )
     rows = list(read_rows(path))
     assert [(r.line, r.id) for r in rows] == [(1, "a"), (3, "3"), (4, "4"), (5, "5"), (6, "7")]
     assert rows[0].fields == {"product": "pen"} and rows[0].error is None
@@ -109,11 +111,14 @@ def test_read_rows_errors(tmp_path):
 
 
 def test_jsonl_batch_writes_one_line_per_row_keyed_by_id(tmp_path, template):
-    src = write_jsonl(tmp_path / "in.jsonl", [
-        {"id": "a", "product": "pen"},
-        {"product": "cup", "tone": "dry"},  # no id: keyed by its line number
-        {"id": "c", "fields": {"product": "mug"}},
-    ])
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a", "product": "pen"},
+            {"product": "cup", "tone": "dry"},  # no id: keyed by its line number
+            {"id": "c", "fields": {"product": "mug"}},
+        ],
+    )
     out = tmp_path / "out.jsonl"
     report = run_batch(EchoEngine(), template, src, out, progress=False)
     records = read_out(out)
@@ -141,17 +146,22 @@ def test_csv_batch(tmp_path, template):
 
 
 def test_bad_rows_are_reported_by_line_and_skipped(tmp_path, template):
-    src = write_jsonl(tmp_path / "in.jsonl", [
-        {"id": "a", "product": "pen"},
-        '{"id": "b", "product": ',  # malformed JSON on line 2
-        {"id": "c", "tone": "dry"},  # line 3: required field 'product' missing
-        {"id": "d", "product": "mug", "colour": "red"},  # line 4: unknown field
-        {"id": "a", "product": "duplicate"},  # line 5: duplicate id
-        {"id": "f", "product": "cup"},
-    ])
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a", "product": "pen"},
+            '{"id": "b", "product": ',  # malformed JSON on line 2
+            {"id": "c", "tone": "dry"},  # line 3: required field 'product' missing
+            {"id": "d", "product": "mug", "colour": "red"},  # line 4: unknown field
+            {"id": "a", "product": "duplicate"},  # line 5: duplicate id
+            {"id": "f", "product": "cup"},
+        ],
+    )
     out = tmp_path / "out.jsonl"
     errors = []
-    report = run_batch(EchoEngine(), template, src, out, progress=False, on_error=lambda row, why: errors.append((row.line, why)))
+    report = run_batch(
+        EchoEngine(), template, src, out, progress=False, on_error=lambda row, why: errors.append((row.line, why))
+    )
     assert [r["id"] for r in read_out(out)] == ["a", "f"]
     failed = {line: (row_id, reason) for line, row_id, reason in report.failed}
     assert set(failed) == {2, 3, 4, 5}
@@ -166,7 +176,9 @@ def test_bad_rows_are_reported_by_line_and_skipped(tmp_path, template):
 def test_n_versions_per_row(tmp_path, template):
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "product": "pen"}, {"id": "b", "product": "cup"}])
     out = tmp_path / "out.jsonl"
-    report = run_batch(EchoEngine(), template, src, out, progress=False, overrides={"num_return_sequences": 2, "temperature": 0.7})
+    report = run_batch(
+        EchoEngine(), template, src, out, progress=False, overrides={"num_return_sequences": 2, "temperature": 0.7}
+    )
     records = read_out(out)
     assert [(r["id"], r["sample"]) for r in records] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
     assert report.written == 2
@@ -317,8 +329,10 @@ def test_structured_batch_writes_data_and_reports_invalid_rows(tmp_path):
     path = tmp_path / "tiny-json.yaml"
     path.write_text(QUIZ_YAML, encoding="utf-8")
     template = load_template_file(path)
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "topic": "good one"}, {"id": "2", "topic": "bad one"},
-                                              {"id": "3", "topic": "good two"}])
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"id": "1", "topic": "good one"}, {"id": "2", "topic": "bad one"}, {"id": "3", "topic": "good two"}],
+    )
     out = tmp_path / "out.jsonl"
     report = run_batch(JsonEngine(batch_size=3), template, src, out, progress=False)
     records = read_out(out)
@@ -408,7 +422,9 @@ def test_scheduled_batch_interruption_resume_and_output_equal_the_engine(tmp_pat
     from inkwell.generate.scheduler import ScheduledEngine, Scheduler
 
     ids = [f"k{i}" for i in range(7)]
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "product": "thing " * (1 + n % 4) + i} for n, i in enumerate(ids)])
+    src = write_jsonl(
+        tmp_path / "in.jsonl", [{"id": i, "product": "thing " * (1 + n % 4) + i} for n, i in enumerate(ids)]
+    )
     out = tmp_path / "out.jsonl"
     sched = Scheduler(Engine(tiny_engine.loaded, batch_size=2), step_tokens=16).start()
     try:
@@ -429,8 +445,15 @@ def test_scheduled_batch_interruption_resume_and_output_equal_the_engine(tmp_pat
 
 
 def test_screen_hooks_redact_and_block_inputs_and_outputs(tmp_path, template):
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "product": "pen"}, {"id": "b", "product": "BAD input"},
-                                              {"id": "c", "product": "cup secret"}, {"id": "d", "product": "mug"}])
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a", "product": "pen"},
+            {"id": "b", "product": "BAD input"},
+            {"id": "c", "product": "cup secret"},
+            {"id": "d", "product": "mug"},
+        ],
+    )
     out = tmp_path / "out.jsonl"
 
     def screen_input(row):
@@ -444,12 +467,23 @@ def test_screen_hooks_redact_and_block_inputs_and_outputs(tmp_path, template):
         return {**record, "text": record["text"].upper()}
 
     logged, errors = [], []
-    report = run_batch(EchoEngine(), template, src, out, progress=False, screen_input=screen_input,
-                       screen_output=screen_output, on_result=lambda row, item, _: logged.append((row.id, item.text)),
-                       on_error=lambda row, reason: errors.append((row.id, reason)))
+    report = run_batch(
+        EchoEngine(),
+        template,
+        src,
+        out,
+        progress=False,
+        screen_input=screen_input,
+        screen_output=screen_output,
+        on_result=lambda row, item, _: logged.append((row.id, item.text)),
+        on_error=lambda row, reason: errors.append((row.id, reason)),
+    )
     records = {r["id"]: r for r in read_out(out)}
     assert sorted(records) == ["a", "c", "d"]  # the blocked input never ran; the blocked output is a record
-    assert records["c"]["text"] == "BLURB: DESCRIBE CUP [X] IN A FRIENDLY TONE." and records["c"]["fields"]["product"] == "cup [X]"
+    assert (
+        records["c"]["text"] == "BLURB: DESCRIBE CUP [X] IN A FRIENDLY TONE."
+        and records["c"]["fields"]["product"] == "cup [X]"
+    )
     assert "text" not in records["d"] and "mugs" in records["d"]["error"]
     assert errors == [("b", "input blocked (category: bad)")]
     assert [row_id for row_id, _ in logged] == ["a", "c"] and logged[1][1].startswith("BLURB")  # what was written
@@ -457,5 +491,11 @@ def test_screen_hooks_redact_and_block_inputs_and_outputs(tmp_path, template):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl", "tiny-blurb.yaml"]  # no scratch copy
 
     with pytest.raises(InkwellError, match="every row"):
-        run_batch(EchoEngine(), template, src, tmp_path / "none.jsonl", progress=False,
-                  screen_input=lambda row: (_ for _ in ()).throw(InkwellError("blocked")))
+        run_batch(
+            EchoEngine(),
+            template,
+            src,
+            tmp_path / "none.jsonl",
+            progress=False,
+            screen_input=lambda row: (_ for _ in ()).throw(InkwellError("blocked")),
+        )

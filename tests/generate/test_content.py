@@ -91,8 +91,18 @@ class FakeEngine:
                 text = self.outputs.pop(0)
                 if on_delta:
                     on_delta(len(results), text)
-                results.append(GenerationResult(text, self.count_tokens(prompt), len(text.split()), "stop", 0.01,
-                                                p_index, s_index, settings.seed))
+                results.append(
+                    GenerationResult(
+                        text,
+                        self.count_tokens(prompt),
+                        len(text.split()),
+                        "stop",
+                        0.01,
+                        p_index,
+                        s_index,
+                        settings.seed,
+                    )
+                )
         return results
 
 

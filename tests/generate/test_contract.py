@@ -51,19 +51,35 @@ def test_the_scheduler_front_is_concurrent_and_cancellable(tiny_chat_model):
 def test_capabilities_default_to_the_least_any_engine_offers():
     caps = Capabilities()
     assert caps.streaming and caps.local
-    assert not any([caps.continuous_batching, caps.concurrent, caps.scoring, caps.beams, caps.adapters,
-                    caps.cancellable])
-    assert set(caps.to_dict()) == {"streaming", "continuous_batching", "concurrent", "scoring", "beams", "adapters",
-                                   "cancellable", "local"}
+    assert not any(
+        [caps.continuous_batching, caps.concurrent, caps.scoring, caps.beams, caps.adapters, caps.cancellable]
+    )
+    assert set(caps.to_dict()) == {
+        "streaming",
+        "continuous_batching",
+        "concurrent",
+        "scoring",
+        "beams",
+        "adapters",
+        "cancellable",
+        "local",
+    }
 
 
-@pytest.mark.parametrize("spec, field, message", [
-    (EngineSpec(backend="tensorrt"), "engine", "unknown engine"),
-    (EngineSpec(workload="training"), "workload", "unknown workload"),
-    (EngineSpec(batch_size=0), "batch_size", "invalid batch size"),
-    (EngineSpec(backend="remote"), "base-url", "needs --base-url"),
-    (EngineSpec(backend="remote", base_url="http://127.0.0.1:9/v1", adapter="runs/x"), "adapter", "local models only"),
-])
+@pytest.mark.parametrize(
+    "spec, field, message",
+    [
+        (EngineSpec(backend="tensorrt"), "engine", "unknown engine"),
+        (EngineSpec(workload="training"), "workload", "unknown workload"),
+        (EngineSpec(batch_size=0), "batch_size", "invalid batch size"),
+        (EngineSpec(backend="remote"), "base-url", "needs --base-url"),
+        (
+            EngineSpec(backend="remote", base_url="http://127.0.0.1:9/v1", adapter="runs/x"),
+            "adapter",
+            "local models only",
+        ),
+    ],
+)
 def test_a_bad_spec_names_the_field(spec, field, message):
     with pytest.raises(InkwellError, match=message) as info:
         open_engine(spec)
@@ -84,8 +100,10 @@ def test_a_gpu_or_an_explicit_dtype_gets_the_torch_engine_under_auto(tiny_chat_m
     assert bf16.loaded.dtype == "bf16"
 
 
-PROBES = re.compile(r"type\(engine\)|hasattr\(\s*(self\.)?engine|getattr\(\s*(self\.)?engine\b|"
-                    r"getattr\(\s*model\s*,\s*\"window_logits\"")
+PROBES = re.compile(
+    r"type\(engine\)|hasattr\(\s*(self\.)?engine|getattr\(\s*(self\.)?engine\b|"
+    r"getattr\(\s*model\s*,\s*\"window_logits\""
+)
 
 
 def test_no_product_code_probes_an_engine():
@@ -100,8 +118,14 @@ def test_no_product_code_probes_an_engine():
 def test_engines_are_made_only_by_the_builder():
     """Constructing a backend class is the builder's job (tests and the backends' own modules aside)."""
     made = re.compile(r"\b(Engine|NativeEngine|OnnxEngine|RemoteEngine)\(")
-    allowed = {"generate/builder.py", "generate/engine.py", "generate/native_engine.py", "generate/onnx_engine.py",
-               "generate/remote.py", "generate/contract.py"}
+    allowed = {
+        "generate/builder.py",
+        "generate/engine.py",
+        "generate/native_engine.py",
+        "generate/onnx_engine.py",
+        "generate/remote.py",
+        "generate/contract.py",
+    }
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         rel = str(path.relative_to(PACKAGE))

@@ -36,10 +36,13 @@ def hf_generate(engine: Engine, prompt, **kw):
     ids = torch.tensor([engine.encode(prompt)])
     with torch.inference_mode():
         out = engine.model.generate(
-            ids, attention_mask=torch.ones_like(ids), pad_token_id=engine.pad_id,
-            eos_token_id=sorted(engine.eos_ids), **kw,
+            ids,
+            attention_mask=torch.ones_like(ids),
+            pad_token_id=engine.pad_id,
+            eos_token_id=sorted(engine.eos_ids),
+            **kw,
         )
-    new = out[0, ids.shape[1]:].tolist()
+    new = out[0, ids.shape[1] :].tolist()
     cut = next((i for i, t in enumerate(new) if t in engine.eos_ids), None)
     new = new if cut is None else new[:cut]
     return engine.tokenizer.decode(new, skip_special_tokens=True), new
@@ -417,7 +420,16 @@ def test_chat_messages_on_a_model_without_chat_template(tiny_base_engine):
 
 def test_results_serialise(tiny_engine):
     data = tiny_engine.generate(["Poems"], greedy(max_new_tokens=3))[0].to_dict()
-    assert set(data) >= {"text", "prompt_tokens", "completion_tokens", "finish_reason", "latency_s", "prompt_index", "sample_index", "seed"}
+    assert set(data) >= {
+        "text",
+        "prompt_tokens",
+        "completion_tokens",
+        "finish_reason",
+        "latency_s",
+        "prompt_index",
+        "sample_index",
+        "seed",
+    }
 
 
 # ------------------------------------------------------------------ continuous batching inside one call
@@ -432,7 +444,9 @@ def test_chunked_prefill_and_rows_joining_mid_way_match_hf(request, engine_name)
     prompts = [*PROMPTS, "Poems, stories, headlines and news articles. " * 6]
     lengths = [10, 3, 14, 6, 12, 8, 11]
     rows = [(prompt, length) for prompt, length in zip(prompts, lengths)]
-    jobs = [engine.generate([prompt], greedy(max_new_tokens=length, min_new_tokens=length))[0] for prompt, length in rows]
+    jobs = [
+        engine.generate([prompt], greedy(max_new_tokens=length, min_new_tokens=length))[0] for prompt, length in rows
+    ]
     for (prompt, length), result in zip(rows, jobs):
         text, _ = hf_generate(base, prompt, max_new_tokens=length, min_new_tokens=length, do_sample=False)
         assert result.text == text, prompt
@@ -443,7 +457,9 @@ def test_chunked_prefill_and_rows_joining_mid_way_match_hf(request, engine_name)
 def test_chunked_prefill_keeps_seeded_sampling_reproducible(sharp_engine):
     chunked = Engine(sharp_engine.loaded, batch_size=3, step_tokens=4)
     settings = sampling(max_new_tokens=10, num_return_sequences=2, seed=5)
-    assert [r.text for r in chunked.generate(PROMPTS, settings)] == [r.text for r in sharp_engine.generate(PROMPTS, settings)]
+    assert [r.text for r in chunked.generate(PROMPTS, settings)] == [
+        r.text for r in sharp_engine.generate(PROMPTS, settings)
+    ]
 
 
 def test_bad_step_token_budget(tiny_engine):

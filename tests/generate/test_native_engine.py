@@ -101,7 +101,7 @@ def test_batched_and_chunked_entries_equal_one_row_at_a_time(ggufs, pack):
     first = decoder.forward(*zip(*entries), range(len(entries)))
     rest = decoder.forward(a[10:], [0] * 13, range(10, 23), range(13))
     np.testing.assert_allclose(first[: len(b)], alone[1], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(np.concatenate([first[len(b):], rest]), alone[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([first[len(b) :], rest]), alone[0], rtol=0, atol=1e-5)
 
 
 def test_the_callers_floating_point_mode_is_left_as_it_was(ggufs):
@@ -153,7 +153,7 @@ def test_greedy_follows_the_logits_step_by_step(native):
         decoder.reset(1, 64)
         logits = decoder.forward(ids, [0] * len(ids), range(len(ids)), [len(ids) - 1])
         ids.append(int(np.argmax(logits[0])))
-    assert native.tokenizer.decode(ids[len(prompt):]) == native.tokenizer.decode(generated[:3])
+    assert native.tokenizer.decode(ids[len(prompt) :]) == native.tokenizer.decode(generated[:3])
 
 
 def test_min_tokens_penalty_and_seeded_sampling(native):
@@ -172,8 +172,9 @@ def test_streaming_stop_sequences_and_cancellation(native):
     assert len(full) > 4
     stop = full[2:4]
     pieces: list[str] = []
-    result = native.generate([PROMPTS[0]], GenerationSettings(**GREEDY, stop=[stop]),
-                             on_delta=lambda i, text: pieces.append(text))[0]
+    result = native.generate(
+        [PROMPTS[0]], GenerationSettings(**GREEDY, stop=[stop]), on_delta=lambda i, text: pieces.append(text)
+    )[0]
     assert result.finish_reason == "stop"
     assert stop not in result.text and full.startswith(result.text)
     assert "".join(pieces) == result.text
@@ -183,8 +184,9 @@ def test_streaming_stop_sequences_and_cancellation(native):
         calls["n"] += 1
         return calls["n"] > 3
 
-    cancelled = native.generate([PROMPTS[2]], GenerationSettings(**dict(GREEDY, min_new_tokens=20)),
-                                should_stop=should_stop)[0]
+    cancelled = native.generate(
+        [PROMPTS[2]], GenerationSettings(**dict(GREEDY, min_new_tokens=20)), should_stop=should_stop
+    )[0]
     assert cancelled.finish_reason == "cancelled" and cancelled.completion_tokens < 20
 
 

@@ -73,8 +73,9 @@ def test_streaming_concatenates_to_the_text_and_stop_sequences_cut(onnx_fp32):
     assert len(full) > 4
     stop = full[2:4]
     pieces: list[str] = []
-    result = onnx_fp32.generate([PROMPTS[0]], GenerationSettings(**GREEDY, stop=[stop]),
-                                on_delta=lambda i, text: pieces.append(text))[0]
+    result = onnx_fp32.generate(
+        [PROMPTS[0]], GenerationSettings(**GREEDY, stop=[stop]), on_delta=lambda i, text: pieces.append(text)
+    )[0]
     assert result.finish_reason == "stop"
     assert stop not in result.text and full.startswith(result.text)
     assert "".join(pieces) == result.text
@@ -124,8 +125,9 @@ def test_a_failed_build_is_remembered_not_retried(tiny_chat_model, tmp_path, mon
 
     def failing(source, *args):
         calls.append(source)
-        raise onnx.FastPathUnavailable(f"the ONNX model builder failed for {source}: KeyError: 'x'", field="engine",
-                                       hint=onnx.BUILD_FAILED_HINT)
+        raise onnx.FastPathUnavailable(
+            f"the ONNX model builder failed for {source}: KeyError: 'x'", field="engine", hint=onnx.BUILD_FAILED_HINT
+        )
 
     monkeypatch.setattr(onnx, "_run_builder", failing)
     for _ in range(2):
@@ -173,8 +175,10 @@ def test_adapter_key_changes_when_the_adapter_changes(tiny_chat_model, tmp_path,
 
     from inkwell.models import onnx
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
-                           LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+        LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     model.save_pretrained(tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     key_a = onnx.source_key(tiny_chat_model, tmp_path / "a", "fp32")
@@ -189,16 +193,19 @@ def test_lora_adapter_runs_merged_on_the_fast_path(tiny_chat_model, tmp_path, ca
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from inkwell.generate.engine import Engine
     from inkwell.generate.builder import EngineSpec, open_engine
+    from inkwell.generate.engine import Engine
     from inkwell.models.load import load_model
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
-                           LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"],
-                                      init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+        LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False),
+    )
     model.save_pretrained(tmp_path / "lora")
     settings = GenerationSettings(**GREEDY)
-    fast = open_engine(EngineSpec(str(tiny_chat_model), adapter=str(tmp_path / "lora"), backend="onnx", precision="fp32"))
+    fast = open_engine(
+        EngineSpec(str(tiny_chat_model), adapter=str(tmp_path / "lora"), backend="onnx", precision="fp32")
+    )
     plain = Engine(load_model(str(tiny_chat_model), adapter=str(tmp_path / "lora"), dtype="fp32", device="cpu"))
     base = open_engine(EngineSpec(str(tiny_chat_model), backend="onnx", precision="fp32"))
     assert _texts(fast.generate(PROMPTS, settings)) == _texts(plain.generate(PROMPTS, settings))
@@ -211,13 +218,17 @@ def test_prefix_adapter_is_refused_on_onnx_and_auto_falls_back(tiny_chat_model, 
 
     from inkwell.generate.builder import EngineSpec, open_engine
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_chat_model),
-                           PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_chat_model),
+        PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+    )
     model.save_pretrained(tmp_path / "prefix")
     with pytest.raises(InkwellError, match="prefix_tuning adapters"):
         open_engine(EngineSpec(str(tiny_chat_model), adapter=str(tmp_path / "prefix"), backend="onnx"))
     notes: list[str] = []
-    engine = open_engine(EngineSpec(str(tiny_chat_model), adapter=str(tmp_path / "prefix"), backend="auto"), notes.append)
+    engine = open_engine(
+        EngineSpec(str(tiny_chat_model), adapter=str(tmp_path / "prefix"), backend="auto"), notes.append
+    )
     assert type(engine).__name__ == "Engine"
     assert any("using the torch engine" in n for n in notes)
 
@@ -254,14 +265,46 @@ def test_cli_write_and_batch_on_the_onnx_engine(tiny_chat_model, cache, tmp_path
     from cli_helpers import run
 
     monkeypatch.delenv("INKWELL_ENGINE", raising=False)  # the product default: auto
-    out, err = run(capsys, ["generate", "Poems", "--model", str(tiny_chat_model), "--temperature", "0",
-                            "--max-new-tokens", "8", "--json", "--no-log"])
+    out, err = run(
+        capsys,
+        [
+            "generate",
+            "Poems",
+            "--model",
+            str(tiny_chat_model),
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "8",
+            "--json",
+            "--no-log",
+        ],
+    )
     assert json.loads(out)["usage"]["completion_tokens"] > 0
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"id": i, "text": f"item {i} is new"}) + "\n" for i in range(5)))
-    out, err = run(capsys, ["batch", "headline", "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "--model",
-                            str(tiny_chat_model), "--max-new-tokens", "6", "--no-log", "--json", "--no-moderation",
-                            "--engine", "onnx", "--precision", "fp32"])
+    out, err = run(
+        capsys,
+        [
+            "batch",
+            "headline",
+            "-i",
+            str(rows),
+            "-o",
+            str(tmp_path / "out.jsonl"),
+            "--model",
+            str(tiny_chat_model),
+            "--max-new-tokens",
+            "6",
+            "--no-log",
+            "--json",
+            "--no-moderation",
+            "--engine",
+            "onnx",
+            "--precision",
+            "fp32",
+        ],
+    )
     assert json.loads(out)["written"] == 5
     _, err = run(capsys, ["generate", "Poems", "--model", str(tiny_chat_model), "--engine", "tpu"], exit_code=2)
     assert "unknown engine" in err and "Traceback" not in err
@@ -275,8 +318,8 @@ def test_gemma3_sliding_window_model_matches_torch(tiny_base_model, tmp_path, ca
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from inkwell.generate.engine import Engine
     from inkwell.generate.builder import EngineSpec, open_engine
+    from inkwell.generate.engine import Engine
     from inkwell.models.load import load_model
 
     folder = tmp_path / "tiny-gemma3"
@@ -285,11 +328,21 @@ def test_gemma3_sliding_window_model_matches_torch(tiny_base_model, tmp_path, ca
         weights.unlink()
     base = json.loads((tiny_base_model / "config.json").read_text())
     torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=base["vocab_size"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=8,
-                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=512,
-                              bos_token_id=base["bos_token_id"], eos_token_id=base["eos_token_id"],
-                              pad_token_id=base["pad_token_id"])
+    config = Gemma3TextConfig(
+        vocab_size=base["vocab_size"],
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=512,
+        bos_token_id=base["bos_token_id"],
+        eos_token_id=base["eos_token_id"],
+        pad_token_id=base["pad_token_id"],
+    )
     Gemma3ForCausalLM(config).save_pretrained(folder)
     prompts = ["The quick brown fox jumps over the lazy dog.", "Poems", "Inkwell writes content: ads, emails"]
     settings = GenerationSettings(**GREEDY)
@@ -297,6 +350,8 @@ def test_gemma3_sliding_window_model_matches_torch(tiny_base_model, tmp_path, ca
     assert type(fast).__name__ == "OnnxEngine" and fast.min_length == 8
     ours = _texts(fast.generate(prompts, settings))
     assert ours == [_texts(fast.generate([p], settings))[0] for p in prompts]
-    theirs = _texts(Engine(load_model(str(folder), dtype="fp32", device="cpu"), batch_size=4).generate(prompts, settings))
+    theirs = _texts(
+        Engine(load_model(str(folder), dtype="fp32", device="cpu"), batch_size=4).generate(prompts, settings)
+    )
     assert ours == theirs
     assert all(tokens > 8 for _, tokens, _ in ours)  # past the window

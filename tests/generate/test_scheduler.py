@@ -35,7 +35,9 @@ def peaked_engine(tiny_chat_model):
 
 
 @pytest.mark.parametrize(("batch_size", "step_tokens"), [(2, 5), (4, 40), (3, 256)])
-def test_chunked_prefill_in_padded_lanes_matches_hf_with_position_sensitive_attention(peaked_engine, batch_size, step_tokens):
+def test_chunked_prefill_in_padded_lanes_matches_hf_with_position_sensitive_attention(
+    peaked_engine, batch_size, step_tokens
+):
     # (2, 5): every prompt goes in chunks of a few tokens; (4, 40): lanes of several left-padded prompts;
     # (3, 256): whole prompts, rows joining the batch at other cache lengths as places free up
     engine = Engine(peaked_engine.loaded, batch_size=batch_size, step_tokens=step_tokens)
@@ -91,12 +93,15 @@ def test_a_burst_is_admitted_a_budget_at_a_time(tiny_engine):
     from inkwell.generate.scheduler import GenerationJob
 
     engine = Engine(tiny_engine.loaded, batch_size=8)
-    prompts = [f"{word} writes content: ads, emails, reviews" for word in ("Inkwell", "Poems", "Quick", "Bamboo", "Tea", "Fox")]
+    prompts = [
+        f"{word} writes content: ads, emails, reviews" for word in ("Inkwell", "Poems", "Quick", "Bamboo", "Tea", "Fox")
+    ]
     widest = max(engine.count_tokens(p) for p in prompts)
     sched = start(engine, step_tokens=2 * widest + 4, window_s=0.5)  # the whole burst lands before the first step
     passes: list[tuple[int, int]] = []
-    hook = engine.model.register_forward_pre_hook(lambda _m, _a, kw: passes.append(tuple(kw["input_ids"].shape)),
-                                                  with_kwargs=True)
+    hook = engine.model.register_forward_pre_hook(
+        lambda _m, _a, kw: passes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
     settings = greedy(max_new_tokens=6, min_new_tokens=6)
     try:
         jobs = [sched.submit(GenerationJob([p], settings)) for p in prompts]
@@ -113,7 +118,7 @@ def test_a_burst_is_admitted_a_budget_at_a_time(tiny_engine):
     assert [r.text for r in results] == [r.text for r in engine.generate(prompts, settings)]
 
 
-def test_seeded_sampling_is_reproducible_under_chunked_prefill(sharp_engine):
+def test_seeded_sampling_is_reproducible_under_chunked_prefill(sharp_engine):  # noqa: F811 - the fixture
     from inkwell.generate.scheduler import GenerationJob
 
     sched = start(sharp_engine, step_tokens=4)
@@ -200,8 +205,9 @@ def test_prompts_sharing_a_start_prefill_it_once_and_write_the_same_text(peaked_
     assert shared > 20
     sched = start(peaked_engine, window_s=0.3)
     passes: list[tuple[int, int]] = []
-    hook = peaked_engine.model.register_forward_pre_hook(lambda _m, _a, kw: passes.append(tuple(kw["input_ids"].shape)),
-                                                         with_kwargs=True)
+    hook = peaked_engine.model.register_forward_pre_hook(
+        lambda _m, _a, kw: passes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
     settings = greedy(max_new_tokens=8, min_new_tokens=8)
     try:
         burst = [sched.submit(GenerationJob([p], settings)) for p in prompts[:3]]  # one lane: the start computed once

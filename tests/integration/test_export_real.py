@@ -18,16 +18,28 @@ def _lora_run(base, out):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
-                                peft.LoraConfig(task_type="CAUSAL_LM", r=8, target_modules=["q_proj", "v_proj"]))
+    model = peft.get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+        peft.LoraConfig(task_type="CAUSAL_LM", r=8, target_modules=["q_proj", "v_proj"]),
+    )
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.02)
     model.save_pretrained(out)
-    (out / "inkwell-run.json").write_text(json.dumps({
-        "inkwell_run": 1, "stage": "sft", "method": "lora", "weights": "adapter", "chat": True,
-        "base_model": "smollm2-135m-instruct", "base_model_path": str(base)}))
+    (out / "inkwell-run.json").write_text(
+        json.dumps(
+            {
+                "inkwell_run": 1,
+                "stage": "sft",
+                "method": "lora",
+                "weights": "adapter",
+                "chat": True,
+                "base_model": "smollm2-135m-instruct",
+                "base_model_path": str(base),
+            }
+        )
+    )
     return out
 
 
@@ -55,7 +67,11 @@ def test_smollm2_lora_exports_to_gguf_q8_0_that_reads_back(tmp_path):
     shapes = {t.name: tuple(t.shape.tolist()) for t in reader.tensors}
     assert shapes == {t.name: tuple(t.shape.tolist()) for t in source.tensors}  # 272 tensors, llama.cpp's names
     kinds = {t.name: t.tensor_type.name for t in reader.tensors}
-    assert kinds["token_embd.weight"] == "Q8_0" and kinds["blk.29.attn_q.weight"] == "Q8_0" and kinds["output_norm.weight"] == "F32"
+    assert (
+        kinds["token_embd.weight"] == "Q8_0"
+        and kinds["blk.29.attn_q.weight"] == "Q8_0"
+        and kinds["output_norm.weight"] == "F32"
+    )
     fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
     assert fields["general.file_type"] == 7 and fields["llama.block_count"] == 30
     assert fields["tokenizer.ggml.pre"] == "smollm" and len(fields["tokenizer.ggml.tokens"]) == 49152

@@ -39,7 +39,7 @@ def test_fp32_onnx_greedy_equals_hf_generate(smollm2):
         ids = torch.tensor([smollm2.encode(prompt)])
         with torch.inference_mode():
             out = model.generate(ids, max_new_tokens=48, do_sample=False, pad_token_id=smollm2.pad_id)
-        assert text == tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        assert text == tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
 @pytest.mark.parametrize("precision", ["int8", "int4"])
@@ -68,8 +68,8 @@ def test_gemma3_runs_on_the_fast_path_within_3_percent(gemma3):
     GGUF is mostly Q5_0 / Q6_K / Q8_0 blocks, no 4-bit grid); perplexity on Song ci within 3% of fp32;
     prompts of different lengths in one call (the runtime's sliding-window attention refuses right-padded
     rows) give what each gives alone."""
-    from inkwell.generate.onnx_engine import OnnxEngine
     from inkwell.generate.builder import EngineSpec, open_engine
+    from inkwell.generate.onnx_engine import OnnxEngine
     from inkwell.generate.settings import GenerationSettings
     from inkwell.models.onnx import read_onnx_card
 

@@ -31,10 +31,16 @@ def test_native_greedy_opens_as_the_full_precision_model_does(smollm2, native):
     """Not token for token (8-bit activations, as in llama.cpp) but the same opening words on plain prompts."""
     from inkwell.generate.settings import GenerationSettings
 
-    prompts = [[{"role": "user", "content": p}] for p in
-               ("Write a product description for a bamboo water bottle.", "Write a haiku about autumn rain.",
-                "Write a short ad for a solar phone charger.", "Write a customer review of a fountain pen.",
-                "Summarise in one sentence: the city council approved a new bike lane on Main Street.")]
+    prompts = [
+        [{"role": "user", "content": p}]
+        for p in (
+            "Write a product description for a bamboo water bottle.",
+            "Write a haiku about autumn rain.",
+            "Write a short ad for a solar phone charger.",
+            "Write a customer review of a fountain pen.",
+            "Summarise in one sentence: the city council approved a new bike lane on Main Street.",
+        )
+    ]
     settings = GenerationSettings(max_new_tokens=24, temperature=0, repetition_penalty=1.0)
     ours = [r.text for r in native.generate(prompts, settings)]
     theirs = [r.text for r in smollm2.generate(prompts, settings)]

@@ -14,8 +14,12 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def test_product_description_mentions_the_product(smollm2):
-    results = write(smollm2, get_template("product-description"), {"product": "bamboo water bottle"},
-                    overrides={"seed": 7, "max_new_tokens": 96})
+    results = write(
+        smollm2,
+        get_template("product-description"),
+        {"product": "bamboo water bottle"},
+        overrides={"seed": 7, "max_new_tokens": 96},
+    )
     assert "bamboo" in results[0].text.lower()
     assert results[0].generation.completion_tokens > 10
 
@@ -24,20 +28,30 @@ def test_same_seed_same_text_different_seed_differs(smollm2):
     prompt = [[{"role": "user", "content": "Write a two-sentence story about a lighthouse keeper."}]]
     settings = GenerationSettings(max_new_tokens=40, temperature=1.0, top_p=0.95, seed=123)
     first = smollm2.generate(prompt, settings)[0].text
-    again = smollm2.generate(prompt, GenerationSettings(max_new_tokens=40, temperature=1.0, top_p=0.95, seed=123))[0].text
-    other = smollm2.generate(prompt, GenerationSettings(max_new_tokens=40, temperature=1.0, top_p=0.95, seed=124))[0].text
+    again = smollm2.generate(prompt, GenerationSettings(max_new_tokens=40, temperature=1.0, top_p=0.95, seed=123))[
+        0
+    ].text
+    other = smollm2.generate(prompt, GenerationSettings(max_new_tokens=40, temperature=1.0, top_p=0.95, seed=124))[
+        0
+    ].text
     assert first == again
     assert first != other
 
 
 def test_gemma3_continues_chinese_with_chinese(gemma3):
-    result = gemma3.generate(["床前明月光，疑是地上霜。举头望明月，"], GenerationSettings(max_new_tokens=24, temperature=0))[0]
+    result = gemma3.generate(
+        ["床前明月光，疑是地上霜。举头望明月，"], GenerationSettings(max_new_tokens=24, temperature=0)
+    )[0]
     assert len(CJK.findall(result.text)) >= 4, result.text
 
 
 def test_gemma3_chinese_poem_template(gemma3):
-    results = write(gemma3, get_template("poem"), {"topic": "秋雨", "form": "jueju", "language": "zh"},
-                    overrides={"seed": 1, "max_new_tokens": 48})
+    results = write(
+        gemma3,
+        get_template("poem"),
+        {"topic": "秋雨", "form": "jueju", "language": "zh"},
+        overrides={"seed": 1, "max_new_tokens": 48},
+    )
     assert "静夜思" in results[0].rendered.prompt  # built-in Chinese shots were used for the base model
     assert len(CJK.findall(results[0].text)) >= 4, results[0].text
 
@@ -45,8 +59,13 @@ def test_gemma3_chinese_poem_template(gemma3):
 def test_structured_template_never_returns_invalid_json(smollm2):
     template = get_template("lesson-quiz")
     try:
-        results = write(smollm2, template, {"topic": "the water cycle", "num_questions": 2},
-                        overrides={"seed": 3, "temperature": 0.3, "max_new_tokens": 160}, json_retries=1)
+        results = write(
+            smollm2,
+            template,
+            {"topic": "the water cycle", "num_questions": 2},
+            overrides={"seed": 3, "temperature": 0.3, "max_new_tokens": 160},
+            json_retries=1,
+        )
     except StructuredOutputError as exc:
         assert "lesson-quiz" in str(exc)
         return
@@ -70,11 +89,19 @@ def test_batch_resume_after_interruption_yields_every_row_once(smollm2, tmp_path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(smollm2, template, rows, out, overrides={"max_new_tokens": 24, "seed": 1}, progress=False,
-                  on_result=interrupt)
+        run_batch(
+            smollm2,
+            template,
+            rows,
+            out,
+            overrides={"max_new_tokens": 24, "seed": 1},
+            progress=False,
+            on_result=interrupt,
+        )
     assert not out.exists()
-    report = run_batch(smollm2, template, rows, out, resume=True, overrides={"max_new_tokens": 24, "seed": 1},
-                       progress=False)
+    report = run_batch(
+        smollm2, template, rows, out, resume=True, overrides={"max_new_tokens": 24, "seed": 1}, progress=False
+    )
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == sorted(f"p{i}" for i in range(5))
     assert report.skipped_done == 2

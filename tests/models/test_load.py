@@ -179,7 +179,9 @@ def lora_adapter(tiny_chat_model, tmp_path):
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_chat_model, dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"
+    )
     peft_model = get_peft_model(base, config)
     with torch.no_grad():  # make the change large enough to move greedy decoding
         for name, param in peft_model.named_parameters():
@@ -204,10 +206,16 @@ def test_lora_adapter_loads_and_matches_the_peft_model(tiny_chat_model, tiny_eng
     for prompt, result in zip(prompts, results):
         ids = torch.tensor([engine.encode(prompt)])
         with torch.inference_mode():
-            out = peft_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
-                                      min_new_tokens=12, do_sample=False, pad_token_id=engine.pad_id,
-                                      eos_token_id=sorted(engine.eos_ids))
-        expected = engine.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+            out = peft_model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=12,
+                min_new_tokens=12,
+                do_sample=False,
+                pad_token_id=engine.pad_id,
+                eos_token_id=sorted(engine.eos_ids),
+            )
+        expected = engine.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         assert result.text == expected, prompt
     assert [r.text for r in results] != [r.text for r in base]  # the adapter is really applied
 
@@ -236,8 +244,9 @@ def test_broken_adapter_is_an_inkwell_error(tiny_chat_model, tmp_path):
 def test_a_classifier_adapter_is_refused_with_the_command_to_use(tiny_chat_model, tmp_path):
     run = tmp_path / "topics"
     run.mkdir()
-    (run / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "task_type": "SEQ_CLS",
-                                                         "base_model_name_or_path": str(tiny_chat_model)}))
+    (run / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "task_type": "SEQ_CLS", "base_model_name_or_path": str(tiny_chat_model)})
+    )
     (run / "inkwell-run.json").write_text(json.dumps({"stage": "classify", "labels": ["a", "b"]}))
     with pytest.raises(InkwellError) as info:
         load_model(str(tiny_chat_model), adapter=str(run))

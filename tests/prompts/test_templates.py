@@ -17,9 +17,20 @@ from inkwell.prompts.render import build_prompt, load_shots
 from inkwell.prompts.template import ContentTemplate
 
 REQUIRED_NAMES = [
-    "news-article", "headline", "summary", "story", "ad-copy", "social-post", "marketing-email",
-    "product-review", "travel-guide", "customer-service-reply", "lesson-quiz", "rewrite",
-    "product-description", "poem",
+    "news-article",
+    "headline",
+    "summary",
+    "story",
+    "ad-copy",
+    "social-post",
+    "marketing-email",
+    "product-review",
+    "travel-guide",
+    "customer-service-reply",
+    "lesson-quiz",
+    "rewrite",
+    "product-description",
+    "poem",
 ]
 ZH_TEMPLATES = ["summary", "headline", "story", "social-post", "poem"]
 # Built-in file names, read without touching INKWELL_HOME at collection time; the tests themselves go

@@ -21,8 +21,16 @@ from inkwell.data.sample import SAMPLES, find_files, sample_rows
 from inkwell.errors import InkwellError
 from inkwell.safety import load_policy
 
-CONTENT = {"hate", "sexual_minors", "dangerous_instructions", "harassment", "self_harm", "profanity",
-           "prompt_injection", "invisible"}
+CONTENT = {
+    "hate",
+    "sexual_minors",
+    "dangerous_instructions",
+    "harassment",
+    "self_harm",
+    "profanity",
+    "prompt_injection",
+    "invisible",
+}
 
 
 def corpus(name: str) -> list[dict]:

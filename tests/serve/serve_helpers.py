@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-
 API_KEY = "sk-inkwell-test"
 
 
@@ -18,8 +17,10 @@ def build_lora(base: Path, out: Path, seed: int) -> Path:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]),
+    )
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -33,11 +34,14 @@ class LiveServer:
         import uvicorn
 
         self.state = state
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="on", timeout_graceful_shutdown=5))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 60
         while not (self.server.started and self.server.servers):
@@ -64,8 +68,9 @@ def start_server(model: Path, tmp: Path, *, loader=None, **options) -> LiveServe
     from inkwell.serve.app import create_app
     from inkwell.serve.state import ServeConfig, ServerState
 
-    config = ServeConfig(model=str(model), dtype="fp32", device="cpu", batch_size=8,
-                         db_path=str(tmp / "serve.db"), **options)
+    config = ServeConfig(
+        model=str(model), dtype="fp32", device="cpu", batch_size=8, db_path=str(tmp / "serve.db"), **options
+    )
     state = ServerState(config, loader=loader)
     return LiveServer(state, create_app(state)).start()
 

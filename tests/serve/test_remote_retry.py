@@ -16,12 +16,18 @@ from inkwell.generate import remote as remote_module
 from inkwell.generate.remote import MAX_ATTEMPTS, RemoteEngine
 from inkwell.generate.settings import GenerationSettings
 
-COMPLETION = {"id": "cmpl-1", "object": "chat.completion", "model": "stub",
-              "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}],
-              "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}}
-STREAM = [{"choices": [{"index": 0, "delta": {"content": "hello "}, "finish_reason": None}]},
-          {"choices": [{"index": 0, "delta": {"content": "there"}, "finish_reason": "stop"}]},
-          {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}}]
+COMPLETION = {
+    "id": "cmpl-1",
+    "object": "chat.completion",
+    "model": "stub",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+}
+STREAM = [
+    {"choices": [{"index": 0, "delta": {"content": "hello "}, "finish_reason": None}]},
+    {"choices": [{"index": 0, "delta": {"content": "there"}, "finish_reason": "stop"}]},
+    {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}},
+]
 
 
 class Stub:
@@ -53,8 +59,9 @@ class Stub:
                     status = stub.get_script.pop(0)
                     self._send(status, b'{"error": {"message": "warming up"}}', {"Retry-After": "0"})
                     return
-                body = json.dumps({"object": "list", "data": [{"id": "stub", "object": "model", "context_length": 256,
-                                                               "chat": True}]}).encode()
+                body = json.dumps(
+                    {"object": "list", "data": [{"id": "stub", "object": "model", "context_length": 256, "chat": True}]}
+                ).encode()
                 self._send(200, body, {"Content-Type": "application/json"})
 
             def do_POST(self):
@@ -63,7 +70,11 @@ class Stub:
                 status = stub.script.pop(0) if stub.script else 200
                 if status != 200:
                     error = {"error": {"message": f"stub says {status}", "type": "overloaded"}}
-                    self._send(status, json.dumps(error).encode(), {"Content-Type": "application/json", "Retry-After": stub.retry_after})
+                    self._send(
+                        status,
+                        json.dumps(error).encode(),
+                        {"Content-Type": "application/json", "Retry-After": stub.retry_after},
+                    )
                 elif request.get("stream"):
                     body = "".join(f"data: {json.dumps(e)}\n\n" for e in STREAM) + "data: [DONE]\n\n"
                     self._send(200, body.encode(), {"Content-Type": "text/event-stream"})
@@ -159,7 +170,22 @@ def test_cli_shows_the_error_without_a_traceback(stub, waits, capsys):
 
     stub.script = [503] * (MAX_ATTEMPTS + 1)
     with pytest.raises(SystemExit) as info:
-        main(["write", "headline", "--set", "text=Bamboo bottles", "--backend", "openai", "--base-url", stub.url,
-              "--model", "stub", "--max-new-tokens", "5", "--no-moderation"])
+        main(
+            [
+                "write",
+                "headline",
+                "--set",
+                "text=Bamboo bottles",
+                "--backend",
+                "openai",
+                "--base-url",
+                stub.url,
+                "--model",
+                "stub",
+                "--max-new-tokens",
+                "5",
+                "--no-moderation",
+            ]
+        )
     err = capsys.readouterr().err
     assert info.value.code == 2 and "answered 503" in err and stub.url in err and "Traceback" not in err

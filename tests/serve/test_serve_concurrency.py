@@ -51,20 +51,27 @@ def test_parallel_streams_all_complete_in_shared_batches(live_server):
 def test_adapters_at_once_match_their_sequential_results(live_server):
     body = {"messages": CHAT, "max_tokens": 12, "seed": 5, "temperature": 0.9}
     client = live_server.client()
-    sequential = {m: client.chat.completions.create(model=m, **body).choices[0].message.content
-                  for m in ("alpha", "beta", "tiny-chat")}
+    sequential = {
+        m: client.chat.completions.create(model=m, **body).choices[0].message.content
+        for m in ("alpha", "beta", "tiny-chat")
+    }
     assert len(set(sequential.values())) == 3  # the adapters really change the model
 
     async def main():
         async with httpx.AsyncClient(timeout=60) as http:
+
             async def one(model):
-                r = await http.post(f"{live_server.url}/v1/chat/completions", json={"model": model, **body}, headers=HEADERS)
+                r = await http.post(
+                    f"{live_server.url}/v1/chat/completions", json={"model": model, **body}, headers=HEADERS
+                )
                 return r.json()["choices"][0]["message"]["content"]
 
             async def streamed(model):
                 return (await _stream_chat(http, live_server.url, {"model": model, **body}))[0]
 
-            return await asyncio.gather(one("alpha"), one("beta"), streamed("alpha"), streamed("beta"), one("tiny-chat"))
+            return await asyncio.gather(
+                one("alpha"), one("beta"), streamed("alpha"), streamed("beta"), one("tiny-chat")
+            )
 
     alpha, beta, alpha_stream, beta_stream, base = asyncio.run(main())
     assert (alpha, beta, base) == (sequential["alpha"], sequential["beta"], sequential["tiny-chat"])
@@ -78,8 +85,9 @@ def test_served_adapter_matches_the_merged_adapter(live_server, lora_adapters, t
 
     merged = Engine(load_model(str(tiny_chat_model), adapter=lora_adapters["beta"], dtype="fp32", device="cpu"))
     local = merged.generate([CHAT], GenerationSettings(max_new_tokens=10, seed=9, temperature=0.8))[0].text
-    served = live_server.client().chat.completions.create(model="beta", messages=CHAT, max_tokens=10, seed=9,
-                                                          temperature=0.8)
+    served = live_server.client().chat.completions.create(
+        model="beta", messages=CHAT, max_tokens=10, seed=9, temperature=0.8
+    )
     assert served.choices[0].message.content == local
 
 
@@ -107,7 +115,9 @@ def test_a_client_that_disconnects_frees_its_slot(tiny_chat_model, tmp_path):
         assert _metric(url, "inkwell_requests_cancelled_total") == 1
         # The slot is free (max_concurrency=1) and the engine stopped decoding the abandoned rows.
         started = time.monotonic()
-        r = httpx.post(f"{url}/v1/completions", json={"model": "tiny-chat", "prompt": "Poems", "max_tokens": 3}, timeout=30)
+        r = httpx.post(
+            f"{url}/v1/completions", json={"model": "tiny-chat", "prompt": "Poems", "max_tokens": 3}, timeout=30
+        )
         assert r.status_code == 200 and time.monotonic() - started < 5
 
         # A non-streaming client that gives up is cancelled too.

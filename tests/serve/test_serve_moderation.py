@@ -29,8 +29,11 @@ def _policy(path, categories: dict) -> str:
         lines += [f"  {name}:", f"    action: {action}", "    applies_to: [output]"]
         if action == "redact":
             lines.append('    replacement: "[GONE]"')
-        rule = (f"{{kind: terms, terms: [{json.dumps(word)}]}}" if kind == ["terms"]
-                else f"{{kind: regex, normalize: false, patterns: [{json.dumps(re.escape(word))}]}}")
+        rule = (
+            f"{{kind: terms, terms: [{json.dumps(word)}]}}"
+            if kind == ["terms"]
+            else f"{{kind: regex, normalize: false, patterns: [{json.dumps(re.escape(word))}]}}"
+        )
         lines += ["    rules:", f"      - {rule}"]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
@@ -79,8 +82,13 @@ def _audit(server) -> list[dict]:
 
 
 def _sse(server, body: dict) -> list[str]:
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json={**body, "stream": True},
-                      headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as r:
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/chat/completions",
+        json={**body, "stream": True},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=60,
+    ) as r:
         assert r.status_code == 200
         return [line for line in r.iter_lines() if line]
 
@@ -89,8 +97,9 @@ def test_blocked_input_is_422_naming_the_category(blocking):
     server, _ = blocking
     client = server.client()
     with pytest.raises(openai.UnprocessableEntityError) as info:
-        client.chat.completions.create(model="tiny-chat", max_tokens=4,
-                                       messages=[{"role": "user", "content": INJECTION}])
+        client.chat.completions.create(
+            model="tiny-chat", max_tokens=4, messages=[{"role": "user", "content": INJECTION}]
+        )
     error = info.value.response.json()["error"]
     assert error["code"] == "content_policy_violation" and error["type"] == "moderation_blocked"
     assert error["category"] == "prompt_injection" and error["direction"] == "input"
@@ -101,8 +110,12 @@ def test_blocked_input_is_422_naming_the_category(blocking):
         client.completions.create(model="tiny-chat", prompt=["Fine text", INJECTION], max_tokens=4)
     assert info.value.response.json()["error"]["param"] == "prompt[1]"
 
-    r = httpx.post(f"{server.url}/v1/content/product-description", headers={"Authorization": f"Bearer {API_KEY}"},
-                   json={"fields": {"product": INJECTION}, "max_tokens": 4}, timeout=60)
+    r = httpx.post(
+        f"{server.url}/v1/content/product-description",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"fields": {"product": INJECTION}, "max_tokens": 4},
+        timeout=60,
+    )
     assert r.status_code == 422
     error = r.json()["error"]
     assert error["param"] == "fields.product" and error["category"] == "prompt_injection"
@@ -122,10 +135,11 @@ def test_blocked_output_while_streaming_is_an_sse_error_then_done(blocking, plai
     _, text, _ = plain
     lines = _sse(server, ARGS)
     assert lines[-1] == "data: [DONE]"
-    error = json.loads(lines[-2][len("data: "):])["error"]
+    error = json.loads(lines[-2][len("data: ") :])["error"]
     assert error["code"] == "content_policy_violation" and error["category"] == "test_block"
-    sent = "".join((json.loads(line[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or ""
-                   for line in lines[:-2])
+    sent = "".join(
+        (json.loads(line[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or "" for line in lines[:-2]
+    )
     assert word.lower() not in sent.lower()  # nothing of the blocked text went out
     assert text.startswith(sent)  # what went out is the model's text, unchanged
     assert not any('"finish_reason": "' in line for line in lines[:-2])
@@ -172,8 +186,9 @@ def test_every_decision_is_audited_with_source_serve(blocking):
 def test_moderation_off_serves_everything_and_audits_nothing(plain):
     server, _, _ = plain
     assert server.state.guard is None
-    out = server.client().chat.completions.create(model="tiny-chat", max_tokens=4,
-                                                  messages=[{"role": "user", "content": INJECTION}])
+    out = server.client().chat.completions.create(
+        model="tiny-chat", max_tokens=4, messages=[{"role": "user", "content": INJECTION}]
+    )
     assert out.choices[0].message.content is not None
     assert _audit(server) == []
 
@@ -182,8 +197,9 @@ def test_no_log_keeps_moderation_but_not_the_audit(tiny_chat_model, tmp_path):
     server = start_server(tiny_chat_model, tmp_path, log_generations=False)
     try:
         with pytest.raises(openai.UnprocessableEntityError):
-            server.client().chat.completions.create(model="tiny-chat", max_tokens=4,
-                                                    messages=[{"role": "user", "content": INJECTION}])
+            server.client().chat.completions.create(
+                model="tiny-chat", max_tokens=4, messages=[{"role": "user", "content": INJECTION}]
+            )
         assert server.state.guard is not None and server.state.guard.store is None
     finally:
         server.stop()
@@ -231,7 +247,7 @@ def _feed(screen, pieces: list[str]) -> str:
 def test_stream_screen_holds_back_then_releases_and_redacts(tmp_path):
     screen = _screen(tmp_path, {"test_redact": ("redact", "secretword")})
     text = "the quick brown fox jumps over the lazy dog and a secretword appears here and then it goes on a while "
-    early = _feed(screen, [text[i:i + 3] for i in range(0, len(text), 3)])
+    early = _feed(screen, [text[i : i + 3] for i in range(0, len(text), 3)])
     redacted = text.replace("secretword", "[GONE]")
     assert early and redacted.startswith(early) and len(early) < len(redacted)  # released before the end
     assert early + screen.finish(0) == redacted
@@ -246,7 +262,7 @@ def test_stream_screen_never_releases_blocked_text(tmp_path):
     sent = ""
     with pytest.raises(ModerationBlocked) as info:
         for i in range(0, len(text), 2):
-            screen.add(0, text[i:i + 2])
+            screen.add(0, text[i : i + 2])
             if screen.due(0):
                 sent += screen.release(0)
         sent += screen.finish(0)
@@ -271,7 +287,8 @@ def test_stream_screen_releases_prose_from_the_first_word(tmp_path):
     assert screen.due(0) and screen.release(0) == "Once "  # no fixed hold-back before the first text
     rest = _feed(screen, [" a", " time", " there", " was", " a", " lighthouse", " keeper", " who"])
     assert rest.startswith("upon a time") and "Once " + rest + screen.finish(0) == (
-        "Once upon a time there was a lighthouse keeper who")
+        "Once upon a time there was a lighthouse keeper who"
+    )
 
 
 def test_stream_screen_holds_a_growing_phone_number_until_it_can_be_redacted_whole(tmp_path):

@@ -23,8 +23,9 @@ def test_list_models_shows_base_and_adapters_with_parent(live_server):
 
 
 def test_completion(live_server):
-    out = live_server.client().completions.create(model="tiny-chat", prompt="The quick brown fox", max_tokens=8,
-                                                  temperature=0, seed=1)
+    out = live_server.client().completions.create(
+        model="tiny-chat", prompt="The quick brown fox", max_tokens=8, temperature=0, seed=1
+    )
     assert out.object == "text_completion" and out.model == "tiny-chat"
     choice = out.choices[0]
     assert choice.finish_reason in ("stop", "length") and isinstance(choice.text, str)
@@ -33,8 +34,9 @@ def test_completion(live_server):
 
 
 def test_completion_many_prompts_and_n(live_server):
-    out = live_server.client().completions.create(model="tiny-chat", prompt=["Poems", "Stories"], max_tokens=4,
-                                                  n=2, seed=3, temperature=0.9)
+    out = live_server.client().completions.create(
+        model="tiny-chat", prompt=["Poems", "Stories"], max_tokens=4, n=2, seed=3, temperature=0.9
+    )
     assert [c.index for c in out.choices] == [0, 1, 2, 3]
 
 
@@ -61,8 +63,12 @@ def test_streaming_chat_concatenates_to_the_non_streamed_text(live_server):
 
 
 def test_streaming_completion_ends_with_done(live_server):
-    with httpx.stream("POST", f"{live_server.url}/v1/completions", headers={"Authorization": f"Bearer {API_KEY}"},
-                      json={"model": "alpha", "prompt": "Inkwell writes", "max_tokens": 6, "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        f"{live_server.url}/v1/completions",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"model": "alpha", "prompt": "Inkwell writes", "max_tokens": 6, "stream": True},
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in r.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
@@ -72,14 +78,17 @@ def test_streaming_completion_ends_with_done(live_server):
 # ---------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("args, param", [
-    ({"temperature": -0.1}, "temperature"),
-    ({"top_p": 0}, "top_p"),
-    ({"top_p": 1.5}, "top_p"),
-    ({"max_tokens": 0}, "max_tokens"),
-    ({"max_tokens": 100_000}, "max_tokens"),
-    ({"presence_penalty": 0.5}, "presence_penalty"),
-])
+@pytest.mark.parametrize(
+    "args, param",
+    [
+        ({"temperature": -0.1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 100_000}, "max_tokens"),
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+    ],
+)
 def test_invalid_parameters_are_400_naming_the_field(live_server, args, param):
     with pytest.raises(openai.BadRequestError) as info:
         live_server.client().chat.completions.create(model="tiny-chat", messages=CHAT, **{"max_tokens": 5, **args})
@@ -115,8 +124,11 @@ def test_missing_or_wrong_key_is_401_but_health_and_metrics_are_open(live_server
 
 
 def test_malformed_body_is_400(live_server):
-    r = httpx.post(f"{live_server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {API_KEY}"},
-                   json={"model": "tiny-chat", "messages": "hello"})
+    r = httpx.post(
+        f"{live_server.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"model": "tiny-chat", "messages": "hello"},
+    )
     assert r.status_code == 400 and r.json()["error"]["param"].startswith("messages")
 
 
@@ -169,8 +181,10 @@ def test_a_full_generation_queue_is_429_queue_full_with_retry_after(tiny_chat_mo
         with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=30) as first:
             lines = first.iter_lines()
             next(lines)  # eight rows decoding: the batch is full
-            waiting = threading.Thread(target=lambda: server.client().completions.create(
-                model="tiny-chat", prompt="Poems", max_tokens=2), daemon=True)
+            waiting = threading.Thread(
+                target=lambda: server.client().completions.create(model="tiny-chat", prompt="Poems", max_tokens=2),
+                daemon=True,
+            )
             waiting.start()
             deadline = time.monotonic() + 20
             while server.state.scheduler.waiting < 1 and time.monotonic() < deadline:
@@ -179,8 +193,9 @@ def test_a_full_generation_queue_is_429_queue_full_with_retry_after(tiny_chat_mo
                 server.client().chat.completions.create(model="tiny-chat", messages=CHAT, max_tokens=2)
             assert info.value.body["code"] == "queue_full" and info.value.body["type"] == "server_busy"
             assert int(info.value.response.headers["retry-after"]) >= 1
-            content = httpx.post(f"{server.url}/v1/content/headline", json={"fields": {"text": "Bamboo"}, "max_tokens": 2},
-                                 timeout=30)  # the content endpoint says the same
+            content = httpx.post(
+                f"{server.url}/v1/content/headline", json={"fields": {"text": "Bamboo"}, "max_tokens": 2}, timeout=30
+            )  # the content endpoint says the same
             assert content.status_code == 429 and content.json()["error"]["code"] == "queue_full"
             assert int(content.headers["retry-after"]) >= 1
         waiting.join(30)  # the stream was closed (client gone): the waiting request ran
@@ -214,16 +229,20 @@ def test_error_after_streaming_started_is_an_sse_error_event_then_done(tiny_chat
         assert lines[-2].startswith('data: {"error"') and "secret" not in lines[-2]
         assert lines[-1] == "data: [DONE]"
         with pytest.raises(openai.APIError):  # the official client raises on the error event
-            list(server.client().chat.completions.create(model="tiny-chat", messages=CHAT, max_tokens=5, stream=True,
-                                                         temperature=0))
+            list(
+                server.client().chat.completions.create(
+                    model="tiny-chat", messages=CHAT, max_tokens=5, stream=True, temperature=0
+                )
+            )
     finally:
         server.stop()
 
 
 def test_health_is_503_while_loading_then_200(tiny_chat_model, tmp_path):
+    from serve_helpers import LiveServer
+
     from inkwell.serve.app import create_app
     from inkwell.serve.state import ServeConfig, ServerState, load_engine
-    from serve_helpers import LiveServer
 
     release = threading.Event()
 
@@ -231,8 +250,10 @@ def test_health_is_503_while_loading_then_200(tiny_chat_model, tmp_path):
         release.wait(30)
         return load_engine(config)
 
-    state = ServerState(ServeConfig(model=str(tiny_chat_model), dtype="fp32", device="cpu",
-                                    db_path=str(tmp_path / "s.db")), loader=slow_loader)
+    state = ServerState(
+        ServeConfig(model=str(tiny_chat_model), dtype="fp32", device="cpu", db_path=str(tmp_path / "s.db")),
+        loader=slow_loader,
+    )
     server = LiveServer(state, create_app(state))
     server.thread.start()
     try:
@@ -258,8 +279,12 @@ def test_templates_and_content(live_server):
     headers = {"Authorization": f"Bearer {API_KEY}"}
     names = {t["name"] for t in httpx.get(f"{live_server.url}/v1/templates", headers=headers).json()["data"]}
     assert {"headline", "lesson-quiz"} <= names
-    r = httpx.post(f"{live_server.url}/v1/content/headline", headers=headers, timeout=60,
-                   json={"fields": {"text": "Bamboo bottles are in."}, "max_tokens": 8, "seed": 1, "model": "alpha"})
+    r = httpx.post(
+        f"{live_server.url}/v1/content/headline",
+        headers=headers,
+        timeout=60,
+        json={"fields": {"text": "Bamboo bottles are in."}, "max_tokens": 8, "seed": 1, "model": "alpha"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["template"] == "headline" and body["model"] == "alpha" and not body["structured"]
@@ -273,11 +298,17 @@ def test_content_errors(live_server):
     assert r.status_code == 404 and r.json()["error"]["param"] == "template"
     r = httpx.post(f"{url}/v1/content/headline", headers=headers, json={"fields": {}})
     assert r.status_code == 400 and "text" in r.json()["error"]["message"]
-    r = httpx.post(f"{url}/v1/content/headline", headers=headers, json={"fields": {"text": "x"}, "settings": {"top_kk": 3}})
+    r = httpx.post(
+        f"{url}/v1/content/headline", headers=headers, json={"fields": {"text": "x"}, "settings": {"top_kk": 3}}
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "top_kk"
     # A random tiny model never writes valid JSON: a structured template answers 422, never invalid data.
-    r = httpx.post(f"{url}/v1/content/lesson-quiz", headers=headers, timeout=60,
-                   json={"fields": {"topic": "fractions"}, "max_tokens": 8, "json_retries": 0})
+    r = httpx.post(
+        f"{url}/v1/content/lesson-quiz",
+        headers=headers,
+        timeout=60,
+        json={"fields": {"topic": "fractions"}, "max_tokens": 8, "json_retries": 0},
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "structured_output_invalid"
 
 
@@ -287,9 +318,16 @@ def test_metrics_cover_latency_tokens_and_errors(live_server):
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=CHAT, max_tokens=4)
     text = httpx.get(f"{live_server.url}/metrics").text
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
-    for name in ("inkwell_requests_running", "inkwell_requests_waiting", "inkwell_time_to_first_token_seconds_count",
-                 "inkwell_inter_token_latency_seconds_count", "inkwell_e2e_request_latency_seconds_count"):
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")
+    }
+    for name in (
+        "inkwell_requests_running",
+        "inkwell_requests_waiting",
+        "inkwell_time_to_first_token_seconds_count",
+        "inkwell_inter_token_latency_seconds_count",
+        "inkwell_e2e_request_latency_seconds_count",
+    ):
         assert name in values
     assert values["inkwell_time_to_first_token_seconds_count"] >= 1
     assert values["inkwell_prompt_tokens_total"] > 0 and values["inkwell_generation_tokens_total"] >= 4
@@ -317,13 +355,20 @@ def test_native_engine_serves_a_gguf_with_streaming_and_concurrency(tiny_chat_mo
         chunks = list(client.chat.completions.create(**args, stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole
         prompts = [[{"role": "user", "content": f"Write about item {i}."}] for i in range(4)]
-        alone = [client.chat.completions.create(model=model, messages=p, max_tokens=12, temperature=0)
-                 .choices[0].message.content for p in prompts]
+        alone = [
+            client.chat.completions.create(model=model, messages=p, max_tokens=12, temperature=0)
+            .choices[0]
+            .message.content
+            for p in prompts
+        ]
         results: list = [None] * 4
 
         def ask(i):
-            results[i] = client.chat.completions.create(model=model, messages=prompts[i], max_tokens=12,
-                                                        temperature=0).choices[0].message.content
+            results[i] = (
+                client.chat.completions.create(model=model, messages=prompts[i], max_tokens=12, temperature=0)
+                .choices[0]
+                .message.content
+            )
 
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
         [t.start() for t in threads]

@@ -41,8 +41,11 @@ def test_remote_generate_matches_the_server_engine(remote, live_server):
 
 def test_remote_streaming_deltas_concatenate_to_the_text(remote):
     deltas: dict[int, str] = {}
-    results = remote.generate([CHAT], GenerationSettings(max_new_tokens=12, seed=1),
-                              on_delta=lambda i, t: deltas.__setitem__(i, deltas.get(i, "") + t))
+    results = remote.generate(
+        [CHAT],
+        GenerationSettings(max_new_tokens=12, seed=1),
+        on_delta=lambda i, t: deltas.__setitem__(i, deltas.get(i, "") + t),
+    )
     assert deltas.get(0, "") == results[0].text and results[0].completion_tokens > 0
 
 
@@ -52,7 +55,9 @@ def test_remote_write_content_and_adapter_by_name(live_server):
     from inkwell.prompts.library import get_template
 
     engine = RemoteEngine(live_server.url + "/v1", "alpha", API_KEY)
-    items = write(engine, get_template("headline"), {"text": "Bamboo bottles"}, overrides={"max_new_tokens": 6, "seed": 2})
+    items = write(
+        engine, get_template("headline"), {"text": "Bamboo bottles"}, overrides={"max_new_tokens": 6, "seed": 2}
+    )
     assert items[0].generation.completion_tokens > 0
 
 
@@ -78,8 +83,21 @@ def test_remote_errors_are_clear(live_server):
 def test_cli_write_and_batch_against_the_server(live_server, tmp_path, capsys):
     from inkwell.cli import main
 
-    remote = ["--backend", "openai", "--base-url", live_server.url, "--api-key", API_KEY, "--model", "tiny-chat",
-              "--max-new-tokens", "5", "--seed", "1", "--no-moderation"]
+    remote = [
+        "--backend",
+        "openai",
+        "--base-url",
+        live_server.url,
+        "--api-key",
+        API_KEY,
+        "--model",
+        "tiny-chat",
+        "--max-new-tokens",
+        "5",
+        "--seed",
+        "1",
+        "--no-moderation",
+    ]
     main(["write", "headline", "--set", "text=Bamboo bottles", "--json", *remote])
     record = json.loads(capsys.readouterr().out)
     assert record["model"] == "tiny-chat" and record["usage"]["completion_tokens"] > 0

@@ -21,9 +21,27 @@ def test_sigterm_drains_in_flight_streams_then_exits(tiny_chat_model, tmp_path):
         port = sock.getsockname()[1]
     env = {**os.environ, "INKWELL_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inkwell", "serve", "--model", str(tiny_chat_model), "--port", str(port),
-         "--dtype", "fp32", "--device", "cpu", "--drain-timeout", "30"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "inkwell",
+            "serve",
+            "--model",
+            str(tiny_chat_model),
+            "--port",
+            str(port),
+            "--dtype",
+            "fp32",
+            "--device",
+            "cpu",
+            "--drain-timeout",
+            "30",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90

@@ -45,19 +45,32 @@ def test_every_api_module_is_a_small_router():
 
 def test_app_py_holds_no_endpoint_logic(app):
     tree = ast.parse((SERVE / "app.py").read_text())
-    decorators = [ast.unparse(d) for node in ast.walk(tree) if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef)
-                  for d in node.decorator_list]
+    decorators = [
+        ast.unparse(d)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef)
+        for d in node.decorator_list
+    ]
     assert not [d for d in decorators if ".get(" in d or ".post(" in d or ".api_route(" in d]
-    served = {(method, route.path): route.endpoint.__module__ for router in ROUTERS for route in router.routes
-              if isinstance(route, APIRoute) for method in route.methods}
+    served = {
+        (method, route.path): route.endpoint.__module__
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
     assert set(served) == set(ROUTES)  # the app serves what the routers declare (see the OpenAPI test below)...
     assert all(module.startswith("inkwell.serve.api.") for module in served.values())  # ...and only that
 
 
 def test_chat_and_completions_share_one_code_path():
     tree = ast.parse((SERVE / "serving.py").read_text())
-    compared = {ast.unparse(side) for node in ast.walk(tree) if isinstance(node, ast.Compare)
-                for side in [node.left, *node.comparators]}
+    compared = {
+        ast.unparse(side)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare)
+        for side in [node.left, *node.comparators]
+    }
     assert not compared & {"'chat'", "'completion'", "'completions'"}  # the kind object says what differs
 
 
@@ -71,8 +84,11 @@ def test_routes_and_operation_ids_are_unchanged(app):
 def test_request_bodies_are_published_and_every_reference_resolves(app):
     document = app.openapi()
     schemas = document["components"]["schemas"]
-    for path, name in (("/v1/completions", "CompletionRequest"), ("/v1/chat/completions", "ChatCompletionRequest"),
-                       ("/v1/content/{template}", "ContentRequest")):
+    for path, name in (
+        ("/v1/completions", "CompletionRequest"),
+        ("/v1/chat/completions", "ChatCompletionRequest"),
+        ("/v1/content/{template}", "ContentRequest"),
+    ):
         body = document["paths"][path]["post"]["requestBody"]
         assert body["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{name}"}
 
@@ -155,8 +171,11 @@ def test_content_stream_is_refused_as_published(live_server):
     import httpx
     from serve_helpers import API_KEY
 
-    r = httpx.post(f"{live_server.url}/v1/content/headline", headers={"Authorization": f"Bearer {API_KEY}"},
-                   json={"fields": {"text": "x"}, "stream": True})
+    r = httpx.post(
+        f"{live_server.url}/v1/content/headline",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        json={"fields": {"text": "x"}, "stream": True},
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "stream"
 
 
@@ -167,9 +186,21 @@ def test_a_store_failure_never_fails_a_request(tmp_path, caplog):
     from inkwell.generate.record import GenerationRecord
 
     state = ServerState(ServeConfig(moderation=False, db_path=str(tmp_path / "s.db")))
-    record = GenerationRecord(text="t", model="m", adapter=None, template=None, fields=None, settings={}, prompt="p",
-                              prompt_tokens=1, completion_tokens=1, latency_s=0.1, finish_reason="stop",
-                              source="serve", api_key_id="alice")
+    record = GenerationRecord(
+        text="t",
+        model="m",
+        adapter=None,
+        template=None,
+        fields=None,
+        settings={},
+        prompt="p",
+        prompt_tokens=1,
+        completion_tokens=1,
+        latency_s=0.1,
+        finish_reason="stop",
+        source="serve",
+        api_key_id="alice",
+    )
     state.log_record(record)
     rows = state.with_store(lambda store: store.conn.execute("SELECT source, api_key_id FROM generations").fetchall())
     assert [tuple(row) for row in rows] == [("serve", "alice")]

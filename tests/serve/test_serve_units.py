@@ -85,25 +85,47 @@ def test_concurrency_limiter():
 
 
 def test_request_fields_map_onto_settings():
-    req = ChatCompletionRequest(model="m", messages=CHAT, max_tokens=7, stop="###", seed=3, n=2, top_k=5,
-                                presence_penalty=0)
+    req = ChatCompletionRequest(
+        model="m", messages=CHAT, max_tokens=7, stop="###", seed=3, n=2, top_k=5, presence_penalty=0
+    )
     settings = req.to_settings(max_tokens_limit=100, default_max_tokens=50)
-    assert (settings.max_new_tokens, settings.stop, settings.seed, settings.num_return_sequences, settings.top_k) == \
-        (7, ["###"], 3, 2, 5)
-    assert ChatCompletionRequest(messages=CHAT).to_settings(max_tokens_limit=100, default_max_tokens=50).max_new_tokens == 50
-    assert ChatCompletionRequest(messages=CHAT, max_completion_tokens=9).to_settings(
-        max_tokens_limit=100, default_max_tokens=50).max_new_tokens == 9
-    assert ChatCompletionRequest(messages=[{"role": "developer", "content": [{"type": "text", "text": "be brief"}]}]).chat() == \
-        [{"role": "system", "content": "be brief"}]
+    assert (settings.max_new_tokens, settings.stop, settings.seed, settings.num_return_sequences, settings.top_k) == (
+        7,
+        ["###"],
+        3,
+        2,
+        5,
+    )
+    assert (
+        ChatCompletionRequest(messages=CHAT).to_settings(max_tokens_limit=100, default_max_tokens=50).max_new_tokens
+        == 50
+    )
+    assert (
+        ChatCompletionRequest(messages=CHAT, max_completion_tokens=9)
+        .to_settings(max_tokens_limit=100, default_max_tokens=50)
+        .max_new_tokens
+        == 9
+    )
+    assert ChatCompletionRequest(
+        messages=[{"role": "developer", "content": [{"type": "text", "text": "be brief"}]}]
+    ).chat() == [{"role": "system", "content": "be brief"}]
 
 
-@pytest.mark.parametrize("fields, param", [
-    ({"n": 17}, "n"), ({"frequency_penalty": 1.0}, "frequency_penalty"), ({"logprobs": True}, "logprobs"),
-    ({"min_tokens": 99}, "min_tokens"), ({"repetition_penalty": 0}, "repetition_penalty"),
-])
+@pytest.mark.parametrize(
+    "fields, param",
+    [
+        ({"n": 17}, "n"),
+        ({"frequency_penalty": 1.0}, "frequency_penalty"),
+        ({"logprobs": True}, "logprobs"),
+        ({"min_tokens": 99}, "min_tokens"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+    ],
+)
 def test_bad_fields_are_400_naming_them(fields, param):
     with pytest.raises(APIError) as info:
-        ChatCompletionRequest(messages=CHAT, max_tokens=5, **fields).to_settings(max_tokens_limit=100, default_max_tokens=5)
+        ChatCompletionRequest(messages=CHAT, max_tokens=5, **fields).to_settings(
+            max_tokens_limit=100, default_max_tokens=5
+        )
     assert info.value.status == 400 and info.value.param == param
 
 
@@ -135,8 +157,13 @@ def test_a_late_request_joins_the_running_batch_and_leaves_first(tiny_engine):
     sched = Scheduler(tiny_engine, window_s=0.01).start()
     try:
         started = threading.Event()
-        long = sched.submit(GenerationJob([CHAT], GenerationSettings(max_new_tokens=300, min_new_tokens=300, seed=1),
-                                          on_delta=lambda i, t: started.set()))
+        long = sched.submit(
+            GenerationJob(
+                [CHAT],
+                GenerationSettings(max_new_tokens=300, min_new_tokens=300, seed=1),
+                on_delta=lambda i, t: started.set(),
+            )
+        )
         assert started.wait(30)
         short_settings = GenerationSettings(max_new_tokens=20, min_new_tokens=20, seed=1, stop=["zzz"])
         short = sched.submit(GenerationJob(["A longer prompt: poems, stories and headlines"], short_settings))
@@ -148,7 +175,10 @@ def test_a_late_request_joins_the_running_batch_and_leaves_first(tiny_engine):
         assert sched.batches == 1  # it joined the running batch (other lengths and stops are per request)
         alone = tiny_engine.generate(["A longer prompt: poems, stories and headlines"], short_settings)[0].text
         assert short_text == alone  # joining mid-way (left-padded cache) does not change the text
-        assert long_text == tiny_engine.generate([CHAT], GenerationSettings(max_new_tokens=300, min_new_tokens=300, seed=1))[0].text
+        assert (
+            long_text
+            == tiny_engine.generate([CHAT], GenerationSettings(max_new_tokens=300, min_new_tokens=300, seed=1))[0].text
+        )
     finally:
         sched.close()
 
@@ -178,7 +208,10 @@ def test_each_job_keeps_its_own_seed_in_a_shared_batch(scheduler, tiny_engine):
     assert len(set(texts)) == 4  # seedless requests get their own seeds, too
     for job, seed in zip(seeded, (11, 12)):  # and the same seed alone gives the same text
         assert job.results[0].seed == seed
-        assert scheduler.run([CHAT], GenerationSettings(max_new_tokens=8, temperature=0.9, seed=seed))[0].text == job.results[0].text
+        assert (
+            scheduler.run([CHAT], GenerationSettings(max_new_tokens=8, temperature=0.9, seed=seed))[0].text
+            == job.results[0].text
+        )
 
 
 def test_cancelled_jobs_leave_the_batch(scheduler):
@@ -216,8 +249,12 @@ def test_scheduled_engine_runs_template_code(scheduler, tiny_engine):
 
     engine = ScheduledEngine(scheduler)
     assert engine.count_tokens(CHAT) == tiny_engine.count_tokens(CHAT)
-    results = write(engine, get_template("headline"), {"text": "Bamboo bottles"}, overrides={"max_new_tokens": 5, "seed": 1})
-    direct = write(tiny_engine, get_template("headline"), {"text": "Bamboo bottles"}, overrides={"max_new_tokens": 5, "seed": 1})
+    results = write(
+        engine, get_template("headline"), {"text": "Bamboo bottles"}, overrides={"max_new_tokens": 5, "seed": 1}
+    )
+    direct = write(
+        tiny_engine, get_template("headline"), {"text": "Bamboo bottles"}, overrides={"max_new_tokens": 5, "seed": 1}
+    )
     assert results[0].text == direct[0].text
 
 

@@ -11,8 +11,16 @@ from inkwell.store.db import MIGRATIONS, Store
 
 
 def log(store: Store, output: str, **kw) -> int:
-    values = dict(source="write", model="tiny", prompt="the prompt", output=output, settings={"temperature": 0.7},
-                  prompt_tokens=3, completion_tokens=4, latency_s=0.5)
+    values = dict(
+        source="write",
+        model="tiny",
+        prompt="the prompt",
+        output=output,
+        settings={"temperature": 0.7},
+        prompt_tokens=3,
+        completion_tokens=4,
+        latency_s=0.5,
+    )
     values.update(kw)
     return store.log_generation(**values)
 
@@ -63,8 +71,16 @@ def test_wal_mode(tmp_path):
 
 def test_log_and_history_round_trip(tmp_path):
     store = Store(tmp_path / "h.db")
-    row_id = log(store, "hello world", template="poem", fields={"topic": "雨"}, adapter="ad", finish_reason="stop",
-                 batch_id="b1", row_id="r1")
+    row_id = log(
+        store,
+        "hello world",
+        template="poem",
+        fields={"topic": "雨"},
+        adapter="ad",
+        finish_reason="stop",
+        batch_id="b1",
+        row_id="r1",
+    )
     (row,) = store.history()
     assert row["id"] == row_id
     assert row["output"] == "hello world"
@@ -98,8 +114,16 @@ def test_history_search_fields_and_case(tmp_path):
     store.close()
 
 
-@pytest.mark.parametrize("needle, expected", [("100%", ["100% cotton"]), ("a_b", ["a_b"]), ("%", ["100% cotton"]),
-                                              ("_", ["a_b"]), ("back\\slash", ["back\\slash"])])
+@pytest.mark.parametrize(
+    "needle, expected",
+    [
+        ("100%", ["100% cotton"]),
+        ("a_b", ["a_b"]),
+        ("%", ["100% cotton"]),
+        ("_", ["a_b"]),
+        ("back\\slash", ["back\\slash"]),
+    ],
+)
 def test_history_search_is_literal(tmp_path, needle, expected):
     store = Store(tmp_path / "h.db")
     for text in ["100% cotton", "1000 cotton", "a_b", "axb", "back\\slash", "backslash"]:

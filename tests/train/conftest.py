@@ -21,18 +21,31 @@ ALPACA_ROWS = [
 PAIR_ROWS = [
     {"prompt": "Describe a bamboo bottle.", "chosen": "A light bottle.", "rejected": "Headlines and news."},
     {"prompt": "Describe wool socks.", "chosen": "Warm socks with a soft heel.", "rejected": "Poems, stories."},
-    {"prompt": "Describe a brass lamp.", "chosen": "A lamp with a warm glow.", "rejected": "The lazy dog.", "system": "Be brief."},
-    {"prompt": [{"role": "user", "content": "Describe a tea pot."}], "chosen": [{"role": "assistant", "content": "Pours well."}],
-     "rejected": [{"role": "assistant", "content": "Quizzes and summaries."}]},
+    {
+        "prompt": "Describe a brass lamp.",
+        "chosen": "A lamp with a warm glow.",
+        "rejected": "The lazy dog.",
+        "system": "Be brief.",
+    },
+    {
+        "prompt": [{"role": "user", "content": "Describe a tea pot."}],
+        "chosen": [{"role": "assistant", "content": "Pours well."}],
+        "rejected": [{"role": "assistant", "content": "Quizzes and summaries."}],
+    },
 ]
 # Labelled texts (classify): three classes any model can tell apart by their characters.
 LABELLED_ROWS = [
-    {"text": "床前明月光，疑是地上霜。", "label": "zh"}, {"text": "举头望明月，低头思故乡。", "label": "zh"},
-    {"text": "The quick brown fox jumps.", "label": "en"}, {"text": "Poems, stories and headlines.", "label": "en"},
-    {"text": "{\"question\": \"?\", \"answer\": \"a\"}", "label": "json"}, {"text": "{\"options\": [\"a\", \"b\"]}", "label": "json"},
+    {"text": "床前明月光，疑是地上霜。", "label": "zh"},
+    {"text": "举头望明月，低头思故乡。", "label": "zh"},
+    {"text": "The quick brown fox jumps.", "label": "en"},
+    {"text": "Poems, stories and headlines.", "label": "en"},
+    {"text": '{"question": "?", "answer": "a"}', "label": "json"},
+    {"text": '{"options": ["a", "b"]}', "label": "json"},
 ]
-TEXT = ("The quick brown fox jumps over the lazy dog. Inkwell writes content: ads, emails, reviews, travel guides, "
-        "quizzes and summaries. Poems, stories, headlines and news articles. ") * 6
+TEXT = (
+    "The quick brown fox jumps over the lazy dog. Inkwell writes content: ads, emails, reviews, travel guides, "
+    "quizzes and summaries. Poems, stories, headlines and news articles. "
+) * 6
 
 
 @pytest.fixture(autouse=True)
@@ -88,9 +101,16 @@ def make_config(tmp_path):
             "output": str(tmp_path / name),
             "data": {"train": [str(train)], **(data or {})},
             "method": method,
-            "training": {"max_steps": 3, "batch_size": 2, "lr": 1e-2, "progress": False, "max_length": 256,
-                         "schedule": "constant", "bf16": "false",  # identities below hold in fp32
-                         **(training or {})},
+            "training": {
+                "max_steps": 3,
+                "batch_size": 2,
+                "lr": 1e-2,
+                "progress": False,
+                "max_length": 256,
+                "schedule": "constant",
+                "bf16": "false",  # identities below hold in fp32
+                **(training or {}),
+            },
             **sections,
         }
         path = tmp_path / f"{name}.yaml"

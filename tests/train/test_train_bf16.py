@@ -23,14 +23,21 @@ def _update(run, base_folder):
 def two_rows(tmp_path):
     from conftest import write_jsonl
 
-    return write_jsonl(tmp_path / "data" / "two.jsonl", [
-        {"instruction": "Describe a bamboo bottle.", "output": "A light bottle."},
-        {"instruction": "Describe a linen apron for cooks.", "output": "Soft stonewashed linen with two deep pockets."},
-    ])
+    return write_jsonl(
+        tmp_path / "data" / "two.jsonl",
+        [
+            {"instruction": "Describe a bamboo bottle.", "output": "A light bottle."},
+            {
+                "instruction": "Describe a linen apron for cooks.",
+                "output": "Soft stonewashed linen with two deep pockets.",
+            },
+        ],
+    )
 
 
-def test_bf16_auto_turns_autocast_on_on_a_bf16_cpu_and_the_card_says_so(cpu_bf16, make_config, run_config,
-                                                                          tiny_chat_model, alpaca_file):
+def test_bf16_auto_turns_autocast_on_on_a_bf16_cpu_and_the_card_says_so(
+    cpu_bf16, make_config, run_config, tiny_chat_model, alpaca_file
+):
     run = run_config(make_config(tiny_chat_model, alpaca_file, training={"bf16": "auto"}))
     assert run.card["precision"] == "bf16"
     assert next(run.model.parameters()).dtype == torch.float32  # master weights stay fp32 under autocast
@@ -38,20 +45,29 @@ def test_bf16_auto_turns_autocast_on_on_a_bf16_cpu_and_the_card_says_so(cpu_bf16
     assert len(losses) == 3 and all(loss == loss and loss > 0 for loss in losses)  # finite, positive
 
 
-def test_bf16_auto_stays_fp32_where_the_cpu_has_no_fast_bf16(monkeypatch, make_config, run_config, tiny_chat_model,
-                                                            alpaca_file):
+def test_bf16_auto_stays_fp32_where_the_cpu_has_no_fast_bf16(
+    monkeypatch, make_config, run_config, tiny_chat_model, alpaca_file
+):
     monkeypatch.setenv("INKWELL_CPU_BF16", "off")
     run = run_config(make_config(tiny_chat_model, alpaca_file, training={"bf16": "auto"}))
     assert run.card["precision"] == "fp32"
 
 
-def test_bf16_grad_accumulation_matches_the_bigger_batch_within_bf16_rounding(make_config, run_config,
-                                                                              tiny_chat_model, two_rows):
+def test_bf16_grad_accumulation_matches_the_bigger_batch_within_bf16_rounding(
+    make_config, run_config, tiny_chat_model, two_rows
+):
     bf16 = {**SGD, "bf16": "true"}
-    big = run_config(make_config(tiny_chat_model, two_rows, method="full", name="big", training={**bf16, "batch_size": 2}))
-    accum = run_config(make_config(tiny_chat_model, two_rows, method="full", name="accum",
-                                   training={**bf16, "batch_size": 1, "grad_accum": 2}))
-    fp32 = run_config(make_config(tiny_chat_model, two_rows, method="full", name="fp32", training={**SGD, "batch_size": 2}))
+    big = run_config(
+        make_config(tiny_chat_model, two_rows, method="full", name="big", training={**bf16, "batch_size": 2})
+    )
+    accum = run_config(
+        make_config(
+            tiny_chat_model, two_rows, method="full", name="accum", training={**bf16, "batch_size": 1, "grad_accum": 2}
+        )
+    )
+    fp32 = run_config(
+        make_config(tiny_chat_model, two_rows, method="full", name="fp32", training={**SGD, "batch_size": 2})
+    )
     a, b, exact = (_update(run, tiny_chat_model) for run in (big, accum, fp32))
     assert big.card["precision"] == "bf16" and fp32.card["precision"] == "fp32"
     scale = exact.abs().max()
@@ -65,16 +81,16 @@ def test_bf16_grad_accumulation_matches_the_bigger_batch_within_bf16_rounding(ma
 
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_bf16_dpo_trains_and_stays_near_the_fp32_run(method, make_config, run_config, tiny_chat_model, pairs_file):
-    bf16 = run_config(make_config(tiny_chat_model, pairs_file, stage="dpo", method=method, name="bf16",
-                                  training={"bf16": "true"}))
+    bf16 = run_config(
+        make_config(tiny_chat_model, pairs_file, stage="dpo", method=method, name="bf16", training={"bf16": "true"})
+    )
     fp32 = run_config(make_config(tiny_chat_model, pairs_file, stage="dpo", method=method, name="fp32"))
     assert bf16.card["precision"] == "bf16" and fp32.card["precision"] == "fp32"
     assert bf16.metrics["steps"] == fp32.metrics["steps"] == 3
     assert bf16.metrics["train_loss"] == pytest.approx(fp32.metrics["train_loss"], rel=5e-2)
 
 
-def test_bf16_lora_dpo_reference_is_the_base_with_the_adapter_off(make_config, run_config, tiny_chat_model,
-                                                                  pairs_file):
+def test_bf16_lora_dpo_reference_is_the_base_with_the_adapter_off(make_config, run_config, tiny_chat_model, pairs_file):
     from transformers import AutoModelForCausalLM
 
     run = run_config(make_config(tiny_chat_model, pairs_file, stage="dpo", method="lora", training={"bf16": "true"}))

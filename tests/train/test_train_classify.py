@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import LABELLED_ROWS, write_jsonl
+
 from inkwell.errors import InkwellError
 from inkwell.train.data import DataReport
 
@@ -21,14 +21,17 @@ def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("row, field, words", [
-    ({"text": "a"}, "label", "is missing"),
-    ({"text": "a", "label": 1}, "label", "must be a string (the class name), got int 1"),
-    ({"text": "a", "label": True}, "label", "got bool"),
-    ({"text": "a", "label": ["x"]}, "label", "got list"),
-    ({"label": "x"}, "text", "is missing"),
-    ({"text": "  ", "label": "x"}, "text", "is empty"),
-])
+@pytest.mark.parametrize(
+    "row, field, words",
+    [
+        ({"text": "a"}, "label", "is missing"),
+        ({"text": "a", "label": 1}, "label", "must be a string (the class name), got int 1"),
+        ({"text": "a", "label": True}, "label", "got bool"),
+        ({"text": "a", "label": ["x"]}, "label", "got list"),
+        ({"label": "x"}, "text", "is missing"),
+        ({"text": "  ", "label": "x"}, "text", "is empty"),
+    ],
+)
 def test_bad_rows_name_file_line_and_field(tmp_path, row, field, words):
     from inkwell.train.classify import read_examples
 
@@ -40,18 +43,29 @@ def test_bad_rows_name_file_line_and_field(tmp_path, row, field, words):
         read_examples([path], DataReport(on_error="error"))
 
 
-def test_a_validation_label_unknown_to_training_is_reported(make_config, run_config, tiny_chat_model, labelled_file, tmp_path):
+def test_a_validation_label_unknown_to_training_is_reported(
+    make_config, run_config, tiny_chat_model, labelled_file, tmp_path
+):
     val = write_jsonl(tmp_path / "data" / "val.jsonl", [{"text": "x", "label": "fr"}, {"text": "y", "label": "en"}])
-    path = make_config(tiny_chat_model, labelled_file, stage="classify", data={"val": [str(val)]}, training={"max_steps": 1})
+    path = make_config(
+        tiny_chat_model, labelled_file, stage="classify", data={"val": [str(val)]}, training={"max_steps": 1}
+    )
     run = run_config(path)
     assert run.card["data"]["examples"]["val"] == 1
-    assert run.card["data"]["skipped"] == [f"{val}:1: field 'label': 'fr' is not a label of the training rows (en, json, zh)"]
+    assert run.card["data"]["skipped"] == [
+        f"{val}:1: field 'label': 'fr' is not a label of the training rows (en, json, zh)"
+    ]
 
 
 def test_learns_a_separable_task_and_reports_per_class_metrics(make_config, run_config, tiny_chat_model, labelled_file):
-    path = make_config(tiny_chat_model, labelled_file, stage="classify", method="full",
-                       data={"val": [str(labelled_file)]},
-                       training={"max_steps": 12, "lr": 3e-3, "eval_every": 1, "eval_on_start": True})
+    path = make_config(
+        tiny_chat_model,
+        labelled_file,
+        stage="classify",
+        method="full",
+        data={"val": [str(labelled_file)]},
+        training={"max_steps": 12, "lr": 3e-3, "eval_every": 1, "eval_on_start": True},
+    )
     run = run_config(path)
     records = _records(run.out)
     assert [r["step"] for r in records] == list(range(13))  # step 0: the untrained head
@@ -75,7 +89,10 @@ def test_report_counts_mistakes_per_class():
     report = classification_report([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["a", "b", "c"])
     assert report["confusion_matrix"]["rows"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
     assert report["per_class"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
-    assert report["per_class"]["b"]["precision"] == pytest.approx(2 / 3, abs=1e-6) and report["per_class"]["b"]["recall"] == 1.0
+    assert (
+        report["per_class"]["b"]["precision"] == pytest.approx(2 / 3, abs=1e-6)
+        and report["per_class"]["b"]["recall"] == 1.0
+    )
     assert report["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert report["accuracy"] == 0.6
     table = format_report(report)
@@ -85,7 +102,9 @@ def test_report_counts_mistakes_per_class():
 def test_inkwell_classify_prints_labels(make_config, tiny_chat_model, labelled_file, tmp_path, capsys):
     from inkwell.cli import main
 
-    path = make_config(tiny_chat_model, labelled_file, stage="classify", name="cli-classify", training={"max_steps": 12, "lr": 1e-2})
+    path = make_config(
+        tiny_chat_model, labelled_file, stage="classify", name="cli-classify", training={"max_steps": 12, "lr": 1e-2}
+    )
     main(["train", str(path), "--json"])
     out = json.loads(capsys.readouterr().out)["output"]
     main(["classify", "--model", out, "床前明月光，疑是地上霜。", "The quick brown fox jumps."])
@@ -125,7 +144,9 @@ def test_resume_after_an_interrupted_run(make_config, run_config, tiny_chat_mode
     out = whole.out.parent / "crashed"
     assert [r["loss"] for r in _records(out)] == [r["loss"] for r in _records(whole.out)][:3]
     resumed = run_config(path)
-    assert [r["loss"] for r in _records(resumed.out)] == [r["loss"] for r in _records(whole.out)]  # exact: RNG, order, optimizer
+    assert [r["loss"] for r in _records(resumed.out)] == [
+        r["loss"] for r in _records(whole.out)
+    ]  # exact: RNG, order, optimizer
     for name, param in whole.model.named_parameters():
         assert torch.equal(param, dict(resumed.model.named_parameters())[name]), name
 
@@ -160,30 +181,50 @@ def test_trains_through_the_shared_loop(make_config, run_config, tiny_chat_model
 
     monkeypatch.setattr(classify, "train_loop", spy)
     seen = []
-    path = make_config(tiny_chat_model, labelled_file, stage="classify", data={"val": [str(labelled_file)]},
-                       training={"max_steps": 3, "eval_every": 2})
+    path = make_config(
+        tiny_chat_model,
+        labelled_file,
+        stage="classify",
+        data={"val": [str(labelled_file)]},
+        training={"max_steps": 3, "eval_every": 2},
+    )
     run = run_config(path, callbacks=[lambda state, record: seen.append((state.step, dict(record)))])
     assert len(calls) == 1 and isinstance(calls[0]["loss_of"], SequenceClassificationLoss)
     assert [step for step, _ in seen] == [1, 2, 3]
     assert [sorted(k for k in record if k.startswith("val_")) for _, record in seen] == [
-        [], ["val_accuracy", "val_loss", "val_macro_f1"], ["val_accuracy", "val_loss", "val_macro_f1"]]
+        [],
+        ["val_accuracy", "val_loss", "val_macro_f1"],
+        ["val_accuracy", "val_loss", "val_macro_f1"],
+    ]
     assert all("examples_per_s" in record and "tokens_per_s" not in record for _, record in seen)
     assert [record for _, record in seen] == _records(run.out)
     board = EventAccumulator(str(run.out / "tensorboard"))
     board.Reload()
-    assert {"train/loss", "train/examples_per_s", "val/loss", "val/accuracy", "val/macro_f1"} <= set(board.Tags()["scalars"])
+    assert {"train/loss", "train/examples_per_s", "val/loss", "val/accuracy", "val/macro_f1"} <= set(
+        board.Tags()["scalars"]
+    )
     assert [e.step for e in board.Scalars("val/accuracy")] == [2, 3]
     assert run.card["metrics"]["steps"] == 3 and run.card["precision"] == "fp32"
 
 
-def test_resume_with_validation_and_accumulation_matches_an_uninterrupted_run(make_config, run_config, tiny_chat_model,
-                                                                              labelled_file):
+def test_resume_with_validation_and_accumulation_matches_an_uninterrupted_run(
+    make_config, run_config, tiny_chat_model, labelled_file
+):
     """A crash between checkpoints, then `resume: auto`: the same steps, losses, validation scores and run card
     metrics as a run that never stopped."""
-    training = {"max_steps": 5, "save_every": 2, "batch_size": 1, "grad_accum": 2, "eval_every": 2, "eval_on_start": True,
-                "lr": 1e-2}
+    training = {
+        "max_steps": 5,
+        "save_every": 2,
+        "batch_size": 1,
+        "grad_accum": 2,
+        "eval_every": 2,
+        "eval_on_start": True,
+        "lr": 1e-2,
+    }
     data = {"val": [str(labelled_file)]}
-    whole = run_config(make_config(tiny_chat_model, labelled_file, stage="classify", name="whole", data=data, training=training))
+    whole = run_config(
+        make_config(tiny_chat_model, labelled_file, stage="classify", name="whole", data=data, training=training)
+    )
 
     def crash_at_step_3(state, record):
         if state.step == 3:
@@ -214,7 +255,11 @@ def test_the_loss_averages_over_the_examples_of_the_whole_step(tiny_chat_model):
 
     torch.manual_seed(0)
     model = load_classifier_base(tiny_chat_model, ["a", "b"], 0).eval()
-    examples = [{"input_ids": [5, 6, 7], "label": 0}, {"input_ids": [8, 9], "label": 1}, {"input_ids": [10], "label": 1}]
+    examples = [
+        {"input_ids": [5, 6, 7], "label": 0},
+        {"input_ids": [8, 9], "label": 1},
+        {"input_ids": [10], "label": 1},
+    ]
     loss_of = SequenceClassificationLoss()
     with torch.no_grad():
         whole = loss_of(model, collate(examples, 0))
@@ -229,7 +274,8 @@ def test_the_inference_classifier_does_not_import_training():
     import subprocess
     import sys
 
-    code = ("import sys, inkwell.generate.classify; "
-            "print(sorted(m for m in sys.modules if m.startswith('inkwell.train')))")
+    code = (
+        "import sys, inkwell.generate.classify; print(sorted(m for m in sys.modules if m.startswith('inkwell.train')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -33,17 +33,36 @@ def test_train_then_write_with_the_adapter(make_config, tiny_chat_model, alpaca_
     assert (out / "loss.png").exists() and (out / "adapter_model.safetensors").exists()
 
     # no --model: the base model comes from inkwell-run.json
-    main(["write", "product-description", "--adapter", str(out), "--set", "product=mug", "--max-new-tokens", "3",
-          "--seed", "1", "--no-log", "--json"])
+    main(
+        [
+            "write",
+            "product-description",
+            "--adapter",
+            str(out),
+            "--set",
+            "product=mug",
+            "--max-new-tokens",
+            "3",
+            "--seed",
+            "1",
+            "--no-log",
+            "--json",
+        ]
+    )
     record = json.loads(capsys.readouterr().out)
     assert record["adapter"] == str(out) and record["model"] == str(tiny_chat_model)
 
 
 def test_python_m_inkwell_train_check_reads_data_without_a_model(make_config, tiny_chat_model, alpaca_file):
     path = make_config(tiny_chat_model, alpaca_file)
-    done = subprocess.run([sys.executable, "-m", "inkwell", "train", str(path), "--check"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "inkwell", "train", str(path), "--check"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "6 rows from 1 file(s); skipped 0" in done.stderr and "config and data are valid (sft, lora)" in done.stderr
-    bad = subprocess.run([sys.executable, "-m", "inkwell", "train", str(path), "data.train=missing.jsonl", "--check"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "inkwell", "train", str(path), "data.train=missing.jsonl", "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: data.train: file not found: missing.jsonl")

@@ -19,9 +19,15 @@ def _prompt_length(example) -> int:
 
 
 def test_alpaca_on_a_chat_model_masks_exactly_the_prompt_generation_sends(tiny_engine):
-    row = Row("a.jsonl:1", "alpaca", {"instruction": "Describe a mug.", "input": "for tea", "output": "A warm mug.", "system": ""})
+    row = Row(
+        "a.jsonl:1",
+        "alpaca",
+        {"instruction": "Describe a mug.", "input": "for tea", "output": "A warm mug.", "system": ""},
+    )
     example = _encoder(tiny_engine).encode(row)
-    prompt_ids = tiny_engine.encode([{"role": "user", "content": "Describe a mug.\n\nfor tea"}])  # what `generate --chat` sends
+    prompt_ids = tiny_engine.encode(
+        [{"role": "user", "content": "Describe a mug.\n\nfor tea"}]
+    )  # what `generate --chat` sends
     n = len(prompt_ids)
     assert example["input_ids"][:n] == prompt_ids
     assert example["labels"][:n] == [IGNORE] * n  # every prompt token masked ...
@@ -53,9 +59,13 @@ def test_template_rows_use_the_exact_prompt_of_inkwell_write(engine_name, reques
 
 
 def test_every_assistant_turn_is_learned_and_every_user_turn_is_masked(tiny_engine):
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"},
-                {"role": "assistant", "content": "Goodbye."}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Goodbye."},
+    ]
     example = _encoder(tiny_engine).encode(Row("m.jsonl:1", "messages", {"messages": messages}))
     tokenizer = tiny_engine.tokenizer
     assert tokenizer.decode(example["input_ids"]) == tokenizer.apply_chat_template(messages, tokenize=False)
@@ -75,11 +85,15 @@ def test_prompt_completion_and_text_rows(tiny_base_engine):
 
 def test_over_long_and_empty_examples_are_reported(tiny_engine):
     report = DataReport()
-    rows = [Row("a.jsonl:1", "prompt_completion", {"prompt": "word " * 40, "completion": "x"}),
-            Row("a.jsonl:2", "prompt_completion", {"prompt": "short", "completion": "fine"})]
+    rows = [
+        Row("a.jsonl:1", "prompt_completion", {"prompt": "word " * 40, "completion": "x"}),
+        Row("a.jsonl:2", "prompt_completion", {"prompt": "short", "completion": "fine"}),
+    ]
     kept = _encoder(tiny_engine, max_length=20).encode_all(rows, report)
     assert len(kept) == 1
-    assert str(report.problems[0]).startswith("a.jsonl:1: is ") and "over training.max_length (20)" in str(report.problems[0])
+    assert str(report.problems[0]).startswith("a.jsonl:1: is ") and "over training.max_length (20)" in str(
+        report.problems[0]
+    )
 
 
 def test_packed_examples_do_not_see_each_other(tiny_chat_model):
@@ -90,8 +104,10 @@ def test_packed_examples_do_not_see_each_other(tiny_chat_model):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_model, dtype=torch.float32)
     assert packing_isolates(model)
-    examples = [{"input_ids": list(range(5, 5 + n)), "labels": [IGNORE] * 2 + list(range(7, 5 + n)), "source": str(n)}
-                for n in (6, 9, 4)]
+    examples = [
+        {"input_ids": list(range(5, 5 + n)), "labels": [IGNORE] * 2 + list(range(7, 5 + n)), "source": str(n)}
+        for n in (6, 9, 4)
+    ]
     packed = pack_examples(examples, max_length=64, seed=0)
     assert len(packed) == 1 and packed[0]["position_ids"].count(0) == 3
     one = torch.tensor(1.0)
@@ -101,7 +117,9 @@ def test_packed_examples_do_not_see_each_other(tiny_chat_model):
         assert "attention_mask" not in packed_batch
         padded = model(**padded_batch, num_items_in_batch=one, use_cache=False).loss
         packed_loss = model(**packed_batch, num_items_in_batch=one, use_cache=False).loss
-        leaky = model(input_ids=packed_batch["input_ids"], labels=packed_batch["labels"], num_items_in_batch=one, use_cache=False).loss
+        leaky = model(
+            input_ids=packed_batch["input_ids"], labels=packed_batch["labels"], num_items_in_batch=one, use_cache=False
+        ).loss
     assert torch.allclose(padded, packed_loss, rtol=1e-5)
     assert not torch.allclose(padded, leaky, rtol=1e-3)  # without restarting positions, examples would leak
 

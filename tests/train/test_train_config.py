@@ -16,8 +16,15 @@ SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
 
 def test_the_demo_configs_are_shipped():
     names = {p.name for p in SHIPPED}
-    assert {"smollm2-lora-sft.yaml", "smollm2-full-sft.yaml", "smollm2-prefix-sft.yaml", "tiny-gpt-pretrain.yaml",
-            "gemma3-lora-zh-poetry.yaml", "smollm2-dpo.yaml", "smollm2-classify.yaml"} <= names
+    assert {
+        "smollm2-lora-sft.yaml",
+        "smollm2-full-sft.yaml",
+        "smollm2-prefix-sft.yaml",
+        "tiny-gpt-pretrain.yaml",
+        "gemma3-lora-zh-poetry.yaml",
+        "smollm2-dpo.yaml",
+        "smollm2-classify.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -32,9 +39,11 @@ def test_validation_loads_no_model_stack():
     import subprocess
     import sys
 
-    code = ("import sys; from inkwell.train.config import load_config; "
-            "[load_config(p) for p in sys.argv[1:]]; "
-            "assert not {'torch', 'transformers', 'peft'} & set(sys.modules), 'heavy import during validation'")
+    code = (
+        "import sys; from inkwell.train.config import load_config; "
+        "[load_config(p) for p in sys.argv[1:]]; "
+        "assert not {'torch', 'transformers', 'peft'} & set(sys.modules), 'heavy import during validation'"
+    )
     done = subprocess.run([sys.executable, "-c", code, *map(str, SHIPPED)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
 
@@ -51,7 +60,9 @@ def test_shipped_demo_data_exists_where_configs_point(monkeypatch):
         assert sum(f["kept"] for f in report.files) >= 6, path.name
 
 
-@pytest.mark.parametrize("name, sample", [("fortune-topics", "fortune-topics"), ("fortune-preferences", "fortune-preferences")])
+@pytest.mark.parametrize(
+    "name, sample", [("fortune-topics", "fortune-topics"), ("fortune-preferences", "fortune-preferences")]
+)
 def test_shipped_fortune_data_is_what_its_command_makes(name, sample, tmp_path):
     """configs/data/NAME.jsonl are real quotes from Debian's fortunes, remade exactly by the command in the
     config header (skipped where the package is not installed)."""
@@ -78,7 +89,9 @@ BASE = "stage: sft\nmodel: tiny\ndata:\n  train: a.jsonl\nmethod: lora\ntraining
 
 def test_bad_method_names_the_key_and_the_choices(tmp_path):
     error = _error(tmp_path, BASE.replace("method: lora", "method: lorra"))
-    assert "c.yaml:5: method: must be one of full, freeze, lora, adalora, ia3, prefix, prompt (got 'lorra')" in str(error)
+    assert "c.yaml:5: method: must be one of full, freeze, lora, adalora, ia3, prefix, prompt (got 'lorra')" in str(
+        error
+    )
     assert error.field == "method"
 
 
@@ -97,29 +110,47 @@ def test_override_errors_say_they_came_from_the_command_line(tmp_path):
 def test_overrides_are_typed_like_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(BASE)
-    config = load_config(path, ["training.lr=3e-5", "lora.r=16", "lora.target_modules=[q_proj, v_proj]",
-                                "data.train=b.jsonl", "training.packing=true", "training.max_grad_norm=0"])
+    config = load_config(
+        path,
+        [
+            "training.lr=3e-5",
+            "lora.r=16",
+            "lora.target_modules=[q_proj, v_proj]",
+            "data.train=b.jsonl",
+            "training.packing=true",
+            "training.max_grad_norm=0",
+        ],
+    )
     assert isinstance(config, SFTConfig)
     assert config.training.lr == 3e-5 and config.lora.r == 16
     assert config.lora.target_modules == ["q_proj", "v_proj"]
     assert config.data.train == ["b.jsonl"]
     assert config.training.packing is True and config.training.max_grad_norm is None
-    assert config._command.endswith("lora.r=16 lora.target_modules=[q_proj, v_proj] data.train=b.jsonl training.packing=true training.max_grad_norm=0")
+    assert config._command.endswith(
+        "lora.r=16 lora.target_modules=[q_proj, v_proj] data.train=b.jsonl training.packing=true training.max_grad_norm=0"
+    )
 
 
-@pytest.mark.parametrize("overrides, key, words", [
-    (["training.warmup_steps=2", "training.warmup_ratio=0.1"], "training.warmup_steps", "not both"),
-    (["data.val=v.jsonl", "data.val_split=0.1"], "data.val_split", "not both"),
-    (["training.early_stopping_patience=2", "training.eval_every=5"], "training.early_stopping_patience", "needs validation data"),
-    (["method=prefix", "training.packing=true"], "training.packing", "virtual tokens"),
-    (["model.from_scratch.layers=2", "model.name=null"], "model.from_scratch", "stage: pretrain"),
-    (["training.momentum=0.9"], "training.momentum", "sgd"),
-    (["stage=pretrain", "method=prefix"], "method", "must be one of full, freeze, lora"),
-    (["stage=dpo", "training.adversarial=pgd"], "training.adversarial", "not available in the dpo stage"),
-    (["stage=classify", "method=ia3"], "method", "must be one of full, freeze, lora"),
-    (["stage=classifier"], "stage", "must be one of pretrain, sft"),
-    (["adalora.target_r=20", "method=adalora"], "adalora.target_r", "<= adalora.init_r"),
-])
+@pytest.mark.parametrize(
+    "overrides, key, words",
+    [
+        (["training.warmup_steps=2", "training.warmup_ratio=0.1"], "training.warmup_steps", "not both"),
+        (["data.val=v.jsonl", "data.val_split=0.1"], "data.val_split", "not both"),
+        (
+            ["training.early_stopping_patience=2", "training.eval_every=5"],
+            "training.early_stopping_patience",
+            "needs validation data",
+        ),
+        (["method=prefix", "training.packing=true"], "training.packing", "virtual tokens"),
+        (["model.from_scratch.layers=2", "model.name=null"], "model.from_scratch", "stage: pretrain"),
+        (["training.momentum=0.9"], "training.momentum", "sgd"),
+        (["stage=pretrain", "method=prefix"], "method", "must be one of full, freeze, lora"),
+        (["stage=dpo", "training.adversarial=pgd"], "training.adversarial", "not available in the dpo stage"),
+        (["stage=classify", "method=ia3"], "method", "must be one of full, freeze, lora"),
+        (["stage=classifier"], "stage", "must be one of pretrain, sft"),
+        (["adalora.target_r=20", "method=adalora"], "adalora.target_r", "<= adalora.init_r"),
+    ],
+)
 def test_rules_that_tie_keys_together(tmp_path, overrides, key, words):
     error = _error(tmp_path, BASE, overrides)
     assert f"{key}: " in str(error) and words in str(error), str(error)

@@ -4,8 +4,8 @@ stops the run) naming file:line and the field, never with a traceback."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import write_jsonl  # tests/train/conftest.py (pytest puts this folder on sys.path)
+
 from inkwell.errors import InkwellError
 from inkwell.train.data import DataReport, expand, read_rows, split_off
 
@@ -19,10 +19,19 @@ def _read(files, fmt="auto", on_error="skip", template=None, allowed=None):
 def test_formats_are_told_apart_by_their_keys(tmp_path):
     files = [
         write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Say hi.", "output": "Hi."}]),
-        write_jsonl(tmp_path / "m.jsonl", [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}]),
-        write_jsonl(tmp_path / "s.jsonl", [{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}]}]),
+        write_jsonl(
+            tmp_path / "m.jsonl",
+            [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}],
+        ),
+        write_jsonl(
+            tmp_path / "s.jsonl",
+            [{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}]}],
+        ),
         write_jsonl(tmp_path / "p.jsonl", [{"prompt": "2+2=", "completion": "4"}]),
-        write_jsonl(tmp_path / "t.jsonl", [{"template": "headline", "fields": {"text": "It rained all week."}, "output": "Rain again"}]),
+        write_jsonl(
+            tmp_path / "t.jsonl",
+            [{"template": "headline", "fields": {"text": "It rained all week."}, "output": "Rain again"}],
+        ),
         write_jsonl(tmp_path / "x.jsonl", [{"text": "Plain text."}]),
     ]
     rows, report = _read(files)
@@ -33,15 +42,18 @@ def test_formats_are_told_apart_by_their_keys(tmp_path):
 
 
 def test_bad_rows_are_skipped_with_file_line_and_field(tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [
-        {"instruction": "Fine.", "output": "Yes."},
-        {"instruction": "No answer."},
-        {"instruction": "Empty answer.", "output": "   "},
-        "{not json",
-        {"instruction": 5, "output": "x"},
-        "[1, 2]",
-        {"instruction": "Also fine.", "output": "Sure."},
-    ])
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"instruction": "Fine.", "output": "Yes."},
+            {"instruction": "No answer."},
+            {"instruction": "Empty answer.", "output": "   "},
+            "{not json",
+            {"instruction": 5, "output": "x"},
+            "[1, 2]",
+            {"instruction": "Also fine.", "output": "Sure."},
+        ],
+    )
     rows, report = _read([path])
     assert len(rows) == 2
     problems = [str(p) for p in report.problems]
@@ -62,11 +74,14 @@ def test_on_error_error_stops_at_the_first_bad_row(tmp_path):
 
 
 def test_messages_need_an_assistant_turn_and_known_roles(tmp_path):
-    path = write_jsonl(tmp_path / "m.jsonl", [
-        {"messages": [{"role": "user", "content": "Hi"}]},
-        {"messages": [{"role": "robot", "content": "Hi"}, {"role": "assistant", "content": "x"}]},
-        {"messages": []},
-    ])
+    path = write_jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"messages": [{"role": "user", "content": "Hi"}]},
+            {"messages": [{"role": "robot", "content": "Hi"}, {"role": "assistant", "content": "x"}]},
+            {"messages": []},
+        ],
+    )
     rows, report = _read([path])
     assert not rows
     assert [p.field for p in report.problems] == ["messages", "messages[0].role", "messages"]
@@ -74,12 +89,15 @@ def test_messages_need_an_assistant_turn_and_known_roles(tmp_path):
 
 
 def test_template_rows_are_checked_against_the_template(tmp_path):
-    path = write_jsonl(tmp_path / "t.jsonl", [
-        {"fields": {"product": "mug"}, "output": "A mug."},
-        {"fields": {"audience": "cooks"}, "output": "No product."},
-        {"fields": {"product": "mug", "tone": "angry"}, "output": "Bad tone."},
-        {"product": "bowl", "output": "Flat rows work too."},
-    ])
+    path = write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"fields": {"product": "mug"}, "output": "A mug."},
+            {"fields": {"audience": "cooks"}, "output": "No product."},
+            {"fields": {"product": "mug", "tone": "angry"}, "output": "Bad tone."},
+            {"product": "bowl", "output": "Flat rows work too."},
+        ],
+    )
     rows, report = _read([path], fmt="template", template="product-description")
     assert [r.value["fields"]["product"] for r in rows] == ["mug", "bowl"]
     assert [p.field for p in report.problems] == ["fields.product", "fields.tone"]

@@ -12,15 +12,35 @@ import pytest
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_one_process_with_the_double_batch(make_config, run_config, tiny_chat_model, alpaca_file, read_losses, tmp_path):
+def test_two_process_ddp_matches_one_process_with_the_double_batch(
+    make_config, run_config, tiny_chat_model, alpaca_file, read_losses, tmp_path
+):
     training = {"max_steps": 3, "lr": 1e-3}
-    single = run_config(make_config(tiny_chat_model, alpaca_file, method="full", name="single", training={**training, "batch_size": 2}))
+    single = run_config(
+        make_config(tiny_chat_model, alpaca_file, method="full", name="single", training={**training, "batch_size": 2})
+    )
     path = make_config(tiny_chat_model, alpaca_file, method="full", name="ddp", training={**training, "batch_size": 1})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-         "-m", "inkwell", "train", str(path), "--json"],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "inkwell",
+            "train",
+            str(path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)  # printed once, by the main process

@@ -10,15 +10,17 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import PAIR_ROWS, write_jsonl
+
 from inkwell.errors import InkwellError
 from inkwell.train.data import DataReport
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
 
 # One pair, repeated: every batch is the same, so the reference's score of it must be the same at every step.
-SAME_PAIR = [{"prompt": "Describe a bamboo bottle.", "chosen": "A light bottle.", "rejected": "Headlines and news."}] * 4
+SAME_PAIR = [
+    {"prompt": "Describe a bamboo bottle.", "chosen": "A light bottle.", "rejected": "Headlines and news."}
+] * 4
 BETA = 0.1
 
 
@@ -38,27 +40,52 @@ def _check(rows: list, on_error: str = "skip", tmp_path: Path | None = None):
 
 
 def test_string_and_message_rows_become_the_same_prompt(tmp_path):
-    rows, report, _ = _check(PAIR_ROWS + [
-        {"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
-         "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go."}]},
-    ], tmp_path=tmp_path)
+    rows, report, _ = _check(
+        PAIR_ROWS
+        + [
+            {
+                "chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
+                "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go."}],
+            },
+        ],
+        tmp_path=tmp_path,
+    )
     assert not report.problems and len(rows) == 5
-    assert rows[0].value == {"messages": [{"role": "user", "content": "Describe a bamboo bottle."}],
-                             "chosen": "A light bottle.", "rejected": "Headlines and news."}
+    assert rows[0].value == {
+        "messages": [{"role": "user", "content": "Describe a bamboo bottle."}],
+        "chosen": "A light bottle.",
+        "rejected": "Headlines and news.",
+    }
     assert rows[2].value["messages"][0] == {"role": "system", "content": "Be brief."}
-    assert rows[3].value["messages"] == [{"role": "user", "content": "Describe a tea pot."}] and rows[3].value["chosen"] == "Pours well."
+    assert (
+        rows[3].value["messages"] == [{"role": "user", "content": "Describe a tea pot."}]
+        and rows[3].value["chosen"] == "Pours well."
+    )
     assert rows[4].value["messages"] == [{"role": "user", "content": "Hi"}] and rows[4].value["rejected"] == "Go."
 
 
-@pytest.mark.parametrize("row, field, words", [
-    ({"prompt": "p", "chosen": "a"}, "rejected", "is missing"),
-    ({"prompt": "p", "chosen": "a", "rejected": 3}, "rejected", "must be a string"),
-    ({"prompt": "p", "chosen": "a", "rejected": "a"}, "rejected", "same text as chosen"),
-    ({"chosen": "a", "rejected": "b"}, "prompt", "is missing"),
-    ({"prompt": "p", "chosen": [{"role": "user", "content": "x"}], "rejected": "b"}, "chosen[0].role", "assistant's answer"),
-    ({"chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "a"}],
-      "rejected": [{"role": "user", "content": "y"}, {"role": "assistant", "content": "b"}]}, "rejected", "share every message"),
-])
+@pytest.mark.parametrize(
+    "row, field, words",
+    [
+        ({"prompt": "p", "chosen": "a"}, "rejected", "is missing"),
+        ({"prompt": "p", "chosen": "a", "rejected": 3}, "rejected", "must be a string"),
+        ({"prompt": "p", "chosen": "a", "rejected": "a"}, "rejected", "same text as chosen"),
+        ({"chosen": "a", "rejected": "b"}, "prompt", "is missing"),
+        (
+            {"prompt": "p", "chosen": [{"role": "user", "content": "x"}], "rejected": "b"},
+            "chosen[0].role",
+            "assistant's answer",
+        ),
+        (
+            {
+                "chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "a"}],
+                "rejected": [{"role": "user", "content": "y"}, {"role": "assistant", "content": "b"}],
+            },
+            "rejected",
+            "share every message",
+        ),
+    ],
+)
 def test_bad_rows_name_file_line_and_field(tmp_path, row, field, words):
     good = {"prompt": "p", "chosen": "a", "rejected": "b"}
     rows, report, path = _check([good, row], tmp_path=tmp_path)
@@ -96,13 +123,22 @@ def test_the_prompt_is_rendered_as_generation_renders_it(tiny_chat_model, tiny_e
 @pytest.mark.parametrize("method, lr", [("lora", 1e-2), ("full", 1e-3)])
 def test_margin_grows_against_a_fixed_reference(method, lr, make_config, run_config, tiny_chat_model, tmp_path):
     data = write_jsonl(tmp_path / "data" / "same.jsonl", SAME_PAIR)
-    path = make_config(tiny_chat_model, data, stage="dpo", method=method, name=method,
-                       training={"max_steps": 5, "lr": lr}, dpo={"beta": BETA})
+    path = make_config(
+        tiny_chat_model,
+        data,
+        stage="dpo",
+        method=method,
+        name=method,
+        training={"max_steps": 5, "lr": lr},
+        dpo={"beta": BETA},
+    )
     run = run_config(path)
     records = _records(run.out)
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
     assert all(math.isfinite(r["loss"]) for r in records)
-    assert records[0]["rewards/margins"] == 0 and records[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)  # policy == reference
+    assert records[0]["rewards/margins"] == 0 and records[0]["loss"] == pytest.approx(
+        math.log(2), abs=1e-6
+    )  # policy == reference
     margins = [r["rewards/margins"] for r in records]
     assert margins[-1] > margins[1] > 0 and records[-1]["loss"] < records[0]["loss"]
     assert records[-1]["logps/chosen"] > records[0]["logps/chosen"] - 1e-3
@@ -132,8 +168,14 @@ def test_lora_reference_is_the_base_with_the_adapter_off(make_config, run_config
 def test_validation_and_the_cli_output_load_with_write_adapter(make_config, tiny_chat_model, pairs_file, capsys):
     from inkwell.cli import main
 
-    path = make_config(tiny_chat_model, pairs_file, stage="dpo", name="cli-dpo",
-                       data={"val": [str(pairs_file)]}, training={"max_steps": 2, "eval_every": 1})
+    path = make_config(
+        tiny_chat_model,
+        pairs_file,
+        stage="dpo",
+        name="cli-dpo",
+        data={"val": [str(pairs_file)]},
+        training={"max_steps": 2, "eval_every": 1},
+    )
     main(["train", str(path), "--json"])
     summary = json.loads(capsys.readouterr().out)
     out = Path(summary["output"])
@@ -142,8 +184,22 @@ def test_validation_and_the_cli_output_load_with_write_adapter(make_config, tiny
     assert card["data"]["examples"] == {"train": 4, "val": 4} and summary["val_loss"] is not None
     assert [r["step"] for r in _records(out) if "val_loss" in r] == [1, 2]
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # train/rewards/margins, val/loss, ...
-    main(["write", "product-description", "--adapter", str(out), "--set", "product=mug", "--max-new-tokens", "3",
-          "--seed", "1", "--no-log", "--json"])
+    main(
+        [
+            "write",
+            "product-description",
+            "--adapter",
+            str(out),
+            "--set",
+            "product=mug",
+            "--max-new-tokens",
+            "3",
+            "--seed",
+            "1",
+            "--no-log",
+            "--json",
+        ]
+    )
     record = json.loads(capsys.readouterr().out)
     assert record["adapter"] == str(out) and record["model"] == str(tiny_chat_model)
 
@@ -170,7 +226,9 @@ def test_resume_after_an_interrupted_run(make_config, run_config, tiny_chat_mode
     assert resumed.metrics["steps"] == 5
     again = run_config(path, "training.resume=never", "training.max_steps=1")  # starts over: old checkpoints go
     assert [r["step"] for r in _records(again.out)] == [1]
-    assert sorted(p.name for p in (again.out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-1"]  # saved at the end
+    assert sorted(p.name for p in (again.out / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-1"
+    ]  # saved at the end
 
 
 def test_dpo_config_rules(tmp_path):

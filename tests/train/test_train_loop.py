@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import write_jsonl
 
 SGD = {"optimizer": "sgd", "lr": 1.0, "max_grad_norm": 0, "schedule": "constant", "max_steps": 1}
@@ -28,16 +27,27 @@ def _flat(update: dict) -> torch.Tensor:
 @pytest.fixture
 def two_rows(tmp_path):
     """Two examples of clearly different lengths: a per-micro-batch mean would weight them differently."""
-    return write_jsonl(tmp_path / "data" / "two.jsonl", [
-        {"instruction": "Hi.", "output": "Yes."},
-        {"instruction": "Describe a linen apron for cooks.", "output": "Soft stonewashed linen with two deep pockets and long ties."},
-    ])
+    return write_jsonl(
+        tmp_path / "data" / "two.jsonl",
+        [
+            {"instruction": "Hi.", "output": "Yes."},
+            {
+                "instruction": "Describe a linen apron for cooks.",
+                "output": "Soft stonewashed linen with two deep pockets and long ties.",
+            },
+        ],
+    )
 
 
 def test_grad_accumulation_equals_the_bigger_batch(make_config, run_config, tiny_chat_model, two_rows):
-    big = run_config(make_config(tiny_chat_model, two_rows, method="full", name="big", training={**SGD, "batch_size": 2}))
-    accum = run_config(make_config(tiny_chat_model, two_rows, method="full", name="accum",
-                                   training={**SGD, "batch_size": 1, "grad_accum": 2}))
+    big = run_config(
+        make_config(tiny_chat_model, two_rows, method="full", name="big", training={**SGD, "batch_size": 2})
+    )
+    accum = run_config(
+        make_config(
+            tiny_chat_model, two_rows, method="full", name="accum", training={**SGD, "batch_size": 1, "grad_accum": 2}
+        )
+    )
     a, b = _flat(_update(big, tiny_chat_model)), _flat(_update(accum, tiny_chat_model))
     assert a.abs().max() > 1e-4  # a real step was taken
     assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
@@ -68,7 +78,9 @@ def test_fgm_adds_the_gradient_at_perturbed_embeddings(make_config, run_config, 
 
 def test_fgm_works_with_frozen_embeddings(make_config, run_config, tiny_chat_model, two_rows):
     plain = run_config(make_config(tiny_chat_model, two_rows, name="plain", training={"max_steps": 2}))
-    attacked = run_config(make_config(tiny_chat_model, two_rows, name="attacked", training={"max_steps": 2, "adversarial": "fgm"}))
+    attacked = run_config(
+        make_config(tiny_chat_model, two_rows, name="attacked", training={"max_steps": 2, "adversarial": "fgm"})
+    )
     lora = lambda run: torch.cat([p.flatten() for n, p in run.model.named_parameters() if "lora_" in n])  # noqa: E731
     assert not torch.allclose(lora(plain), lora(attacked))
 
@@ -102,16 +114,25 @@ def test_neftune_changes_the_training_loss(make_config, run_config, tiny_chat_mo
 
 
 def test_warmup_then_schedule(make_config, run_config, tiny_chat_model, two_rows):
-    run = run_config(make_config(tiny_chat_model, two_rows, training={"max_steps": 5, "lr": 0.1, "warmup_steps": 2, "schedule": "linear"}))
+    run = run_config(
+        make_config(
+            tiny_chat_model, two_rows, training={"max_steps": 5, "lr": 0.1, "warmup_steps": 2, "schedule": "linear"}
+        )
+    )
     lrs = [json.loads(line)["lr"] for line in (run.out / "metrics.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([0.0, 0.05, 0.1, 0.1 * 2 / 3, 0.1 / 3])
 
 
 def test_validation_and_early_stopping(make_config, run_config, tiny_chat_model, alpaca_file):
     # lr so small the validation loss cannot improve: patience 2 stops at the third validation
-    run = run_config(make_config(tiny_chat_model, alpaca_file, data={"val_split": 0.34},
-                                 training={"max_steps": 20, "lr": 1e-12, "eval_every": 1, "early_stopping_patience": 2,
-                                           "batch_size": 1}))
+    run = run_config(
+        make_config(
+            tiny_chat_model,
+            alpaca_file,
+            data={"val_split": 0.34},
+            training={"max_steps": 20, "lr": 1e-12, "eval_every": 1, "early_stopping_patience": 2, "batch_size": 1},
+        )
+    )
     records = [json.loads(line) for line in (run.out / "metrics.jsonl").read_text().splitlines()]
     assert run.metrics["stopped"] == "early_stopping" and run.metrics["steps"] == 3
     assert [r["step"] for r in records] == [1, 2, 3] and all("val_loss" in r for r in records)
@@ -119,9 +140,20 @@ def test_validation_and_early_stopping(make_config, run_config, tiny_chat_model,
     assert (run.out / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_resume_after_a_crash_continues_the_same_loss_curve(make_config, run_config, tiny_chat_model, alpaca_file, read_losses):
-    training = {"max_steps": 6, "save_every": 2, "keep_last": 2, "dropout": 0.1, "neftune_alpha": 5.0, "batch_size": 2,
-                "schedule": "cosine", "warmup_steps": 1, "lr": 0.05}
+def test_resume_after_a_crash_continues_the_same_loss_curve(
+    make_config, run_config, tiny_chat_model, alpaca_file, read_losses
+):
+    training = {
+        "max_steps": 6,
+        "save_every": 2,
+        "keep_last": 2,
+        "dropout": 0.1,
+        "neftune_alpha": 5.0,
+        "batch_size": 2,
+        "schedule": "cosine",
+        "warmup_steps": 1,
+        "lr": 0.05,
+    }
     whole = run_config(make_config(tiny_chat_model, alpaca_file, name="whole", training=training))
 
     def crash_at_step_3(state, record):

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import write_jsonl
+
 from inkwell.train.losses import CausalLMLoss, build_loss, chunk_size, chunked_causal_lm_loss
 
 SGD = {"optimizer": "sgd", "lr": 1.0, "max_grad_norm": 0, "schedule": "constant", "max_steps": 1}
@@ -82,7 +82,9 @@ def test_chunked_equals_the_models_own_loss_on_a_real_architecture(tiny_chat_mod
     if method == "lora":
         import peft
 
-        model = peft.get_peft_model(model, peft.LoraConfig(task_type="CAUSAL_LM", r=4, target_modules="all-linear", lora_dropout=0.0))
+        model = peft.get_peft_model(
+            model, peft.LoraConfig(task_type="CAUSAL_LM", r=4, target_modules="all-linear", lora_dropout=0.0)
+        )
         for name, param in model.named_parameters():  # B = 0 at init would hide a wrong gradient
             if "lora_B" in name:
                 torch.nn.init.normal_(param, std=0.1)
@@ -102,8 +104,17 @@ def test_gemma3_softcapping_is_applied():
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              num_key_value_heads=1, head_dim=16, final_logit_softcapping=2.0, sliding_window=8)
+    config = Gemma3TextConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        final_logit_softcapping=2.0,
+        sliding_window=8,
+    )
     model = Gemma3ForCausalLM(config)
     chunked = build_loss(model, 7, say=lambda _m: None)
     assert chunked.chunk == 7 and chunked.softcap == 2.0  # the self-check passed with the softcap
@@ -128,14 +139,32 @@ def test_a_model_whose_logits_are_more_than_the_head_keeps_its_own_loss(tiny_cha
 
 def test_training_with_chunks_takes_the_same_steps(make_config, run_config, tiny_chat_model, tmp_path, read_losses):
     """Same updates and logged losses, with packing, NEFTune and FGM (hooks on the embeddings) on."""
-    rows = write_jsonl(tmp_path / "data" / "rows.jsonl", [
-        {"instruction": "Hi.", "output": "Yes."},
-        {"instruction": "Describe a linen apron for cooks.", "output": "Soft stonewashed linen with two deep pockets."},
-        {"instruction": "Describe a tea pot.", "output": "Pours well, keeps tea hot."},
-    ])
-    training = {**SGD, "max_steps": 2, "lr": 0.5, "batch_size": 2, "packing": True, "neftune_alpha": 5.0, "adversarial": "fgm"}
-    own = run_config(make_config(tiny_chat_model, rows, method="full", name="own", training={**training, "loss_chunk_tokens": 0}))
-    ours = run_config(make_config(tiny_chat_model, rows, method="full", name="ours", training={**training, "loss_chunk_tokens": 3}))
+    rows = write_jsonl(
+        tmp_path / "data" / "rows.jsonl",
+        [
+            {"instruction": "Hi.", "output": "Yes."},
+            {
+                "instruction": "Describe a linen apron for cooks.",
+                "output": "Soft stonewashed linen with two deep pockets.",
+            },
+            {"instruction": "Describe a tea pot.", "output": "Pours well, keeps tea hot."},
+        ],
+    )
+    training = {
+        **SGD,
+        "max_steps": 2,
+        "lr": 0.5,
+        "batch_size": 2,
+        "packing": True,
+        "neftune_alpha": 5.0,
+        "adversarial": "fgm",
+    }
+    own = run_config(
+        make_config(tiny_chat_model, rows, method="full", name="own", training={**training, "loss_chunk_tokens": 0})
+    )
+    ours = run_config(
+        make_config(tiny_chat_model, rows, method="full", name="ours", training={**training, "loss_chunk_tokens": 3})
+    )
     assert read_losses(ours.out) == pytest.approx(read_losses(own.out), rel=1e-5)
     for name, param in own.model.named_parameters():
         assert torch.allclose(param, dict(ours.model.named_parameters())[name], atol=1e-5), name
@@ -152,8 +181,14 @@ def test_negative_chunk_is_a_config_error(make_config, tiny_chat_model, alpaca_f
 def test_tensorboard_events_hold_the_logged_scalars(make_config, run_config, tiny_chat_model, alpaca_file):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run = run_config(make_config(tiny_chat_model, alpaca_file, data={"val_split": 0.34},
-                                 training={"max_steps": 3, "eval_every": 2, "eval_on_start": True}))
+    run = run_config(
+        make_config(
+            tiny_chat_model,
+            alpaca_file,
+            data={"val_split": 0.34},
+            training={"max_steps": 3, "eval_every": 2, "eval_on_start": True},
+        )
+    )
     board = run.out / "tensorboard"
     assert list(board.glob("events.out.tfevents.*"))
     events = EventAccumulator(str(board))
@@ -161,7 +196,9 @@ def test_tensorboard_events_hold_the_logged_scalars(make_config, run_config, tin
     assert {"train/loss", "train/lr", "train/tokens_per_s", "val/loss"} <= set(events.Tags()["scalars"])
     records = [json.loads(line) for line in (run.out / "metrics.jsonl").read_text().splitlines()]
     logged = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(s, pytest.approx(v, rel=1e-6)) for s, v in logged]
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [
+        (s, pytest.approx(v, rel=1e-6)) for s, v in logged
+    ]
     assert [e.step for e in events.Scalars("val/loss")] == [0, 2, 3]  # eval_on_start adds step 0
 
 

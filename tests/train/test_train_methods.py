@@ -172,15 +172,38 @@ CASES = [
     ("full", "sft", "full", "chat", "alpaca", [], check_full),
     ("freeze", "sft", "freeze", "chat", "alpaca", ["freeze.trainable_layers=1"], check_frozen_layers),
     ("lora", "sft", "lora", "chat", "alpaca", ["lora.r=4"], check_adapter),
-    ("lora-dora-rslora", "sft", "lora", "chat", "alpaca",
-     ["lora.r=2", "lora.use_dora=true", "lora.use_rslora=true", "lora.target_modules=[q_proj, v_proj]"], check_lora_targets),
+    (
+        "lora-dora-rslora",
+        "sft",
+        "lora",
+        "chat",
+        "alpaca",
+        ["lora.r=2", "lora.use_dora=true", "lora.use_rslora=true", "lora.target_modules=[q_proj, v_proj]"],
+        check_lora_targets,
+    ),
     ("adalora", "sft", "adalora", "chat", "alpaca", ["adalora.init_r=4", "adalora.target_r=2"], check_adapter),
     ("ia3", "sft", "ia3", "chat", "alpaca", [], check_adapter),
     ("prefix", "sft", "prefix", "chat", "alpaca", ["prefix.num_virtual_tokens=4"], check_adapter),
-    ("prompt", "sft", "prompt", "chat", "alpaca", ["prompt.num_virtual_tokens=4", "prompt.init_text=Write well"], check_adapter),
+    (
+        "prompt",
+        "sft",
+        "prompt",
+        "chat",
+        "alpaca",
+        ["prompt.num_virtual_tokens=4", "prompt.init_text=Write well"],
+        check_adapter,
+    ),
     ("lora-packed", "sft", "lora", "chat", "alpaca", ["training.packing=true"], check_packed),
     ("lora-base-model", "sft", "lora", "base", "alpaca", [], check_adapter),
-    ("full-template-rows", "sft", "full", "chat", "template", ["data.format=template", "data.template=product-description", "training.max_length=512"], check_template_rows),
+    (
+        "full-template-rows",
+        "sft",
+        "full",
+        "chat",
+        "template",
+        ["data.format=template", "data.template=product-description", "training.max_length=512"],
+        check_template_rows,
+    ),
     ("pretrain-scratch", "pretrain", "full", "scratch", "text", ["training.max_length=32"], check_from_scratch),
     ("pretrain-lora", "pretrain", "lora", "base", "text", ["training.max_length=32"], check_continued_pretraining),
     ("dpo-lora", "dpo", "lora", "chat", "pairs", ["lora.r=4"], check_dpo_adapter),
@@ -188,25 +211,43 @@ CASES = [
     ("dpo-lora-base-model", "dpo", "lora", "base", "pairs", ["data.train=data/pairs-text.jsonl"], check_dpo_adapter),
     ("classify-lora", "classify", "lora", "chat", "labelled", [], check_classifier),
     ("classify-full", "classify", "full", "chat", "labelled", ["training.lr=1e-3"], check_classifier),
-    ("classify-freeze", "classify", "freeze", "chat", "labelled", ["freeze.trainable_layers=1"], check_classifier_frozen),
+    (
+        "classify-freeze",
+        "classify",
+        "freeze",
+        "chat",
+        "labelled",
+        ["freeze.trainable_layers=1"],
+        check_classifier_frozen,
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_method_table(case, make_config, run_config, tiny_chat_model, tiny_base_model, alpaca_file, text_folder, tmp_path):
+def test_method_table(
+    case, make_config, run_config, tiny_chat_model, tiny_base_model, alpaca_file, text_folder, tmp_path
+):
     from conftest import write_jsonl
 
     name, stage, method, model_kind, data_kind, overrides, check = case
     base = {"chat": tiny_chat_model, "base": tiny_base_model, "scratch": tiny_base_model}[model_kind]
-    model = {"from_scratch": {"layers": 1, "hidden": 32, "heads": 2, "context": 64, "tokenizer_from": str(base)}} \
-        if model_kind == "scratch" else str(base)
+    model = (
+        {"from_scratch": {"layers": 1, "hidden": 32, "heads": 2, "context": 64, "tokenizer_from": str(base)}}
+        if model_kind == "scratch"
+        else str(base)
+    )
     from conftest import LABELLED_ROWS, PAIR_ROWS
 
-    write_jsonl(tmp_path / "data" / "pairs-text.jsonl", [r for r in PAIR_ROWS if isinstance(r["prompt"], str)])  # base models: no messages
-    train = {"alpaca": alpaca_file, "text": text_folder,
-             "template": write_jsonl(tmp_path / "data" / "template.jsonl", TEMPLATE_ROWS),
-             "pairs": write_jsonl(tmp_path / "data" / "pairs.jsonl", PAIR_ROWS),
-             "labelled": write_jsonl(tmp_path / "data" / "labelled.jsonl", LABELLED_ROWS)}[data_kind]
+    write_jsonl(
+        tmp_path / "data" / "pairs-text.jsonl", [r for r in PAIR_ROWS if isinstance(r["prompt"], str)]
+    )  # base models: no messages
+    train = {
+        "alpaca": alpaca_file,
+        "text": text_folder,
+        "template": write_jsonl(tmp_path / "data" / "template.jsonl", TEMPLATE_ROWS),
+        "pairs": write_jsonl(tmp_path / "data" / "pairs.jsonl", PAIR_ROWS),
+        "labelled": write_jsonl(tmp_path / "data" / "labelled.jsonl", LABELLED_ROWS),
+    }[data_kind]
     path = make_config(model, train, stage=stage, method=method, name=name)
     run = run_config(path, *overrides)
     assert run.metrics["steps"] == 3 and len(run.card["data"]["files"]) >= 1

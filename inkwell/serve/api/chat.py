@@ -13,13 +13,21 @@ router = APIRouter()
 
 
 def _choice(index: int, text: str, finish: str | None) -> dict:
-    return {"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None,
-            "finish_reason": finish}
+    return {
+        "index": index,
+        "message": {"role": "assistant", "content": text},
+        "logprobs": None,
+        "finish_reason": finish,
+    }
 
 
 def _chunk(index: int, text: str | None, finish: str | None) -> dict:
-    return {"index": index, "delta": {} if text is None else {"content": text}, "logprobs": None,
-            "finish_reason": finish}
+    return {
+        "index": index,
+        "delta": {} if text is None else {"content": text},
+        "logprobs": None,
+        "finish_reason": finish,
+    }
 
 
 def _opening(index: int) -> dict:
@@ -28,11 +36,17 @@ def _opening(index: int) -> dict:
 
 
 CHAT = GenerationKind(
-    endpoint="chat", request=ChatCompletionRequest, param="messages", id_prefix="chatcmpl-",
-    object="chat.completion", chunk_object="chat.completion.chunk",
+    endpoint="chat",
+    request=ChatCompletionRequest,
+    param="messages",
+    id_prefix="chatcmpl-",
+    object="chat.completion",
+    chunk_object="chat.completion.chunk",
     prompts_of=lambda req: [req.chat()],  # one conversation: the engine applies the chat template
     screen=lambda guard, req, prompts: screen_messages(guard, prompts),
-    choice_of=_choice, chunk_of=_chunk, opening=_opening,
+    choice_of=_choice,
+    chunk_of=_chunk,
+    opening=_opening,
 )
 
 

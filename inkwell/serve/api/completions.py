@@ -17,12 +17,17 @@ def _choice(index: int, text: str | None, finish: str | None) -> dict:
 
 
 COMPLETION = GenerationKind(
-    endpoint="completions", request=CompletionRequest, param="prompt", id_prefix="cmpl-",
-    object="text_completion", chunk_object="text_completion",
+    endpoint="completions",
+    request=CompletionRequest,
+    param="prompt",
+    id_prefix="cmpl-",
+    object="text_completion",
+    chunk_object="text_completion",
     prompts_of=lambda req: req.prompts(),
     # a lone string prompt is named `prompt` in a moderation block, one of a list `prompt[i]`
     screen=lambda guard, req, prompts: screen_prompts(guard, prompts, single=isinstance(req.prompt, str)),
-    choice_of=_choice, chunk_of=_choice,  # a streamed piece looks like a whole choice ("" text on the last)
+    choice_of=_choice,
+    chunk_of=_choice,  # a streamed piece looks like a whole choice ("" text on the last)
 )
 
 
