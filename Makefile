@@ -27,20 +27,26 @@ $(VENV)/.dev-done: $(VENV)/.setup-done
 setup: $(VENV)/.setup-done
 setup-dev: $(VENV)/.dev-done debian-data
 
-# Real text (fortunes, fortunes-zh) and WordNet for the data and safety tests, which skip without them.
+# Real text (fortunes, fortunes-zh, the Debian FAQ in English and Chinese) and WordNet for the data and safety
+# tests and benchmarks, which skip without them.
+DEBIAN_DATA := fortunes fortunes-zh wordnet debian-faq debian-faq-zh-cn
 # Only as root where apt-get exists; a failure is reported and ignored.
 debian-data:
 	-@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		apt-get install -y -qq fortunes fortunes-zh wordnet >/dev/null 2>&1 \
-		|| (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq fortunes fortunes-zh wordnet >/dev/null 2>&1) \
-		|| echo "note: could not install fortunes fortunes-zh wordnet; the tests that need them will be skipped"; \
+		apt-get install -y -qq $(DEBIAN_DATA) >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $(DEBIAN_DATA) >/dev/null 2>&1) \
+		|| echo "note: could not install $(DEBIAN_DATA); the tests that need them will be skipped"; \
 	fi
 
 run: setup
 	$(VENV)/bin/inkwell models pull smollm2-135m-instruct
 	$(VENV)/bin/inkwell write product-description --set product="bamboo water bottle" --set audience="hikers" --seed 7
 
+# Lint, format and type checks first (seconds): a new violation fails the run like a failing test.
 test: setup-dev
+	$(VENV)/bin/ruff check inkwell tests benchmarks
+	$(VENV)/bin/ruff format --check inkwell tests benchmarks
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 # The llama.cpp column needs llama-cpp-python, which compiles llama.cpp on install (minutes on 2 cores): it is
