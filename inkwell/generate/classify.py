@@ -8,7 +8,7 @@
 The run card (inkwell-run.json) says which labels the head has and whether the folder holds full weights
 (full / freeze) or a PEFT adapter over the base model (lora, whose `score` head is saved with the adapter).
 This is the inference side only: the classify recipe (train/classify.py) builds its model with
-`load_classifier` and its batches with `pad_right` from here, so training and inference pool the same token.
+`models.heads.load_classifier` and its batches with `pad_right` from here, so training and inference pool the same token.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from inkwell.errors import InkwellError
+from inkwell.models.heads import load_classifier
 
 RUN_CARD = "inkwell-run.json"  # what `inkwell train` writes beside the weights
 
@@ -35,31 +36,6 @@ def pad_right(sequences: list[list[int]], pad_id: int) -> tuple[Any, Any]:
         ids[i, : len(sequence)] = torch.tensor(sequence)
         mask[i, : len(sequence)] = 1
     return ids, mask
-
-
-def load_classifier(folder: str | Path, labels: list[str], pad_id: int, **overrides):
-    """AutoModelForSequenceClassification from a model folder (a causal LM: its new `score` head starts random;
-    a trained full run: the head as trained), fp32, with our labels and pad token. `overrides` go to
-    from_pretrained (training sets dropout there)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # no "Loading weights" bar for a small model
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "score is newly initialised, lm_head unused": expected, not for users
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            folder,
-            dtype=torch.float32,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            pad_token_id=pad_id,
-            **overrides,
-        )
-    finally:
-        hf_logging.set_verbosity(verbosity)
 
 
 def _tokenizer(folder: Path):

@@ -26,6 +26,7 @@ from pathlib import Path
 from inkwell.errors import InkwellError
 from inkwell.files import read_json
 from inkwell.models.gguf_write import GGUF_TYPES, write_gguf
+from inkwell.models.heads import load_classifier
 from inkwell.models.load import MODEL_CARD, adapter_base, check_hf_folder, read_card, resolve
 from inkwell.models.registry import EMBEDDED_MODELS, get_embedded
 
@@ -190,7 +191,8 @@ def _merge_into(run: Run, folder: Path, say: Callable[[str], None]) -> dict:
     say(f"merging the {run.what} into {base_folder.name}")
     tokenizer = AutoTokenizer.from_pretrained(base_folder)
     if run.task_type == "SEQ_CLS":
-        model = _classifier_base(base_folder, run.card["labels"], tokenizer)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        model = load_classifier(base_folder, run.card["labels"], pad_id)  # the head the adapter was trained on
     else:
         model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.float32)
     try:
@@ -205,30 +207,6 @@ def _merge_into(run: Run, folder: Path, say: Callable[[str], None]) -> dict:
     merged.save_pretrained(folder)  # config.json, model.safetensors, generation_config.json
     tokenizer.save_pretrained(folder)
     return base_card
-
-
-def _classifier_base(folder: Path, labels: list[str], tokenizer):
-    """The sequence-classification model a classify adapter was trained on: the base LM with a `score` head
-    for the run's labels and the pad id training used (the tokenizer's, else end-of-text), as the classify
-    recipe builds it (models/ cannot import train/)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "score is newly initialised": the adapter's trained head replaces it
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            folder,
-            dtype=torch.float32,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            pad_token_id=pad_id,
-        )
-    finally:
-        hf_logging.set_verbosity(verbosity)
 
 
 def _model_card(run: Run, base_card: dict, name: str) -> dict:

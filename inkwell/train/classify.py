@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inkwell.errors import InkwellError
-from inkwell.generate.classify import load_classifier, pad_right
+from inkwell.generate.classify import pad_right
+from inkwell.models.heads import load_classifier
 from inkwell.train.config import ClassifyConfig, config_dict
 from inkwell.train.data import DataReport, Row, expand, read_shaped_rows, split_off, text_field
 from inkwell.train.loop import config_digest, make_accelerator, plan_steps, precision_of, train_loop
