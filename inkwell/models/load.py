@@ -12,9 +12,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.home import models_dir
@@ -56,7 +57,9 @@ def pick_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InkwellError("device 'cuda' was asked for but no CUDA GPU is visible", field="device", hint="use --device cpu")
+        raise InkwellError(
+            "device 'cuda' was asked for but no CUDA GPU is visible", field="device", hint="use --device cpu"
+        )
     if device != "cpu" and not device.startswith("cuda"):
         raise InkwellError(f"unknown device '{device}'", field="device", hint="use auto, cpu or cuda[:N]")
     return device
@@ -78,8 +81,9 @@ def cpu_has_fast_bf16() -> bool:
     if setting in ("off", "0", "false", "no"):
         return False
     if setting not in ("", "auto"):
-        raise InkwellError(f"{CPU_BF16_ENV}={setting!r} is not understood", field=CPU_BF16_ENV,
-                           hint="use auto, on or off")
+        raise InkwellError(
+            f"{CPU_BF16_ENV}={setting!r} is not understood", field=CPU_BF16_ENV, hint="use auto, on or off"
+        )
     import torch
 
     checks = [getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None)]
@@ -145,15 +149,39 @@ def read_card(folder: Path) -> dict:
 
 # ---------------------------------------------------------------- GGUF -> safetensors
 
+# Seconds per MB of GGUF for the first-use de-quantisation, measured on 2 busy CPU cores (SmolLM2's 98 MB:
+# ~30 s; Gemma-3's 253 MB: ~85 s, most of it reading the 262k-token vocabulary twice). Only for the notice.
+DEQUANTISE_S_PER_MB = 0.33
+
+
+def rough_duration(seconds: float) -> str:
+    """A wait in words for a first-use notice: a person plans around the order of magnitude, not the second."""
+    if seconds < 10:
+        return "a few seconds"
+    if seconds < 40:
+        return "about half a minute"
+    if seconds < 75:
+        return "about a minute"
+    if seconds < 150:
+        return "about 1-2 minutes"
+    minutes = round(seconds / 60)
+    return f"about {minutes - 1}-{minutes + 1} minutes"
+
 
 def prepare_gguf(gguf: Path, out_dir: Path, card: dict, progress: Callable[[str], None] | None = None) -> Path:
     """De-quantise a GGUF file into a plain HF folder (safetensors + tokenizer), written atomically."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     say = progress or (lambda _msg: None)
     if not gguf.exists():
         raise InkwellError(f"GGUF file not found: {gguf}", field="model")
+    megabytes = gguf.stat().st_size / 1e6
+    # said before the heavy imports: this is the step a first `inkwell write` spends its time on
+    say(
+        f"preparing {card.get('name') or gguf.stem} for first use: de-quantising its GGUF ({megabytes:.0f} MB) into a "
+        f"safetensors cache ({rough_duration(megabytes * DEQUANTISE_S_PER_MB)}; cached afterwards)"
+    )
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     started = time.perf_counter()
     say(f"reading tokenizer from {gguf.name}")
     # transformers prefers a tokenizer.json/config.json lying beside the GGUF to the file's own (losing e.g. its
@@ -242,7 +270,9 @@ def resolve(spec: str, progress: Callable[[str], None] | None = None) -> tuple[P
         check_hf_folder(path)
         return path, read_card(path)
     if os.sep in spec or spec.startswith("."):
-        raise InkwellError(f"model path not found: {path}", field="model", hint="check the path, or use a registry name")
+        raise InkwellError(
+            f"model path not found: {path}", field="model", hint="check the path, or use a registry name"
+        )
     get_embedded(spec)  # raises the 'unknown model; known models: ...' error
     raise AssertionError("unreachable")
 
@@ -269,9 +299,12 @@ def refuse_classifier(adapter_dir: Path) -> None:
     run = adapter_dir / "inkwell-run.json"
     stage = json.loads(run.read_text()).get("stage") if run.exists() else None
     if stage == "classify" or config.get("task_type") not in (None, "CAUSAL_LM"):
-        raise InkwellError(f"'{adapter_dir}' is a classifier (stage: classify): it labels texts and cannot write them",
-                           field="adapter", hint=f"use `inkwell classify --model {adapter_dir} TEXT`, or an adapter "
-                           "trained with stage pretrain, sft or dpo")
+        raise InkwellError(
+            f"'{adapter_dir}' is a classifier (stage: classify): it labels texts and cannot write them",
+            field="adapter",
+            hint=f"use `inkwell classify --model {adapter_dir} TEXT`, or an adapter "
+            "trained with stage pretrain, sft or dpo",
+        )
 
 
 def load_model(
@@ -284,12 +317,10 @@ def load_model(
 ) -> LoadedModel:
     """Load a model for generation. `spec` is a registry name, a HF folder or a .gguf path (default:
     the embedded default, or the base recorded in the adapter)."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from inkwell.models.registry import DEFAULT_MODEL
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar is noise on every run
     adapter_dir = Path(adapter).expanduser() if adapter else None

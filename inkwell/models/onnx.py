@@ -18,8 +18,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from inkwell.errors import InkwellError
 from inkwell.home import atomic_write, models_dir
@@ -39,8 +39,14 @@ BUILDER_OPTIONS = {
     "fp32": [],
 }
 # Decoder architectures the model builder supports that we have checked end to end (llama covers SmolLM2).
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "Gemma3ForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                           "Qwen3ForCausalLM", "Phi3ForCausalLM")
+SUPPORTED_ARCHITECTURES = (
+    "LlamaForCausalLM",
+    "Gemma3ForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+    "Phi3ForCausalLM",
+)
 LORA_FAMILY = ("LORA", "IA3", "ADALORA")  # adapters that fold into the weights; prefix/prompt tuning does not
 CARD = "inkwell-onnx.json"
 BUILD_FAILED_HINT = "use --engine torch; the plain path runs every model transformers loads"
@@ -89,23 +95,37 @@ def source_key(folder: Path, adapter: Path | None, precision: str) -> str:
 def check_supported(folder: Path, adapter: Path | None) -> None:
     """Raise FastPathUnavailable with the reason when the ONNX path cannot serve this model faithfully."""
     if not runtime_available():
-        raise FastPathUnavailable("onnxruntime-genai is not installed", field="engine",
-                                  hint="pip install onnxruntime-genai, or use --engine torch")
+        raise FastPathUnavailable(
+            "onnxruntime-genai is not installed",
+            field="engine",
+            hint="pip install onnxruntime-genai, or use --engine torch",
+        )
     config = json.loads((folder / "config.json").read_text())
     architecture = (config.get("architectures") or ["?"])[0]
     if architecture not in SUPPORTED_ARCHITECTURES:
-        raise FastPathUnavailable(f"architecture {architecture} is not supported by the ONNX path",
-                                  field="engine", hint=f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
+        raise FastPathUnavailable(
+            f"architecture {architecture} is not supported by the ONNX path",
+            field="engine",
+            hint=f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}",
+        )
     if adapter is not None:
         peft_type = json.loads((adapter / "adapter_config.json").read_text()).get("peft_type", "?")
         if peft_type not in LORA_FAMILY:
-            raise FastPathUnavailable(f"{peft_type.lower()} adapters change the attention inputs and cannot be "
-                                      "merged into the weights the ONNX path runs", field="adapter",
-                                      hint="it runs on the torch engine instead (--engine torch)")
+            raise FastPathUnavailable(
+                f"{peft_type.lower()} adapters change the attention inputs and cannot be "
+                "merged into the weights the ONNX path runs",
+                field="adapter",
+                hint="it runs on the torch engine instead (--engine torch)",
+            )
 
 
-def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision: str = "int4",
-               progress: Callable[[str], None] | None = None) -> Path:
+def build_onnx(
+    spec: str | None = None,
+    *,
+    adapter: str | None = None,
+    precision: str = "int4",
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """The ONNX Runtime GenAI folder for a model (+ adapter) at a precision; built on first use, then cached.
 
     A LoRA-family adapter is merged into the base weights first (PEFT's merge_and_unload), so a fine-tuned
@@ -114,11 +134,16 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
     from inkwell.models.registry import DEFAULT_MODEL
 
     if precision not in CHOICES:
-        raise InkwellError(f"unknown precision {precision!r}", field="precision", hint=f"use one of: {', '.join(CHOICES)}")
+        raise InkwellError(
+            f"unknown precision {precision!r}", field="precision", hint=f"use one of: {', '.join(CHOICES)}"
+        )
     adapter_dir = Path(adapter).expanduser() if adapter else None
     if adapter_dir is not None and not (adapter_dir / "adapter_config.json").exists():
-        raise InkwellError(f"'{adapter_dir}' is not a PEFT adapter folder: adapter_config.json is missing",
-                           field="adapter", hint="point --adapter at a folder written by `inkwell train`")
+        raise InkwellError(
+            f"'{adapter_dir}' is not a PEFT adapter folder: adapter_config.json is missing",
+            field="adapter",
+            hint="point --adapter at a folder written by `inkwell train`",
+        )
     if spec is None and adapter_dir is not None:
         spec = adapter_base(adapter_dir)
     folder, source_card = resolve(spec or DEFAULT_MODEL, progress)
@@ -131,28 +156,42 @@ def build_onnx(spec: str | None = None, *, adapter: str | None = None, precision
         _build(out, folder, spec or DEFAULT_MODEL, adapter_dir, precision, key, source_card, progress)
     grid = read_onnx_card(out).get("int4_exact")
     if grid and grid["kept"] and progress:  # said on every use, not only when built
-        progress(f"note: {grid['kept']} of {grid['kept'] + grid['exact']} matmuls are not on a 4-bit grid and were "
-                 "rounded to int4 (expect a perplexity loss; --precision int8 loses far less)")
+        progress(
+            f"note: {grid['kept']} of {grid['kept'] + grid['exact']} matmuls are not on a 4-bit grid and were "
+            "rounded to int4 (expect a perplexity loss; --precision int8 loses far less)"
+        )
     return out
 
 
-def _build(out: Path, folder: Path, spec: str, adapter_dir: Path | None, precision: str, key: str,
-           source_card: dict, progress: Callable[[str], None] | None) -> None:
+def _build(
+    out: Path,
+    folder: Path,
+    spec: str,
+    adapter_dir: Path | None,
+    precision: str,
+    key: str,
+    source_card: dict,
+    progress: Callable[[str], None] | None,
+) -> None:
     failed = out.parent / f"{out.name}.failed"  # a build that failed on these inputs is not retried every run
     if failed.exists():
         raise FastPathUnavailable(failed.read_text(encoding="utf-8").strip(), field="engine", hint=BUILD_FAILED_HINT)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if progress:  # one line before the wait, saying what it is for and how long (the merge adds seconds)
+        what = f"{spec} with adapter {adapter_dir}" if adapter_dir is not None else spec
+        progress(
+            f"preparing {what} for the CPU fast path: building its {precision} ONNX model (first use, "
+            f"{build_duration(folder)}; cached afterwards)"
+        )
     with tempfile.TemporaryDirectory(prefix=".build-", dir=out.parent) as scratch:
         source = folder
         if adapter_dir is not None:
             if progress:
                 progress(f"merging adapter {adapter_dir} into {spec} for the fast path")
             source = _merge(spec, adapter_dir, Path(scratch) / "merged")
-        if progress:
-            progress(f"building the {precision} ONNX model for the fast path (once; cached)")
         target = Path(scratch) / "onnx"
         try:
-            _run_builder(source, target, precision, Path(scratch) / "cache")
+            _run_builder(source, target, precision, Path(scratch) / "cache", progress is not None)  # show a bar
         except FastPathUnavailable as exc:
             with atomic_write(failed) as handle:
                 handle.write(str(exc).split("\n  fix: ")[0] + f"\n(remembered in {failed}; delete it to try again)\n")
@@ -203,22 +242,83 @@ def _merge(spec: str, adapter: Path, to: Path) -> Path:
     return to
 
 
-def _run_builder(source: Path, target: Path, precision: str, cache: Path) -> None:
-    command = [sys.executable, "-m", "inkwell.models.onnx_builder", "-i", str(source), "-o", str(target),
-               "-p", precision, "-e", "cpu", "-c", str(cache), *BUILDER_OPTIONS[precision]]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0 or not (target / "genai_config.json").exists():
-        lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines() if line.strip()]
-        tail = lines[-1] if lines else f"exit code {done.returncode}"  # the exception's own line, not the traceback
-        raise FastPathUnavailable(f"the ONNX model builder failed for {source}: {tail}", field="engine",
-                                  hint=BUILD_FAILED_HINT)
+# Seconds per MB of the source's safetensors for a build, measured on 2 busy CPU cores (SmolLM2's 538 MB in
+# fp32: ~15 s; Gemma-3's 1.1 GB: ~45 s). Only for the first-use notice.
+BUILD_S_PER_MB = 0.04
 
 
-def _card_write(target: Path, folder: Path, adapter: Path | None, precision: str, key: str, source_card: dict,
-                grid: dict | None = None) -> None:
-    card = {"source": str(folder), "adapter": str(adapter) if adapter else None, "precision": precision, "key": key,
-            "name": source_card.get("name", folder.name)}
+def build_duration(source: Path) -> str:
+    """How long building the ONNX model of `source` takes, in words, for the first-use notice."""
+    from inkwell.models.load import rough_duration
+
+    megabytes = sum(p.stat().st_size for p in Path(source).glob("*.safetensors")) / 1e6
+    return rough_duration(megabytes * BUILD_S_PER_MB)
+
+
+def _run_builder(source: Path, target: Path, precision: str, cache: Path, show: bool = False) -> None:
+    """Run the model builder in a subprocess; `show`: a progress bar on stderr, one step per layer it reads
+    (the builder prints "Reading layer N"), then one for saving."""
+    from tqdm import tqdm
+
+    command = [
+        sys.executable,
+        "-m",
+        "inkwell.models.onnx_builder",
+        "-i",
+        str(source),
+        "-o",
+        str(target),
+        "-p",
+        precision,
+        "-e",
+        "cpu",
+        "-c",
+        str(cache),
+        *BUILDER_OPTIONS[precision],
+    ]
+    # unbuffered: the builder's lines arrive as it prints them, not in one block at the end
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    config = json.loads((Path(source) / "config.json").read_text())
+    layers = (config.get("text_config") or config).get("num_hidden_layers") or 0
+    # embedding + layers + final norm + LM head + saving; stderr goes to a file, so a chatty builder cannot
+    # fill a pipe nobody reads
+    with (
+        tempfile.TemporaryFile("w+", encoding="utf-8") as errors,
+        tqdm(total=layers + 4, desc="building ONNX model", unit="step", disable=not show, leave=False) as bar,
+    ):
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+        out_lines = []
+        for line in proc.stdout:
+            out_lines.append(line)
+            if line.startswith(("Reading ", "Saving ONNX model")):
+                bar.update(1)
+        returncode = proc.wait()
+        errors.seek(0)
+        stderr, stdout = errors.read(), "".join(out_lines)
+    if returncode != 0 or not (target / "genai_config.json").exists():
+        lines = [line.strip() for line in (stderr or stdout or "").splitlines() if line.strip()]
+        tail = lines[-1] if lines else f"exit code {returncode}"  # the exception's own line, not the traceback
+        raise FastPathUnavailable(
+            f"the ONNX model builder failed for {source}: {tail}", field="engine", hint=BUILD_FAILED_HINT
+        )
+
+
+def _card_write(
+    target: Path,
+    folder: Path,
+    adapter: Path | None,
+    precision: str,
+    key: str,
+    source_card: dict,
+    grid: dict | None = None,
+) -> None:
+    card = {
+        "source": str(folder),
+        "adapter": str(adapter) if adapter else None,
+        "precision": precision,
+        "key": key,
+        "name": source_card.get("name", folder.name),
+    }
     if grid is not None:  # int4: how many matmuls kept the source's exact grid (the rest: the builder's rounding)
         card["int4_exact"] = grid
     if "chat" in source_card:

@@ -21,13 +21,24 @@ import shutil
 import subprocess
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SOURCE = Path(__file__).with_name("decoder.c")
 FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-lm"]
 SUPPORTED_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 8}
-LAYER_KINDS = {"attn_q": 0, "attn_k": 1, "attn_v": 2, "attn_output": 3, "ffn_gate": 4, "ffn_up": 5, "ffn_down": 6,
-               "attn_norm": 7, "ffn_norm": 8}
+LAYER_KINDS = {
+    "attn_q": 0,
+    "attn_k": 1,
+    "attn_v": 2,
+    "attn_output": 3,
+    "ffn_gate": 4,
+    "ffn_up": 5,
+    "ffn_down": 6,
+    "attn_norm": 7,
+    "ffn_norm": 8,
+}
 EMBED, HEAD, OUT_NORM = 9, 10, 11
 
 
@@ -68,7 +79,8 @@ def library_path() -> Path:
     return models_dir() / "native" / f"decoder-{digest}.so"
 
 
-def load_library() -> ctypes.CDLL:
+def load_library(progress: Callable[[str], None] | None = None) -> ctypes.CDLL:
+    """The compiled decoder, built on first use; `progress` hears one line before the build."""
     reason = cpu_supported()
     if reason:
         raise NativeUnavailable(reason, machine=True)
@@ -77,6 +89,11 @@ def load_library() -> ctypes.CDLL:
         cc = compiler()
         if not cc:
             raise NativeUnavailable("no C compiler (cc) to build the native decoder", machine=True)
+        if progress:
+            progress(
+                "compiling Inkwell's native CPU decoder with the system C compiler (first use, a few seconds; "
+                "cached afterwards)"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".decoder-", suffix=".so", dir=target.parent)
         os.close(fd)
@@ -95,15 +112,30 @@ def load_library() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(target))
     lib.ink_new.restype = ctypes.c_void_p
     lib.ink_new.argtypes = [ctypes.c_int] * 7 + [ctypes.c_float, ctypes.c_float, ctypes.c_int, ctypes.c_int]
-    lib.ink_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
-                            ctypes.c_int, ctypes.c_int]
+    lib.ink_set.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
     lib.ink_ctx.restype = ctypes.c_void_p
     lib.ink_ctx.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.ink_slot.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     lib.ink_slot.restype = ctypes.c_int
     lib.ink_ctx_free.argtypes = [ctypes.c_void_p]
-    lib.ink_forward.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    lib.ink_forward.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     lib.ink_forward.restype = ctypes.c_int
     lib.ink_free.argtypes = [ctypes.c_void_p]
     return lib
@@ -117,26 +149,50 @@ def _field(reader, key: str, default=None):
 class Decoder:
     """One GGUF model in the native decoder, with a KV cache for `rows` sequences (see `reset`)."""
 
-    def __init__(self, lib: ctypes.CDLL, gguf_path: str | os.PathLike, table: list[dict], config: dict, threads: int,
-                 pack: bool = True):
+    def __init__(
+        self,
+        lib: ctypes.CDLL,
+        gguf_path: str | os.PathLike,
+        table: list[dict],
+        config: dict,
+        threads: int,
+        pack: bool = True,
+    ):
         import numpy as np
 
         self.lib, self.config = lib, config
         self.vocab = config["vocab"]
         self._own: Context | None = None
         self.file = np.memmap(gguf_path, dtype=np.uint8, mode="r")  # the C side points into this mapping
-        self.handle = lib.ink_new(config["layers"], config["dim"], config["heads"], config["kv_heads"],
-                                  config["head_dim"], config["ffn"], config["vocab"], config["eps"], config["theta"],
-                                  threads, int(pack))
+        self.handle = lib.ink_new(
+            config["layers"],
+            config["dim"],
+            config["heads"],
+            config["kv_heads"],
+            config["head_dim"],
+            config["ffn"],
+            config["vocab"],
+            config["eps"],
+            config["theta"],
+            threads,
+            int(pack),
+        )
         for tensor in table:
             self._set(tensor)
 
     @classmethod
-    def open(cls, gguf_path: str | os.PathLike, threads: int | None = None, pack: bool = True) -> "Decoder":
+    def open(
+        cls,
+        gguf_path: str | os.PathLike,
+        threads: int | None = None,
+        pack: bool = True,
+        progress: Callable[[str], None] | None = None,
+    ) -> Decoder:
         """`pack=False` keeps the matrices in the GGUF's row layout (the slower row-wise kernels, which
-        also serve matrices whose row count is not a multiple of 8): for tests and comparisons."""
-        table, config = read_gguf(gguf_path)
-        return cls(load_library(), gguf_path, table, config, threads or os.cpu_count() or 1, pack)
+        also serve matrices whose row count is not a multiple of 8): for tests and comparisons. `progress`
+        hears a line before each first-use step (reading the tensor table, compiling the library)."""
+        table, config = read_gguf(gguf_path, progress)
+        return cls(load_library(progress), gguf_path, table, config, threads or os.cpu_count() or 1, pack)
 
     def _set(self, tensor: dict) -> None:
         name, shape = tensor["name"], tensor["shape"]
@@ -155,11 +211,11 @@ class Decoder:
             layer = int(name.split(".")[1]) if kind < EMBED else 0
             self.lib.ink_set(self.handle, layer, kind, qtype, address, rows, cols)
 
-    def context(self, rows: int) -> "Context":
+    def context(self, rows: int) -> Context:
         """A decoding context with `rows` KV slots (all empty)."""
         return Context(self, rows)
 
-    def reset(self, rows: int, max_len: int) -> "Context":
+    def reset(self, rows: int, max_len: int) -> Context:
         """Replace the decoder's own context (what `forward` uses) by one with `rows` slots of `max_len`."""
         self._own = self.context(rows)
         for row in range(rows):
@@ -209,8 +265,16 @@ class Context:
         positions = np.ascontiguousarray(positions, dtype=np.int32)
         want = np.ascontiguousarray(want, dtype=np.int32)
         logits = np.empty((len(want), self.decoder.vocab), dtype=np.float32)
-        code = self.lib.ink_forward(self.handle, len(tokens), tokens.ctypes.data, rows.ctypes.data,
-                                    positions.ctypes.data, len(want), want.ctypes.data, logits.ctypes.data)
+        code = self.lib.ink_forward(
+            self.handle,
+            len(tokens),
+            tokens.ctypes.data,
+            rows.ctypes.data,
+            positions.ctypes.data,
+            len(want),
+            want.ctypes.data,
+            logits.ctypes.data,
+        )
         if code:
             why = {1: "out of memory", 2: "a token, slot or position out of range", 3: "a logits index out of range"}
             raise ValueError(f"native decoder: {why.get(code, f'error {code}')}")
@@ -228,7 +292,7 @@ class Context:
             pass
 
 
-def read_gguf(gguf_path: str | os.PathLike) -> tuple[list[dict], dict]:
+def read_gguf(gguf_path: str | os.PathLike, progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
     """The tensor table (name, type, shape, byte offset) and model config of a GGUF file, checked for the
     native decoder (NativeUnavailable otherwise). gguf's reader parses the whole vocabulary into Python objects
     (4 s for SmolLM2's), so the result is kept beside the library, keyed by the file's size and mtime."""
@@ -245,6 +309,10 @@ def read_gguf(gguf_path: str | os.PathLike) -> tuple[list[dict], dict]:
         if "unavailable" in saved:
             raise NativeUnavailable(saved["unavailable"])
         return saved["tensors"], saved["config"]
+    if progress:
+        progress(
+            f"reading {path.name}'s tensor table for the native decoder (first use, a few seconds; cached afterwards)"
+        )
     try:
         table, config = _read_gguf(path)
         saved = {"tensors": table, "config": config}
@@ -286,20 +354,32 @@ def _read_gguf(path: Path) -> tuple[list[dict], dict]:
     if scaling not in (None, "none"):
         raise NativeUnavailable(f"the native decoder does not do RoPE scaling ({scaling})")
     if head_dim * heads != dim or heads % kv_heads or dim % 32 or head_dim % 8 or head_dim > 256:
-        raise NativeUnavailable("the native decoder needs head_dim x heads = width (a multiple of 32) and a "
-                                "head_dim that is a multiple of 8, at most 256")
-    config = {
-        "layers": int(_field(reader, "llama.block_count")), "dim": dim, "heads": heads, "kv_heads": kv_heads,
-        "head_dim": head_dim, "ffn": int(_field(reader, "llama.feed_forward_length")), "vocab": vocab,
+        raise NativeUnavailable(
+            "the native decoder needs head_dim x heads = width (a multiple of 32) and a "
+            "head_dim that is a multiple of 8, at most 256"
+        )
+    config: dict[str, Any] = {
+        "layers": int(_field(reader, "llama.block_count")),
+        "dim": dim,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "ffn": int(_field(reader, "llama.feed_forward_length")),
+        "vocab": vocab,
         "eps": float(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
         "theta": float(_field(reader, "llama.rope.freq_base", 10000.0)),
         "separate_head": "output.weight" in names,
         "context_length": int(_field(reader, "llama.context_length", 2048)),
-        "blocks": Counter(t.tensor_type.name for t in reader.tensors if t.name.startswith("blk.")
-                          and not t.name.endswith("norm.weight")).most_common(1)[0][0],
+        "blocks": Counter(
+            t.tensor_type.name
+            for t in reader.tensors
+            if t.name.startswith("blk.") and not t.name.endswith("norm.weight")
+        ).most_common(1)[0][0],
     }
     if config["ffn"] % 32:
         raise NativeUnavailable("the native decoder needs a feed-forward width that is a multiple of 32")
-    table = [{"name": t.name, "type": t.tensor_type.name, "shape": [int(d) for d in t.shape],
-              "offset": int(t.data_offset)} for t in reader.tensors]
+    table = [
+        {"name": t.name, "type": t.tensor_type.name, "shape": [int(d) for d in t.shape], "offset": int(t.data_offset)}
+        for t in reader.tensors
+    ]
     return table, config
