@@ -118,6 +118,7 @@ def run_batch(
     input_path, output_path = Path(input_path), Path(output_path)
     partial = output_path.with_name(output_path.name + ".part")
     report = BatchReport(output=output_path, batch_id=uuid.uuid4().hex[:12])
+    output_path.parent.mkdir(parents=True, exist_ok=True)  # else `OUT.part` fails with a traceback
     if resume:
         drop_torn_tail(partial)
         done = _done_ids(partial)

@@ -6,6 +6,11 @@ from dataclasses import asdict, dataclass, field, fields
 
 from inkwell.errors import InkwellError
 
+MIN_DIVISOR = 0.001  # the smallest temperature (other than 0) and repetition_penalty: see validate
+# The largest seed: well inside a signed 64-bit integer (torch's generators, the SQLite history) with room for the
+# offsets added per sample and per retry (a larger one failed the request with a 500 in the schema fuzzing).
+MAX_SEED = 2**62
+
 
 @dataclass
 class GenerationSettings:
@@ -32,14 +37,16 @@ class GenerationSettings:
             raise bad("max_new_tokens", self.max_new_tokens, "to a whole number >= 1")
         if not isinstance(self.min_new_tokens, int) or not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise bad("min_new_tokens", self.min_new_tokens, f"between 0 and max_new_tokens ({self.max_new_tokens})")
-        if not 0 <= float(self.temperature) <= 5:
-            raise bad("temperature", self.temperature, "between 0 (greedy) and 5")
+        # Logits are divided by temperature and repetition_penalty: below MIN_DIVISOR they overflow to inf and
+        # sampling fails (found by the schema fuzzing of tests/reliability: 5e-324 failed a whole served batch).
+        if not (float(self.temperature) == 0 or MIN_DIVISOR <= float(self.temperature) <= 5):
+            raise bad("temperature", self.temperature, f"to 0 (greedy) or between {MIN_DIVISOR} and 5")
         if not 0 < float(self.top_p) <= 1:
             raise bad("top_p", self.top_p, "in (0, 1]")
         if not isinstance(self.top_k, int) or self.top_k < 0:
             raise bad("top_k", self.top_k, "to a whole number >= 0 (0 disables)")
-        if not 0 < float(self.repetition_penalty) <= 10:
-            raise bad("repetition_penalty", self.repetition_penalty, "in (0, 10]; 1.0 disables")
+        if not MIN_DIVISOR <= float(self.repetition_penalty) <= 10:
+            raise bad("repetition_penalty", self.repetition_penalty, f"between {MIN_DIVISOR} and 10; 1.0 disables")
         if not isinstance(self.no_repeat_ngram_size, int) or self.no_repeat_ngram_size < 0:
             raise bad("no_repeat_ngram_size", self.no_repeat_ngram_size, "to a whole number >= 0")
         if not isinstance(self.num_beams, int) or not 1 <= self.num_beams <= 16:
@@ -50,8 +57,8 @@ class GenerationSettings:
             raise bad("num_return_sequences", self.num_return_sequences, f"<= num_beams ({self.num_beams})")
         if not isinstance(self.stop, list) or not all(isinstance(s, str) and s for s in self.stop):
             raise bad("stop", self.stop, "to a list of non-empty strings")
-        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
-            raise bad("seed", self.seed, "to a whole number >= 0")
+        if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED):
+            raise bad("seed", self.seed, f"to a whole number between 0 and {MAX_SEED}")
 
     @property
     def greedy(self) -> bool:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from inkwell.errors import InkwellError
-from inkwell.generate.settings import GenerationSettings
+from inkwell.generate.settings import MAX_SEED, GenerationSettings
 from inkwell.serve.errors import bad_request, from_inkwell
 
 MAX_N = 16  # choices per request: each one is a row in the batch
@@ -53,7 +53,7 @@ class SamplingFields(BaseModel):
     top_p: Annotated[float, published(exclusiveMinimum=0, maximum=1)] | None = None
     n: Annotated[int, published(minimum=1, maximum=MAX_N)] = 1
     stop: Text | Annotated[list[Text], published(maxItems=MAX_STOP)] | None = None
-    seed: Annotated[int, published(minimum=0)] | None = None
+    seed: Annotated[int, published(minimum=0, maximum=MAX_SEED)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: Annotated[float, published(minimum=0, maximum=0)] | None = None  # only 0: repetition_penalty
@@ -61,7 +61,7 @@ class SamplingFields(BaseModel):
     user: str | None = None
     # Inkwell / vLLM extensions
     top_k: Annotated[int, published(minimum=0)] | None = None  # 0 disables
-    repetition_penalty: Annotated[float, published(exclusiveMinimum=0, maximum=10)] | None = None  # 1.0 disables
+    repetition_penalty: Annotated[float, published(minimum=0.001, maximum=10)] | None = None  # 1.0 disables
     min_tokens: Annotated[int, published(minimum=0)] | None = None  # at most max_tokens
     no_repeat_ngram_size: Annotated[int, published(minimum=0)] | None = None
     # Not supported: rejected when set (see reject_unsupported)
