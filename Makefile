@@ -28,8 +28,9 @@ setup: $(VENV)/.setup-done
 setup-dev: $(VENV)/.dev-done debian-data
 
 # Real text (fortunes, fortunes-zh, the Debian FAQ in English and Chinese) and WordNet for the data and safety
-# tests and benchmarks, which skip without them.
-DEBIAN_DATA := fortunes fortunes-zh wordnet debian-faq debian-faq-zh-cn
+# tests and benchmarks, and Debian's Chromium for the studio's browser tests (Playwright drives it; it never
+# downloads a browser of its own); the tests that need them skip without them.
+DEBIAN_DATA := fortunes fortunes-zh wordnet debian-faq debian-faq-zh-cn chromium
 # Only as root where apt-get exists; a failure is reported and ignored.
 debian-data:
 	-@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \

@@ -27,6 +27,7 @@ COMMANDS: dict[str, Callable] = {
     "train": train.train,
     "moderate": models.moderate,
     "serve": serve.serve,
+    "studio": serve.studio,
     "classify": train.classify,
     "export": models.export,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
@@ -88,8 +89,11 @@ def serve(
     no_log: NoLog = False,
     policy: PolicyOpt = None,
     no_moderation: NoModerationOpt = False,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the studio in a web browser once the model is ready.")
+    ] = False,
 ):
-    """Serve an OpenAI-compatible HTTP API: completions, chat (streaming), content templates, /metrics.
+    """Serve an OpenAI-compatible HTTP API (completions, chat, content templates, /metrics) and the studio at /.
 
     Example: inkwell serve --model smollm2-135m-instruct --adapter support=runs/lora --api-key sk-local-123
     """
@@ -123,7 +127,21 @@ def serve(
         moderation=not no_moderation,
         policy=policy,
     )
-    run_server(config, say=say)
+    run_server(config, say=say, open_browser=open_browser)
+
+
+def studio(*args, **kwargs):
+    """Inkwell Studio: write, edit, rate and compare in a browser, and turn that feedback into a better model.
+
+    The same server as `inkwell serve` (same options; the OpenAI-compatible API stays at /v1). Each --api-key is
+    one creator, who sees only their own pieces; the first page asks for the key.
+
+    Example: inkwell studio --api-key sk-alice --api-key sk-bob --open
+    """
+    return serve(*args, **kwargs)
+
+
+studio.__signature__ = inspect.signature(serve, eval_str=True)  # type: ignore[attr-defined]  # typer reads serve's options
 
 
 def _adapters(pairs: list[str] | None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from inkwell.generate.engine import GenerationResult
 
-SOURCES = ("write", "generate", "batch", "serve", "eval")  # who made it (the store's `source` column)
+SOURCES = ("write", "generate", "batch", "serve", "studio", "eval")  # who made it (the store's `source` column)
 
 
 @dataclass

@@ -31,6 +31,7 @@ adapters never share weights. Correctness over speed: adapters take turns, batch
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -171,6 +172,7 @@ class Scheduler:
         self._batch_key: str | None = None
         self._adapter = contextlib.ExitStack()  # the running continuous batch's adapter, active for its life
         self._prefixes: dict[str | None, PrefixCache] = {}  # KV of recent prompt starts, per adapter
+        self._chores: list[tuple[Callable[[], Any], concurrent.futures.Future]] = []  # call_idle's queue
         self._job_s = 5.0  # moving average of a request's time in the scheduler, for Retry-After estimates
         self.batches = 0  # batches started (tests and metrics read it)
 
@@ -216,6 +218,18 @@ class Scheduler:
         """Submit (waiting for room in the queue) and wait for the results. Not for the scheduler thread."""
         return self.submit(GenerationJob(prompts, settings, adapter=adapter, on_delta=on_delta), block=True).wait()
 
+    def call_idle(self, fn: Callable[[], Any], timeout: float | None = 300.0) -> Any:
+        """Run `fn()` on the scheduler thread between batches (no batch running) and return its result:
+        how the engine's model is changed while serving (e.g. an adapter attached). Under constant load a chore
+        waits for the running batch to drain; new jobs wait behind it."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cond:
+            if self._closed:
+                raise InkwellError("the generation scheduler is shut down", field="model")
+            self._chores.append((fn, future))
+            self._cond.notify_all()
+        return future.result(timeout)
+
     def tokenize(self, fn: Callable[[TextRows], Any]) -> Any:
         """Run `fn(front)` for render / encode / count_tokens from a request thread (`front`: the engine's
         prompts side with its own tokenizer)."""
@@ -254,9 +268,18 @@ class Scheduler:
             window: list[GenerationJob] = []  # a window batch to run as one Engine.generate call
             newcomers: list[GenerationJob] = []  # jobs joining the continuous batch at this step
             with self._cond:
+                chores, self._chores = (self._chores, []) if self._batch is None else ([], self._chores)
+            for fn, future in chores:  # no batch is running: the engine is the chore's alone
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(exc)
+            with self._cond:
                 if self._batch is None:
-                    while not self._pending and not self._closed:
+                    while not self._pending and not self._closed and not self._chores:
                         self._cond.wait()
+                    if self._chores:
+                        continue
                     if not self._pending:
                         return  # closed and drained
                     leader = self._pending[0]

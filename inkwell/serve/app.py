@@ -7,6 +7,8 @@
     GET  /v1/templates              the template library
     GET  /health                    503 while the model loads, 200 after (no key needed)
     GET  /metrics                   Prometheus text (no key needed)
+    GET  /, /studio                 Inkwell Studio, the creator's web app; its JSON API under /studio/api
+                                    (serve/studio/, docs/studio.md)
 
 Which module serves which endpoint: serve/api/__init__.py.
 """
@@ -17,6 +19,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -26,6 +29,9 @@ from inkwell.serve.errors import APIError, internal
 from inkwell.serve.schemas import openapi_schemas
 from inkwell.serve.serving import Serving
 from inkwell.serve.state import ServerState
+from inkwell.serve.studio.api import page_router
+from inkwell.serve.studio.api import router as studio_router
+from inkwell.serve.studio.service import Studio
 
 log = logging.getLogger("inkwell.serve")
 
@@ -46,7 +52,8 @@ def create_app(state: ServerState) -> FastAPI:
     )
     app.state.inkwell = state
     app.state.serving = Serving(state)
-    for router in ROUTERS:
+    app.state.studio = Studio(app.state.serving)
+    for router in [*ROUTERS, studio_router, page_router]:
         app.include_router(router)
     _install_error_handlers(app, state)
     _publish_request_bodies(app)
@@ -68,6 +75,14 @@ def _install_error_handlers(app: FastAPI, state: ServerState) -> None:
     async def _http_error(_request: Request, exc: StarletteHTTPException):
         code = "not_found" if exc.status_code == 404 else None
         return error_response(APIError(exc.status_code, str(exc.detail), code=code))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first["loc"][1:]) or None  # loc: ("path" | "query", name, ...)
+        return error_response(
+            APIError(400, f"Invalid value for '{param}': {first['msg']}", param=param, code="invalid_value")
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception):

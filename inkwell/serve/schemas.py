@@ -235,7 +235,9 @@ def openapi_body(model: type[BaseModel]) -> dict:
 
 def openapi_schemas() -> dict[str, dict]:
     """The request bodies' JSON schemas and the models they use, for the OpenAPI document's components."""
+    from inkwell.serve.studio.schemas import BODIES
+
     _, top = models_json_schema(
-        [(model, "validation") for model in REQUESTS], ref_template="#/components/schemas/{model}"
+        [(model, "validation") for model in (*REQUESTS, *BODIES)], ref_template="#/components/schemas/{model}"
     )
     return top["$defs"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 from collections.abc import Callable
 
 from inkwell.errors import InkwellError
@@ -24,7 +25,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def run_server(config: ServeConfig, say: Callable[[str], None] = print) -> None:
+def run_server(config: ServeConfig, say: Callable[[str], None] = print, open_browser: bool = False) -> None:
     import uvicorn
 
     from inkwell.serve.app import create_app
@@ -50,9 +51,22 @@ def run_server(config: ServeConfig, say: Callable[[str], None] = print) -> None:
         )
     )
     state.on_load_failed = lambda: setattr(server, "should_exit", True)
-    say(
-        f"loading {config.model or 'the default model'}; http://{config.host}:{config.port}/health turns 200 when ready"
-    )
+    address = f"http://{'127.0.0.1' if config.host in ('0.0.0.0', '::') else config.host}:{config.port}"
+    say(f"loading {config.model or 'the default model'}; {address}/health turns 200 when ready")
+    say(f"studio: {address}/   API: {address}/v1")
+    if open_browser:
+        threading.Thread(target=_open_when_ready, args=(state, address), daemon=True).start()
     server.run()
     if state.status == "failed":
         raise InkwellError(f"could not load the model: {state.load_error}", field="model")
+
+
+def _open_when_ready(state: ServerState, address: str) -> None:
+    """Open the studio in the user's browser once the model has loaded (loading starts with the app)."""
+    import time
+    import webbrowser
+
+    while state._loading is None:
+        time.sleep(0.2)
+    if state.wait_ready(timeout=None):
+        webbrowser.open(address + "/")

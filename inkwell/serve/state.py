@@ -78,6 +78,7 @@ class ServerState:
         self.load_error: str | None = None
         self.scheduler: Scheduler | None = None  # set once the model has loaded (status "ready")
         self.adapters: dict[str, str] = {}
+        self.studio_adapters: dict[str, str] = {}  # creators' adapters trained from feedback, attached on first use
         self.base_id = ""
         self.base_aliases: set[str] = set()
         self.on_load_failed: Callable[[], None] | None = None
@@ -113,7 +114,7 @@ class ServerState:
             clash = set(adapters) & {served_name(engine.loaded.name), engine.loaded.name}
             if clash:
                 raise InkwellError(f"adapter name '{clash.pop()}' is the base model's name", field="adapter")
-            self.adapters = adapters
+            self.adapters = dict(adapters)  # a copy: the engine's own table may grow (studio adapters)
             self.base_id = served_name(engine.loaded.name)
             self.base_aliases = {self.base_id, engine.loaded.name}
             self.scheduler = Scheduler(

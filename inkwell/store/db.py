@@ -83,6 +83,100 @@ MIGRATIONS: list[str] = [
         metrics TEXT                     -- JSON: final metrics
     );
     """,
+    # 6: the studio (inkwell/store/studio.py): pieces with their variants and edited versions, verdicts,
+    # blind comparisons, training jobs started from feedback, promotions, and full-text search over pieces
+    """
+    CREATE TABLE pieces (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        owner TEXT NOT NULL,             -- the API key's id ('local' when the server has no keys)
+        template TEXT NOT NULL,
+        fields TEXT NOT NULL,            -- JSON, as resolved by the template
+        system TEXT NOT NULL,            -- 'base', an adapter's name, or a remote backend's name
+        settings TEXT NOT NULL,          -- JSON: GenerationSettings.to_dict()
+        request TEXT NOT NULL,           -- JSON: the prompt as given to the engine (chat messages or text)
+        prompt TEXT NOT NULL,            -- the exact text the engine saw (chat template applied)
+        chosen_variant INTEGER,
+        status TEXT NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'accepted', 'rejected')),
+        rating INTEGER CHECK (rating BETWEEN 1 AND 5),
+        tags TEXT NOT NULL DEFAULT '[]', -- JSON list
+        parent_piece INTEGER,            -- branched from this piece ...
+        parent_version INTEGER           -- ... at this version
+    );
+    CREATE INDEX pieces_owner ON pieces(owner, updated_at);
+    CREATE TABLE variants (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        piece_id INTEGER NOT NULL REFERENCES pieces(id),
+        created_at REAL NOT NULL,
+        system TEXT NOT NULL,
+        text TEXT NOT NULL,              -- the model's output, never changed (edits are versions)
+        generation_id INTEGER,           -- its row in generations
+        finish_reason TEXT
+    );
+    CREATE INDEX variants_piece ON variants(piece_id);
+    CREATE TABLE versions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        piece_id INTEGER NOT NULL REFERENCES pieces(id),
+        variant_id INTEGER NOT NULL REFERENCES variants(id),
+        parent_id INTEGER,               -- the version it was edited from (NULL: the variant's own text)
+        created_at REAL NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX versions_piece ON versions(piece_id);
+    CREATE TABLE comparisons (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        owner TEXT NOT NULL,
+        template TEXT NOT NULL,
+        fields TEXT NOT NULL,            -- JSON
+        request TEXT NOT NULL,           -- JSON: the prompt as given to both engines
+        prompt TEXT NOT NULL,            -- the exact text both engines saw
+        left_system TEXT NOT NULL,       -- as shown (the order is random)
+        right_system TEXT NOT NULL,
+        left_text TEXT NOT NULL,
+        right_text TEXT NOT NULL,
+        winner TEXT CHECK (winner IN ('left', 'right', 'tie')),
+        judged_at REAL,
+        round TEXT                       -- a promotion round's id (NULL: the creator's own comparison)
+    );
+    CREATE INDEX comparisons_owner ON comparisons(owner, id);
+    CREATE TABLE feedback_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        owner TEXT NOT NULL,
+        stage TEXT NOT NULL,             -- sft | dpo
+        base TEXT NOT NULL,              -- the system it was trained from
+        run_path TEXT NOT NULL,          -- the run's output folder
+        status TEXT NOT NULL,            -- running | finished | failed | promoted | discarded
+        pid INTEGER,
+        data TEXT NOT NULL,              -- JSON: the exported files, their row counts, the held-back prompts
+        report TEXT,                     -- JSON: the evaluation report once finished
+        error TEXT
+    );
+    CREATE TABLE promotions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        owner TEXT NOT NULL,
+        job_id INTEGER NOT NULL REFERENCES feedback_jobs(id),
+        action TEXT NOT NULL CHECK (action IN ('promote', 'discard')),
+        system TEXT NOT NULL,            -- the adapter's served name
+        previous TEXT                    -- the owner's default system before
+    );
+    CREATE TABLE studio_defaults (
+        owner TEXT PRIMARY KEY,
+        system TEXT NOT NULL
+    );
+    CREATE TABLE studio_adapters (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,              -- served as this system name (unique per server)
+        path TEXT NOT NULL,
+        job_id INTEGER,
+        PRIMARY KEY (name)
+    );
+    -- trigram: substring search in any script (Chinese has no spaces to split words on)
+    CREATE VIRTUAL TABLE pieces_fts USING fts5(text, fields, tokenize = 'trigram');
+    """,
 ]
 
 

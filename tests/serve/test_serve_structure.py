@@ -75,10 +75,19 @@ def test_chat_and_completions_share_one_code_path():
 
 
 def test_routes_and_operation_ids_are_unchanged(app):
-    paths = app.openapi()["paths"]
+    paths = {p: ops for p, ops in app.openapi()["paths"].items() if not p.startswith("/studio/")}
     found = {(method.upper(), path): op["operationId"] for path, ops in paths.items() for method, op in ops.items()}
     assert found == ROUTES
     assert list(paths) == list(dict.fromkeys(path for _, path in ROUTES))  # in the same order
+
+
+def test_the_studio_api_is_its_own_router_under_studio_api(app):
+    from inkwell.serve.studio.api import router
+
+    studio = {p for p in app.openapi()["paths"] if p.startswith("/studio/")}
+    assert studio and all(p.startswith("/studio/api/") for p in studio)
+    assert {route.path for route in router.routes if isinstance(route, APIRoute)} == studio
+    assert all(route.endpoint.__module__ == "inkwell.serve.studio.api" for route in router.routes)
 
 
 def test_request_bodies_are_published_and_every_reference_resolves(app):

@@ -1,0 +1,165 @@
+"""The studio's routes: the page at `/` and `/studio`, its files under `/studio/static/`, and the JSON API
+under `/studio/api/` (docs/studio.md). Each route only maps HTTP onto `Studio` (service.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, Response
+
+from inkwell.serve.errors import APIError
+from inkwell.serve.schemas import openapi_body
+from inkwell.serve.studio import schemas
+from inkwell.serve.studio.service import Studio
+
+PAGE = Path(__file__).parent / "page"
+Id = Annotated[int, PathParam(ge=1, le=2**62)]  # a row id (SQLite integers are 64-bit)
+
+router = APIRouter(prefix="/studio/api", tags=["studio"])
+page_router = APIRouter(include_in_schema=False)
+
+
+def studio_of(request: Request) -> Studio:
+    return request.app.state.studio
+
+
+# ---------------------------------------------------------------- the page
+
+
+@page_router.get("/")
+@page_router.get("/studio")
+async def page() -> Response:
+    return FileResponse(PAGE / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@page_router.get("/studio/static/{name:path}")
+async def static(name: str) -> Response:
+    path = (PAGE / name).resolve()
+    if PAGE.resolve() not in path.parents or not path.is_file():  # nothing outside the page's folder
+        raise APIError(404, f"no studio file '{name}'", code="not_found")
+    return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+# ---------------------------------------------------------------- who, templates, systems
+
+
+@router.get("/me")
+async def me(request: Request):
+    return await studio_of(request).me(request)
+
+
+@router.get("/templates")
+async def templates(request: Request):
+    return await studio_of(request).templates(request)
+
+
+@router.get("/systems")
+async def systems(request: Request):
+    return await studio_of(request).systems(request)
+
+
+# ---------------------------------------------------------------- pieces
+
+
+@router.post("/pieces", openapi_extra=openapi_body(schemas.PieceRequest))
+async def create_piece(request: Request):
+    return await studio_of(request).create_piece(request)
+
+
+@router.get("/pieces")
+async def search(request: Request):
+    return await studio_of(request).search(request)
+
+
+@router.get("/pieces/{piece_id}")
+async def piece(piece_id: Id, request: Request):
+    return await studio_of(request).piece(request, piece_id)
+
+
+@router.post("/pieces/{piece_id}/variants", openapi_extra=openapi_body(schemas.VariantRequest))
+async def add_variant(piece_id: Id, request: Request):
+    return await studio_of(request).add_variant(request, piece_id)
+
+
+@router.post("/pieces/{piece_id}/choose", openapi_extra=openapi_body(schemas.ChooseRequest))
+async def choose(piece_id: Id, request: Request):
+    return await studio_of(request).choose(request, piece_id)
+
+
+@router.post("/pieces/{piece_id}/versions", openapi_extra=openapi_body(schemas.VersionRequest))
+async def add_version(piece_id: Id, request: Request):
+    return await studio_of(request).add_version(request, piece_id)
+
+
+@router.post("/pieces/{piece_id}/feedback", openapi_extra=openapi_body(schemas.FeedbackRequest))
+async def feedback(piece_id: Id, request: Request):
+    return await studio_of(request).feedback(request, piece_id)
+
+
+@router.post("/pieces/{piece_id}/branch", openapi_extra=openapi_body(schemas.BranchRequest))
+async def branch(piece_id: Id, request: Request):
+    return await studio_of(request).branch(request, piece_id)
+
+
+# ---------------------------------------------------------------- blind comparisons
+
+
+@router.post("/comparisons", openapi_extra=openapi_body(schemas.ComparisonRequest))
+async def compare(request: Request):
+    return await studio_of(request).compare(request)
+
+
+@router.get("/comparisons")
+async def comparisons(request: Request):
+    return await studio_of(request).comparisons(request)
+
+
+@router.post("/comparisons/{comparison_id}/judge", openapi_extra=openapi_body(schemas.JudgeRequest))
+async def judge(comparison_id: Id, request: Request):
+    return await studio_of(request).judge(request, comparison_id)
+
+
+@router.get("/leaderboard")
+async def leaderboard(request: Request):
+    return await studio_of(request).leaderboard(request)
+
+
+# ---------------------------------------------------------------- the feedback loop
+
+
+@router.get("/feedback/export")
+async def export(request: Request):
+    return await studio_of(request).export(request)
+
+
+@router.get("/feedback/summary")
+async def summary(request: Request):
+    return await studio_of(request).summary(request)
+
+
+@router.post("/training", openapi_extra=openapi_body(schemas.TrainingRequest))
+async def train(request: Request):
+    return await studio_of(request).train(request)
+
+
+@router.get("/training")
+async def jobs(request: Request):
+    return await studio_of(request).jobs(request)
+
+
+@router.get("/training/{job_id}")
+async def job(job_id: Id, request: Request):
+    return await studio_of(request).job(request, job_id)
+
+
+@router.post("/training/{job_id}/round", openapi_extra=openapi_body(schemas.RoundRequest))
+async def round_(job_id: Id, request: Request):
+    return await studio_of(request).round(request, job_id)
+
+
+@router.post("/training/{job_id}/decide", openapi_extra=openapi_body(schemas.DecideRequest))
+async def decide(job_id: Id, request: Request):
+    return await studio_of(request).decide(request, job_id)

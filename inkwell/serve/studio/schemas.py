@@ -1,0 +1,135 @@
+"""The studio API's request bodies (docs/studio.md). Pydantic checks them; a bad field is a 400 naming it
+(`Serving.parse`), and the limits are published in the OpenAPI document for clients and fuzzers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from inkwell.generate.settings import MAX_SEED
+
+MAX_VARIANTS = 4  # side by side on one screen; "another" adds more one at a time
+MAX_TEXT = 100_000  # characters of an edit: a long article, far below what would strain the store
+MAX_TAGS = 16
+
+
+class StudioSettings(BaseModel):
+    """Decoding settings a creator may set (the template's defaults fill the rest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0, le=5)  # 0 is greedy
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=0, le=1000)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    repetition_penalty: float | None = Field(default=None, ge=0.5, le=10)
+
+    def overrides(self) -> dict[str, Any]:
+        values = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "max_new_tokens": self.max_tokens,
+            "seed": self.seed,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+
+class PieceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template: str = Field(min_length=1, max_length=100)
+    fields: dict[str, Any] = Field(default_factory=dict)
+    system: str | None = Field(default=None, max_length=200)  # None: the creator's default system
+    settings: StudioSettings = Field(default_factory=StudioSettings)
+    n: int = Field(default=1, ge=1, le=MAX_VARIANTS)
+    stream: bool = True
+
+
+class VariantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    system: str | None = Field(default=None, max_length=200)  # None: the piece's system
+    settings: StudioSettings | None = None  # None: the piece's settings (a new seed)
+    stream: bool = True
+
+
+class ChooseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variant_id: int = Field(ge=1)
+
+
+class VersionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=MAX_TEXT)
+    parent_id: int | None = Field(default=None, ge=1)
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["draft", "accepted", "rejected"] | None = None
+    rating: int | None = Field(default=None, ge=1, le=5)
+    tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
+    clear_rating: bool = False
+
+
+class BranchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version_id: int | None = Field(default=None, ge=1)  # None: the piece's current text
+
+
+class ComparisonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template: str = Field(min_length=1, max_length=100)
+    fields: dict[str, Any] = Field(default_factory=dict)
+    systems: list[str] = Field(min_length=2, max_length=2)
+    settings: StudioSettings = Field(default_factory=StudioSettings)
+
+
+class JudgeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    winner: Literal["left", "right", "tie"]
+
+
+class TrainingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal["dpo", "sft"] = "sft"
+    max_steps: int | None = Field(default=None, ge=1, le=10_000)
+    template: str | None = Field(default=None, max_length=100)
+
+
+class RoundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int | None = Field(default=None, ge=1, le=100)  # held-back prompts to compare (None: all)
+
+
+class DecideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["promote", "discard"]
+
+
+BODIES = (
+    PieceRequest,
+    VariantRequest,
+    ChooseRequest,
+    VersionRequest,
+    FeedbackRequest,
+    BranchRequest,
+    ComparisonRequest,
+    JudgeRequest,
+    TrainingRequest,
+    RoundRequest,
+    DecideRequest,
+)
