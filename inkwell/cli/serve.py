@@ -89,6 +89,10 @@ def serve(
     no_log: NoLog = False,
     policy: PolicyOpt = None,
     no_moderation: NoModerationOpt = False,
+    no_training: Annotated[
+        bool,
+        typer.Option("--no-training", help="The studio may not start training runs (export still works)."),
+    ] = False,
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the studio in a web browser once the model is ready.")
     ] = False,
@@ -126,6 +130,7 @@ def serve(
         log_generations=not no_log,
         moderation=not no_moderation,
         policy=policy,
+        training=not no_training,
     )
     run_server(config, say=say, open_browser=open_browser)
 

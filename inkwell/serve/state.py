@@ -48,6 +48,7 @@ class ServeConfig:
     log_generations: bool = True  # also the moderation audit (the store's moderation_audit table)
     db_path: str | None = None  # default: INKWELL_HOME/inkwell.db
     moderation: bool = True  # screen inputs and outputs with `policy` (False: --no-moderation)
+    training: bool = True  # the studio may start feedback training runs (False: --no-training, e.g. a shared box)
     policy: str | None = None  # moderation policy file or name (None: INKWELL_HOME/policy.yaml, else the default)
 
 

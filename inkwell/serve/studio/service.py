@@ -633,6 +633,13 @@ class Studio:
 
         req = await self.body(request, schemas.TrainingRequest)
         state = self.state
+        if not state.config.training:
+            raise APIError(
+                403,
+                "training from feedback is turned off on this server (it was started with --no-training)",
+                param="stage",
+                code="training_disabled",
+            )
         if not state.engine.capabilities.adapters:
             raise bad_request(
                 "this server's engine cannot serve adapters, so a trained one could not be compared or used; "
