@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -89,6 +90,14 @@ def serve(
     no_log: NoLog = False,
     policy: PolicyOpt = None,
     no_moderation: NoModerationOpt = False,
+    remote: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--remote",
+            help="NAME=MODEL@URL: a studio system on another OpenAI-compatible server (repeatable), e.g. "
+            "big=llama-3-8b@http://gpu-box:8000/v1; its key from INKWELL_REMOTE_API_KEY.",
+        ),
+    ] = None,
     no_training: Annotated[
         bool,
         typer.Option("--no-training", help="The studio may not start training runs (export still works)."),
@@ -131,6 +140,8 @@ def serve(
         moderation=not no_moderation,
         policy=policy,
         training=not no_training,
+        remotes=_remotes(remote),
+        remote_api_key=os.environ.get("INKWELL_REMOTE_API_KEY"),
     )
     run_server(config, say=say, open_browser=open_browser)
 
@@ -147,6 +158,24 @@ def studio(*args, **kwargs):
 
 
 studio.__signature__ = inspect.signature(serve, eval_str=True)  # type: ignore[attr-defined]  # typer reads serve's options
+
+
+def _remotes(pairs: list[str] | None) -> dict[str, str]:
+    """`--remote NAME=MODEL@URL` pairs: studio system name -> MODEL@URL (MODEL may be left out: the first listed)."""
+    remotes: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, target = pair.partition("=")
+        url = target.rpartition("@")[2]
+        if not sep or not name.strip() or not url.startswith(("http://", "https://")):
+            raise InkwellError(
+                f"--remote expects NAME=MODEL@URL, got '{pair}'",
+                field="remote",
+                hint="--remote big=llama-3-8b@http://gpu-box:8000/v1",
+            )
+        if name.strip() in remotes or name.strip() == "base":
+            raise InkwellError(f"the remote name '{name.strip()}' is taken", field="remote")
+        remotes[name.strip()] = target.strip()
+    return remotes
 
 
 def _adapters(pairs: list[str] | None) -> dict[str, str]:

@@ -48,6 +48,8 @@ class ServeConfig:
     log_generations: bool = True  # also the moderation audit (the store's moderation_audit table)
     db_path: str | None = None  # default: INKWELL_HOME/inkwell.db
     moderation: bool = True  # screen inputs and outputs with `policy` (False: --no-moderation)
+    remotes: dict[str, str] = field(default_factory=dict)  # studio systems on other servers: name -> MODEL@URL
+    remote_api_key: str | None = None  # the key those servers take (INKWELL_REMOTE_API_KEY)
     training: bool = True  # the studio may start feedback training runs (False: --no-training, e.g. a shared box)
     policy: str | None = None  # moderation policy file or name (None: INKWELL_HOME/policy.yaml, else the default)
 
@@ -84,6 +86,8 @@ class ServerState:
         self.base_aliases: set[str] = set()
         self.on_load_failed: Callable[[], None] | None = None
         self._loading: threading.Thread | None = None
+        self._remotes: dict[str, object] = {}  # name -> RemoteEngine, opened on first use
+        self._remote_lock = threading.Lock()
         self._store: Store | None = None
         self._store_lock = threading.Lock()
         self.guard = None  # inkwell.safety.Guard, or None with moderation off
@@ -178,6 +182,19 @@ class ServerState:
         return ScheduledEngine(
             self.ready_scheduler, adapter, self.adapters.get(adapter) if adapter else None, cancel=cancel, block=False
         )
+
+    def remote_engine(self, name: str):
+        """The engine of a remote system (`--remote NAME=MODEL@URL`), connected on first use."""
+        from inkwell.generate.builder import EngineSpec, open_engine
+
+        with self._remote_lock:
+            if name not in self._remotes:
+                model, _, url = self.config.remotes[name].rpartition("@")
+                self._remotes[name] = open_engine(
+                    EngineSpec(model or None, backend="remote", base_url=url, api_key=self.config.remote_api_key),
+                    log.info,
+                )
+            return self._remotes[name]
 
     # ------------------------------------------------------------ history
 

@@ -269,3 +269,24 @@ def test_bad_bodies_ids_and_queries(studio):
     assert error_of(c.post("/comparisons", json=same), 400)["param"] == "systems"
     assert error_of(c.post("/comparisons/999999/judge", json={"winner": "left"}), 404)["param"] == "comparison_id"
     assert error_of(c.post("/comparisons/1/judge", json={"winner": "both"}), 400)["param"] == "winner"
+
+
+def test_a_remote_system_writes_through_another_openai_compatible_server(studio):
+    """`--remote NAME=MODEL@URL`: here the studio's own /v1 stands in for a GPU box."""
+    studio.state.config.remotes["mirror"] = f"tiny-chat@{studio.url}/v1"
+    studio.state.config.remote_api_key = ALICE
+    try:
+        systems = {s["id"]: s for s in client(studio).get("/systems").json()["data"]}
+        assert systems["mirror"]["kind"] == "remote"
+        greedy = {"max_tokens": 8, "temperature": 0}
+        remote = write(studio, system="mirror", settings=greedy)
+        local = write(studio, settings=greedy)
+        assert remote["system"] == "mirror" and remote["variants"][0]["text"] == local["variants"][0]["text"]
+        with client(studio).stream("POST", "/pieces", json={**_body(), "system": "mirror"}) as response:
+            assert [e["type"] for e in events(response)][-1] == "done"
+    finally:
+        studio.state.config.remotes.pop("mirror")
+
+
+def _body() -> dict:
+    return {"template": "product-description", "fields": FIELDS, "settings": FAST}

@@ -36,6 +36,7 @@ log = logging.getLogger("inkwell.studio")
 
 LOCAL = "local"  # the owner of everything on a server without API keys
 BASE = "base"  # the system name of the server's base model
+REMOTE = "remote:"  # resolve_system's prefix for a system on another server (not a scheduler adapter)
 MAX_EXPORT_ROWS = 50_000  # one download; beyond it, the CLI (`inkwell feedback export`) streams to files
 
 
@@ -151,6 +152,10 @@ class Studio:
         out: list[dict[str, Any]] = [{"id": BASE, "kind": "base", "label": f"{base_label} (base model)"}]
         out += [{"id": name, "kind": "adapter", "label": f"{name} (adapter)"} for name in state.adapters]
         out += [
+            {"id": name, "kind": "remote", "label": f"{name} ({target}, remote)"}
+            for name, target in state.config.remotes.items()
+        ]
+        out += [
             {"id": name, "kind": "adapter", "label": f"{name} (trained from your feedback, job {a['job_id']})"}
             for name, a in own.items()
         ]
@@ -168,12 +173,25 @@ class Studio:
             return BASE, None
         if system in state.adapters:
             return system, system
+        if system in state.config.remotes:
+            return system, REMOTE + system
         own = await self.data(lambda d: d.adapters(owner))
         if system in own:
             await run_in_threadpool(self.attach, system, own[system]["path"])
             return system, system
-        names = [BASE, *state.adapters, *own]
+        names = [BASE, *state.adapters, *state.config.remotes, *own]
         raise bad_request(f"unknown system '{system}'; this server has: {', '.join(names)}", param=param)
+
+    async def engine_for(self, adapter: str | None, cancel: threading.Event):
+        """The engine that writes for a resolved system: the scheduler's (base or adapter) or a remote one."""
+        if adapter is not None and adapter.startswith(REMOTE):
+            try:
+                return await run_in_threadpool(self.state.remote_engine, adapter[len(REMOTE) :])
+            except InkwellError as exc:
+                raise APIError(
+                    502, f"the remote system is unavailable: {str(exc).splitlines()[0]}", param="system"
+                ) from None
+        return self.state.engine_for(adapter, cancel=cancel)
 
     def attach(self, name: str, path: str) -> None:
         """Attach a trained adapter to the serving engine (once), between batches."""
@@ -235,7 +253,7 @@ class Studio:
         if n > 1:
             overrides["num_return_sequences"] = n
         cancel = threading.Event()
-        engine = state.engine_for(adapter, cancel=cancel)
+        engine = await self.engine_for(adapter, cancel)
 
         def render():
             rendered, decoding = prepare_content(engine, tpl, dict(fields), overrides=overrides)
@@ -280,7 +298,7 @@ class Studio:
         if req.settings is not None:
             decoding = template_settings(tpl, {**decoding.to_dict(), **req.settings.overrides()}, [])
         cancel = threading.Event()
-        engine = self.state.engine_for(adapter, cancel=cancel)
+        engine = await self.engine_for(adapter, cancel)
 
         class _Rendered:  # the stored rendering: a variant sees exactly the piece's prompt
             prompt = piece["request"]
@@ -518,12 +536,11 @@ class Studio:
         if req.systems[0] == req.systems[1]:
             raise bad_request("compare two different systems", param="systems")
         tpl = await self._template(req.template)
-        fields, system_a, _, rendered, decoding, _engine, cancel, prompt = await self._prepare(
+        fields, system_a, _, rendered, decoding, engine_a, cancel, prompt = await self._prepare(
             owner, tpl, req.fields, req.settings, req.systems[0], 1
         )
         system_b, adapter_b = await self.resolve_system(owner, req.systems[1], param="systems")
-        engine_a = self.state.engine_for(None if system_a == BASE else system_a, cancel=cancel)
-        engine_b = self.state.engine_for(adapter_b, cancel=cancel)
+        engine_b = await self.engine_for(adapter_b, cancel)
 
         def one(engine) -> str:
             outcome = write_many(engine, tpl, [rendered], decoding)[0]
