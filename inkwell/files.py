@@ -55,11 +55,18 @@ def read_text(path: Path, *, field: str, what: str = "file") -> str:
         raise NotUTF8(path, line, reason, field=field) from None
 
 
+# Python's JSON and YAML parsers recurse once per level: a hostile file of 100,000 `[` exhausts the stack
+# (RecursionError, a traceback). Real data nests a few levels; such files are refused by name instead.
+TOO_DEEP = "nested too deeply (thousands of levels of brackets)"
+
+
 def read_json(path: Path, *, field: str, what: str = "file") -> Any:
     """A whole JSON file (a schema, a report): read_text's errors, and invalid JSON named by file:line."""
     text = read_text(path, field=field, what=what)
     try:
         return json.loads(text)
+    except RecursionError:
+        raise InkwellError(f"{path}: not valid JSON ({TOO_DEEP})", field=field) from None
     except json.JSONDecodeError as exc:
         raise InkwellError(
             f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})",
@@ -75,6 +82,8 @@ def read_yaml(path: Path, *, field: str, what: str = "file") -> Any:
     text = read_text(path, field=field, what=what)
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise InkwellError(f"{path}: not valid YAML ({TOO_DEEP})", field=field) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

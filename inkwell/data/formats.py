@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from inkwell.errors import InkwellError
-from inkwell.files import UTF8_HINT, NotUTF8, check_file, utf8_problem
+from inkwell.files import TOO_DEEP, UTF8_HINT, NotUTF8, check_file, utf8_problem
 
 FORMATS: dict[str, str] = {
     "preference": '{"prompt", "chosen", "rejected"}',
@@ -187,6 +187,8 @@ def _parse_line(path: Path, number: int, raw: bytes) -> tuple[RawRow, str]:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         return RawRow(str(path), number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"), JSONL_HINT
+    except RecursionError:
+        return RawRow(str(path), number, None, f"not valid JSON ({TOO_DEEP})"), JSONL_HINT
     if not isinstance(record, dict):
         kind = type(record).__name__
         return RawRow(str(path), number, None, f"not a JSON object (a {kind})", json_type=kind), JSONL_HINT
@@ -197,6 +199,9 @@ def _json_list(path: Path, data: bytes, on_error: str, strict_encoding: bool, fi
     """The items of a .json file holding one list of rows."""
     try:
         items = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        yield _bad(RawRow(str(path), 1, None, f"not valid JSON ({TOO_DEEP})"), on_error, field, JSONL_HINT)
+        return
     except UnicodeDecodeError as exc:
         line, reason = utf8_problem(data, exc)
         if strict_encoding:
@@ -262,6 +267,9 @@ def read_jsonl(
 # -------------------------------------------------------------------- CSV
 
 
+MAX_CSV_FIELD = 16 * 1024 * 1024  # characters in one CSV field: a long article fits; the module's 128 KiB did not
+
+
 def read_csv(
     path: str | Path,
     *,
@@ -298,6 +306,7 @@ def read_csv(
                 bad_lines[number] = reason
                 yield raw.decode("utf-8", errors="replace")
 
+    csv.field_size_limit(MAX_CSV_FIELD)
     bar = progress_bar(path.stat().st_size, desc or path.name, progress)
     try:
         with path.open("rb") as handle:
@@ -315,7 +324,20 @@ def read_csv(
                         f"{path}: no column(s) {', '.join(missing)} (columns: {', '.join(header)})", field="map"
                     )
                 end = reader.line_num
-                for values in reader:
+                while True:
+                    try:
+                        values = next(reader)
+                    except StopIteration:
+                        break
+                    except csv.Error as exc:  # e.g. a field past the limit: that record only, then go on
+                        yield _bad(
+                            RawRow(str(path), end + 1, None, f"not valid CSV ({exc})"),
+                            on_error,
+                            field,
+                            "check the quoting of that record",
+                        )
+                        end = reader.line_num
+                        continue
                     start, end = end + 1, reader.line_num
                     if not values:  # a blank line
                         continue

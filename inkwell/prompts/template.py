@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from inkwell.errors import InkwellError
-from inkwell.files import read_text
+from inkwell.files import TOO_DEEP, read_text
 
 # Sandboxed: user templates are data, not code. StrictUndefined: a misspelt name fails loudly.
 JINJA = SandboxedEnvironment(
@@ -142,6 +142,8 @@ def coerce(name: str, value: Any, spec: FieldSpec, template: str) -> Any:
 def load_template_file(path: Path) -> ContentTemplate:
     try:
         data = yaml.safe_load(read_text(path, field="template-file"))  # not UTF-8: an error naming file:line
+    except RecursionError:
+        raise InkwellError(f"template file {path} is not valid YAML: {TOO_DEEP}", field="template-file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

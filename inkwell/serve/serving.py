@@ -132,6 +132,8 @@ class Serving:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise bad_request("The request body is not valid JSON.") from None
+        except RecursionError:  # thousands of nested brackets: Python's parser recurses once per level
+            raise bad_request("The request body is nested too deeply.") from None
         if not isinstance(body, dict):
             raise bad_request("The request body must be a JSON object.")
         try:

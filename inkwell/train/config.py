@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from inkwell.errors import InkwellError
-from inkwell.files import read_text
+from inkwell.files import TOO_DEEP, read_text
 
 METHODS = ("full", "freeze", "lora", "adalora", "ia3", "prefix", "prompt")
 ADAPTER_METHODS = ("lora", "adalora", "ia3", "prefix", "prompt")  # saved as a PEFT adapter folder
@@ -302,6 +302,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     try:
         text = read_text(path, field="config")  # not UTF-8: an error naming file:line
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise InkwellError(f"config {path} is not valid YAML: {TOO_DEEP}", field="config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -458,7 +460,7 @@ def apply_override(data: dict, item: str) -> str:
         raise InkwellError(f"override '{item}': '{key}' is not a dotted key", field="override")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     value = _number(value)
     parts = key.split(".")
