@@ -76,7 +76,6 @@ class FeedbackRequest(BaseModel):
     status: Literal["draft", "accepted", "rejected"] | None = None
     rating: int | None = Field(default=None, ge=1, le=5)
     tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
-    clear_rating: bool = False
 
 
 class BranchRequest(BaseModel):

@@ -449,9 +449,8 @@ class Studio:
         req = await self.body(request, schemas.FeedbackRequest)
 
         def verdict(d: StudioData) -> dict:
-            d.set_verdict(
-                owner, piece_id, status=req.status, rating=req.rating, tags=req.tags, clear_rating=req.clear_rating
-            )
+            cleared = "rating" in req.model_fields_set and req.rating is None  # "rating": null clears it
+            d.set_verdict(owner, piece_id, status=req.status, rating=req.rating, tags=req.tags, clear_rating=cleared)
             return d.piece(owner, piece_id)
 
         return await self.data(verdict)
@@ -524,7 +523,8 @@ class Studio:
             offset=offset,
         )
         rows, total = await self.data(lambda d: d.search(owner, where))
-        return {"data": rows, "total": total}
+        summary = [{k: v for k, v in row.items() if k not in ("owner", "request", "prompt")} for row in rows]
+        return {"data": summary, "total": total}
 
     # ------------------------------------------------------------ blind comparisons
 
@@ -587,7 +587,7 @@ class Studio:
     async def judge(self, request: Request, comparison_id: int) -> dict:
         owner = await self.owner(request)
         req = await self.body(request, schemas.JudgeRequest)
-        return await self.data(lambda d: d.judge(owner, comparison_id, req.winner))
+        return blind(await self.data(lambda d: d.judge(owner, comparison_id, req.winner)))
 
     async def leaderboard(self, request: Request) -> dict:
         owner = await self.owner(request)

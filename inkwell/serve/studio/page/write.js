@@ -1,0 +1,265 @@
+// Write: pick a template, fill its fields, pick a system and settings, and generate 1–4 variants that
+// stream in side by side. "Another" adds one more; "Use this" chooses one, which opens the edit panel.
+
+import { post, stream } from "./api.js";
+import { editPanel } from "./edit.js";
+import { busy, clear, clearErrors, h, labelled, select, showError, when } from "./dom.js";
+import { settingsForm, templateForm } from "./fields.js";
+import { emit, go, on, requestSettings, studio, systemSelect, template, templateSelect } from "./shared.js";
+
+export function mountWrite(root) {
+  let form = null; // the template's fields form
+  let piece = null; // the piece on screen
+  let cards = []; // variant cards in order (index = position in piece.variants once stored)
+  let abort = null; // the running generation
+  let editor = null;
+
+  const templatePick = templateSelect({ testid: "write-template", name: "template" }, studio.templates[0]?.name);
+  const about = h("p", { class: "help", testid: "write-template-description" });
+  const fieldsBox = h("div");
+  const systemPick = systemSelect({ testid: "write-system", name: "system" });
+  const settings = settingsForm();
+  const count = select(
+    { testid: "write-n", name: "n" },
+    [1, 2, 3, 4].map((n) => [n, String(n)]),
+    2,
+  );
+  const generate = h("button", { type: "submit", class: "primary", testid: "write-generate" }, "Generate");
+  const stop = h("button", { type: "button", testid: "write-stop", hidden: true }, "Stop");
+  const another = h("button", { type: "button", testid: "write-another", disabled: true }, "Another");
+  const title = h("h2", { testid: "piece-title" }, "Your variants appear here");
+  const meta = h("p", { class: "muted small", testid: "piece-meta" });
+  const grid = h("div", { class: "variants", testid: "variants", "aria-live": "polite" });
+  const editBox = h("div");
+
+  const formEl = h(
+    "form",
+    { class: "card compose", testid: "write-form", "aria-label": "What to write", novalidate: true },
+    h("h2", {}, "Write"),
+    labelled("Template", templatePick, { param: "template" }).wrap,
+    about,
+    fieldsBox,
+    labelled("System", systemPick, { param: "system", help: "the model (or adapter) that writes" }).wrap,
+    h(
+      "details",
+      { class: "more" },
+      h("summary", { testid: "write-settings-toggle" }, "Decoding settings"),
+      settings.el,
+    ),
+    labelled("Variants", count, { param: "n", help: "how many texts to write side by side" }).wrap,
+    h("div", { class: "row" }, generate, stop),
+  );
+  root.append(
+    h(
+      "div",
+      { class: "split" },
+      formEl,
+      h(
+        "div",
+        { class: "results" },
+        h("div", { class: "row spread" }, h("div", {}, title, meta), another),
+        grid,
+        editBox,
+      ),
+    ),
+  );
+
+  function showTemplate(name, values) {
+    const tpl = template(name);
+    about.textContent = tpl?.description ?? "";
+    form = templateForm(tpl, { values });
+    clear(fieldsBox).append(form.el);
+  }
+  templatePick.addEventListener("change", () => showTemplate(templatePick.value));
+  showTemplate(templatePick.value);
+
+  // ------------------------------------------------------------ variant cards
+
+  function card(position) {
+    const text = document.createTextNode("");
+    const choose = h("button", { type: "button", testid: "variant-choose" }, "Use this");
+    const badge = h("span", { class: "badge chosen-badge", testid: "variant-chosen-badge" }, "✓ Chosen");
+    const label = h("span", { class: "variant-label" }, `Variant ${position + 1}`);
+    const info = h("span", { class: "muted small", testid: "variant-info" }, "writing…");
+    const el = h(
+      "article",
+      { class: "variant card", testid: "variant-card", "data-state": "streaming", "aria-busy": "true" },
+      h("header", { class: "row spread" }, h("span", {}, label, " ", info), badge),
+      h("div", { class: "variant-text", testid: "variant-text", tabindex: "0" }, text),
+      h("footer", {}, choose),
+    );
+    el.setAttribute("aria-label", `Variant ${position + 1}`);
+    choose.setAttribute("aria-label", `Use variant ${position + 1}`);
+    const item = { el, text, info, choose, variant: null };
+    choose.addEventListener("click", () => {
+      if (!item.variant) return;
+      busy(choose, async () => show(await post(`/pieces/${piece.id}/choose`, { variant_id: item.variant.id })), root);
+    });
+    return item;
+  }
+
+  function finish(item, variant) {
+    item.variant = variant;
+    item.text.data = variant.text; // the stored text (after moderation) replaces the streamed one
+    item.info.textContent = [variant.system, variant.finish_reason === "length" ? "hit max tokens" : null]
+      .filter(Boolean)
+      .join(" · ");
+    item.el.dataset.state = "done";
+    item.el.dataset.variantId = String(variant.id);
+    item.el.removeAttribute("aria-busy");
+  }
+
+  /** Draw a stored piece: its variants, the chosen one marked, and the edit panel on it. */
+  function show(next) {
+    piece = next;
+    title.textContent = `${piece.template} · piece ${piece.id}`;
+    meta.textContent = `${piece.system} · ${when(piece.created_at)}${piece.parent_piece ? ` · branched from piece ${piece.parent_piece}` : ""}`;
+    cards = piece.variants.map((variant, i) => {
+      const item = card(i);
+      finish(item, variant);
+      return item;
+    });
+    clear(grid).append(...cards.map((c) => c.el));
+    markChosen();
+    another.disabled = Boolean(abort);
+    root.dataset.pieceId = String(piece.id);
+  }
+
+  function markChosen() {
+    for (const item of cards) {
+      const chosen = item.variant != null && item.variant.id === piece?.chosen_variant;
+      item.el.dataset.chosen = String(chosen);
+      item.el.classList.toggle("chosen", chosen);
+      item.choose.disabled = chosen || !item.variant;
+      item.choose.textContent = chosen ? "In use" : "Use this";
+    }
+    const chosen = piece?.variants.find((v) => v.id === piece.chosen_variant);
+    if (!chosen) {
+      clear(editBox);
+      editor = null;
+      return;
+    }
+    if (editor?.piece.id === piece.id && editor.piece.chosen_variant === piece.chosen_variant) {
+      editor.setPiece(piece);
+    } else {
+      editor = editPanel(piece, (p) => {
+        piece = p;
+      });
+      clear(editBox).append(editor.el);
+    }
+  }
+
+  // ------------------------------------------------------------ generating
+
+  function streaming(running) {
+    generate.disabled = running;
+    stop.hidden = !running;
+    another.disabled = running || !piece;
+    root.dataset.streaming = String(running);
+  }
+
+  /** Stream one generation: new cards appear after the `offset` existing ones and fill as deltas arrive. */
+  async function run(path, body, offset) {
+    abort = new AbortController();
+    streaming(true);
+    const fresh = [];
+    const cardAt = (index) => {
+      while (fresh.length <= index) {
+        const item = card(offset + fresh.length);
+        fresh.push(item);
+        cards.push(item);
+        grid.append(item.el);
+      }
+      return fresh[index];
+    };
+    try {
+      await stream(
+        path,
+        body,
+        (event) => {
+          if (event.type === "piece") {
+            piece = event.piece;
+            title.textContent = `${piece.template} · piece ${piece.id}`;
+            meta.textContent = `${piece.system} · writing…`;
+            for (let i = 0; i < (body.n ?? 1); i++) cardAt(i);
+          } else if (event.type === "delta") {
+            cardAt(event.index).text.appendData(event.text);
+          } else if (event.type === "variant") {
+            finish(cardAt(event.index), event.variant);
+          } else if (event.type === "done") {
+            abort = null;
+            show(event.piece);
+            emit("pieces-changed");
+          }
+        },
+        abort.signal,
+      );
+    } catch (error) {
+      for (const item of fresh) if (!item.variant) item.el.dataset.state = "failed";
+      if (error.name === "AbortError") {
+        for (const item of fresh) if (!item.variant) item.info.textContent = "stopped";
+      } else showError(error, formEl);
+    } finally {
+      abort = null;
+      streaming(false);
+    }
+  }
+
+  formEl.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (abort) return;
+    clearErrors(formEl);
+    piece = null;
+    cards = [];
+    editor = null;
+    clear(grid);
+    clear(editBox);
+    title.textContent = "Writing…";
+    meta.textContent = "";
+    delete root.dataset.pieceId;
+    run(
+      "/pieces",
+      {
+        template: templatePick.value,
+        fields: form.read(),
+        system: systemPick.value,
+        settings: settings.read(),
+        n: Number(count.value),
+      },
+      0,
+    );
+  });
+  stop.addEventListener("click", () => abort?.abort());
+  another.addEventListener("click", () => {
+    if (piece && !abort) run(`/pieces/${piece.id}/variants`, {}, cards.length);
+  });
+
+  // ------------------------------------------------------------ opened from elsewhere
+
+  function fill(p) {
+    templatePick.value = p.template;
+    showTemplate(p.template, p.fields);
+    if ([...systemPick.options].some((o) => o.value === p.system)) systemPick.value = p.system;
+    settings.set(requestSettings(p.settings));
+  }
+
+  // History's "Generate again": the form as the piece was asked for, ready to generate anew.
+  on("write-again", (p) => {
+    fill(p);
+    count.value = "1";
+    go("write");
+    formEl.querySelector("[data-testid^='field-']")?.focus();
+  });
+  // History's "Open in editor" (and a new branch): the piece itself, to choose, edit and judge.
+  on("write-open", (p) => {
+    fill(p);
+    show(p);
+    go("write");
+  });
+  on("systems-changed", () => {
+    const current = systemPick.value;
+    const fresh = systemSelect({ testid: "write-system", name: "system" }, current);
+    systemPick.replaceChildren(...fresh.children);
+    systemPick.value = [...systemPick.options].some((o) => o.value === current) ? current : fresh.value;
+  });
+}
