@@ -39,7 +39,7 @@ OUTPUT_FLAGS = {"--out", "-o", "--output", "--to"}
 # a token that names a file or folder: it has a folder part, or a data file's suffix
 PATHLIKE = re.compile(r"^[\w.-]+/[\w./-]*$|^[\w.-]+\.(jsonl|csv|tsv|yaml|yml|txt|json|gguf)$")
 # Commands that load no model (seconds): they run in the unit tier.
-MODEL_FREE = {"templates", "history", "moderate", "score", "data", "models list", "models info"}
+MODEL_FREE = {"templates", "history", "moderate", "score", "data", "models list", "models info", "feedback"}
 # Over ~30 s on 2 cores (measured: train 35-55 s each, eval 34 s, Gemma-3's first use ~2.5 min, then 7-12 s).
 SLOW = ("train", "eval", "gemma3-270m")
 
@@ -235,7 +235,7 @@ def test_readme_command(cmd: Command, as_a_user, capsys, request):
     if cmd.needs_model:
         request.getfixturevalue("all_cores")
     started = time.perf_counter()
-    if cmd.argv[0] == "serve":
+    if cmd.argv[0] in ("serve", "studio"):
         _serve(cmd, as_a_user)
         code, out, err = 0, "", ""
     else:
@@ -262,10 +262,12 @@ def _serve(cmd: Command, workspace: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     argv = [str(port) if before == "--port" else token for before, token in zip([""] + cmd.argv, cmd.argv)]
+    if "--port" not in argv:
+        argv += ["--port", str(port)]
     key = argv[argv.index("--api-key") + 1]
     import httpx
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BROWSER": "true"}  # --open: a browser that opens nothing
     proc = subprocess.Popen(
         [sys.executable, "-m", "inkwell", *argv],
         cwd=workspace,
@@ -289,6 +291,8 @@ def _serve(cmd: Command, workspace: Path) -> None:
         models = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
         assert models.status_code == 200, models.text
         assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 401  # the key is required
+        page = httpx.get(f"{url}/", timeout=10)  # the studio, on every server
+        assert page.status_code == 200 and "<html" in page.text.lower()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) in (0, -signal.SIGTERM, 128 + signal.SIGTERM)
     finally:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import typer
 
-from inkwell.cli import data, evaluate, models, serve, train, write
+from inkwell.cli import data, evaluate, feedback, models, serve, train, write
 from inkwell.errors import InkwellError
 
 # Command name -> function, in the order `inkwell --help` lists them.
@@ -55,6 +55,7 @@ GROUPS: dict[str, tuple[str, dict[str, Callable]]] = {
             "sample": data.sample,
         },
     ),
+    "feedback": feedback.GROUP,
 }
 
 

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from inkwell.errors import InkwellError
+from inkwell.feedback.jobs import system_name
 from inkwell.generate.record import GenerationRecord
 from inkwell.safety import ModerationBlocked
 from inkwell.serve.errors import APIError, bad_request, from_inkwell, moderation_blocked
@@ -683,7 +684,7 @@ class Studio:
         def look(d: StudioData) -> dict:
             d.job(owner, job_id)  # 404 for another owner's job
             job = poll_job(d, job_id)
-            job["system"] = job_system(job_id)
+            job["system"] = system_name(job_id)
             rounds = d.comparisons(owner, round=job_round(job_id))
             job["round"] = {"comparisons": len(rounds), "judged": sum(r["winner"] is not None for r in rounds)}
             return job
@@ -710,7 +711,7 @@ class Studio:
         heldout = job["report"].get("heldout") or []
         if req.count is not None:
             heldout = heldout[: req.count]
-        name = job_system(job_id)
+        name = system_name(job_id)
         chooser = random.SystemRandom()
 
         def make(d: StudioData) -> list[int]:
@@ -743,7 +744,7 @@ class Studio:
         owner = await self.owner(request)
         req = await self.body(request, schemas.DecideRequest)
         job = await self._job(owner, job_id)
-        name = job_system(job_id)
+        name = system_name(job_id)
 
         def record(d: StudioData) -> dict:
             if req.action == "promote":
@@ -756,11 +757,6 @@ class Studio:
 
 
 _SETTING_NAMES = {"temperature", "top_p", "top_k", "max_new_tokens", "seed", "repetition_penalty", "max_tokens"}
-
-
-def job_system(job_id: int) -> str:
-    """The system name an adapter trained by a feedback job is served under."""
-    return f"fb-{job_id}"
 
 
 def job_round(job_id: int) -> str:
