@@ -93,6 +93,17 @@ def tiny_base_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny models run fastest on one thread: on shared CI cores extra threads only spin (measured 60x)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def cpu_bf16(monkeypatch):
     """Behave as a CPU with fast bf16 (AVX512-BF16/AMX) does, whatever this machine is."""
     monkeypatch.setenv("INKWELL_CPU_BF16", "on")

@@ -30,11 +30,8 @@ LABELLED = [
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: extra threads only spin on shared cores
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """Every test here on one torch thread (tests/conftest.py says why)."""
 
 
 def logits(model, ids=IDS):

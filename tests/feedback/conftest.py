@@ -8,14 +8,8 @@ from feedback_helpers import EMAIL, Session, new_piece
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread on the shared 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """Every test here on one torch thread (tests/conftest.py says why)."""
 
 
 @pytest.fixture(scope="session")

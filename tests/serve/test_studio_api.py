@@ -216,6 +216,38 @@ def test_one_creator_never_sees_anothers_pieces(studio):
     assert client(studio).get(f"/pieces/{pid}").json()["text"] == piece["text"]  # untouched
 
 
+def test_one_creator_never_reads_exports_or_trains_on_anothers_data(studio):
+    """Every studio endpoint that reads stored data, with Bob's key on Alice's rows."""
+    from inkwell.store import Store
+    from inkwell.store.studio import StudioData
+
+    alice, bob = client(studio), client(studio, BOB)
+    piece = write(studio)
+    alice.post(f"/pieces/{piece['id']}/versions", json={"text": "Alice's own words, edited."})
+    alice.post(f"/pieces/{piece['id']}/feedback", json={"status": "accepted"})
+    body = {"template": "product-description", "fields": FIELDS, "systems": ["base", "alpha"], "settings": FAST}
+    comparison = alice.post("/comparisons", json=body).json()
+    me = alice.get("/me").json()["user"]
+    store = Store(studio.db)
+    job = StudioData(store).new_job(me, stage="sft", base="base", run_path=str(studio.db.parent), data={})
+    store.close()
+    assert "Alice's own words" in alice.get("/feedback/export", params={"kind": "sft"}).text
+    for kind in ("sft", "dpo"):
+        exported = bob.get("/feedback/export", params={"kind": kind})
+        assert exported.status_code == 200 and exported.text == "" and exported.headers["x-inkwell-rows"] == "0"
+    assert bob.get("/feedback/summary").json() == {"sft": 0, "dpo": 0, "pieces": 0, "comparisons": 0}
+    assert error_of(bob.post(f"/comparisons/{comparison['id']}/judge", json={"winner": "left"}), 404)
+    assert bob.get("/leaderboard").json()["data"] == []
+    assert bob.get("/training").json()["data"] == []
+    for response in (
+        bob.get(f"/training/{job}"),
+        bob.post(f"/training/{job}/round", json={}),
+        bob.post(f"/training/{job}/decide", json={"action": "promote"}),
+    ):
+        assert error_of(response, 404)["param"] == "job_id"
+    assert alice.get(f"/training/{job}").status_code == 200
+
+
 # ---------------------------------------------------------------- bad input
 
 

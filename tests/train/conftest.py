@@ -49,14 +49,8 @@ TEXT = (
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the shared CI cores make extra threads spin (measured 60x)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """Every test here on one torch thread (tests/conftest.py says why)."""
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

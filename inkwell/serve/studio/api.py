@@ -12,7 +12,8 @@ from fastapi.responses import FileResponse, Response
 
 from inkwell.serve.errors import APIError
 from inkwell.serve.schemas import openapi_body
-from inkwell.serve.studio import schemas
+from inkwell.serve.studio import compare as compare_
+from inkwell.serve.studio import loop, pieces, schemas
 from inkwell.serve.studio.service import Studio
 
 PAGE = Path(__file__).parent / "page"
@@ -66,42 +67,42 @@ async def systems(request: Request):
 
 @router.post("/pieces", openapi_extra=openapi_body(schemas.PieceRequest))
 async def create_piece(request: Request):
-    return await studio_of(request).create_piece(request)
+    return await pieces.create_piece(studio_of(request), request)
 
 
 @router.get("/pieces")
 async def search(request: Request):
-    return await studio_of(request).search(request)
+    return await pieces.search(studio_of(request), request)
 
 
 @router.get("/pieces/{piece_id}")
 async def piece(piece_id: Id, request: Request):
-    return await studio_of(request).piece(request, piece_id)
+    return await pieces.piece(studio_of(request), request, piece_id)
 
 
 @router.post("/pieces/{piece_id}/variants", openapi_extra=openapi_body(schemas.VariantRequest))
 async def add_variant(piece_id: Id, request: Request):
-    return await studio_of(request).add_variant(request, piece_id)
+    return await pieces.add_variant(studio_of(request), request, piece_id)
 
 
 @router.post("/pieces/{piece_id}/choose", openapi_extra=openapi_body(schemas.ChooseRequest))
 async def choose(piece_id: Id, request: Request):
-    return await studio_of(request).choose(request, piece_id)
+    return await pieces.choose(studio_of(request), request, piece_id)
 
 
 @router.post("/pieces/{piece_id}/versions", openapi_extra=openapi_body(schemas.VersionRequest))
 async def add_version(piece_id: Id, request: Request):
-    return await studio_of(request).add_version(request, piece_id)
+    return await pieces.add_version(studio_of(request), request, piece_id)
 
 
 @router.post("/pieces/{piece_id}/feedback", openapi_extra=openapi_body(schemas.FeedbackRequest))
 async def feedback(piece_id: Id, request: Request):
-    return await studio_of(request).feedback(request, piece_id)
+    return await pieces.feedback(studio_of(request), request, piece_id)
 
 
 @router.post("/pieces/{piece_id}/branch", openapi_extra=openapi_body(schemas.BranchRequest))
 async def branch(piece_id: Id, request: Request):
-    return await studio_of(request).branch(request, piece_id)
+    return await pieces.branch(studio_of(request), request, piece_id)
 
 
 # ---------------------------------------------------------------- blind comparisons
@@ -109,22 +110,22 @@ async def branch(piece_id: Id, request: Request):
 
 @router.post("/comparisons", openapi_extra=openapi_body(schemas.ComparisonRequest))
 async def compare(request: Request):
-    return await studio_of(request).compare(request)
+    return await compare_.compare(studio_of(request), request)
 
 
 @router.get("/comparisons")
 async def comparisons(request: Request):
-    return await studio_of(request).comparisons(request)
+    return await compare_.comparisons(studio_of(request), request)
 
 
 @router.post("/comparisons/{comparison_id}/judge", openapi_extra=openapi_body(schemas.JudgeRequest))
 async def judge(comparison_id: Id, request: Request):
-    return await studio_of(request).judge(request, comparison_id)
+    return await compare_.judge(studio_of(request), request, comparison_id)
 
 
 @router.get("/leaderboard")
 async def leaderboard(request: Request):
-    return await studio_of(request).leaderboard(request)
+    return await compare_.leaderboard(studio_of(request), request)
 
 
 # ---------------------------------------------------------------- the feedback loop
@@ -132,34 +133,34 @@ async def leaderboard(request: Request):
 
 @router.get("/feedback/export")
 async def export(request: Request):
-    return await studio_of(request).export(request)
+    return await loop.export(studio_of(request), request)
 
 
 @router.get("/feedback/summary")
 async def summary(request: Request):
-    return await studio_of(request).summary(request)
+    return await loop.summary(studio_of(request), request)
 
 
 @router.post("/training", openapi_extra=openapi_body(schemas.TrainingRequest))
 async def train(request: Request):
-    return await studio_of(request).train(request)
+    return await loop.train(studio_of(request), request)
 
 
 @router.get("/training")
 async def jobs(request: Request):
-    return await studio_of(request).jobs(request)
+    return await loop.jobs(studio_of(request), request)
 
 
 @router.get("/training/{job_id}")
 async def job(job_id: Id, request: Request):
-    return await studio_of(request).job(request, job_id)
+    return await loop.job(studio_of(request), request, job_id)
 
 
 @router.post("/training/{job_id}/round", openapi_extra=openapi_body(schemas.RoundRequest))
 async def round_(job_id: Id, request: Request):
-    return await studio_of(request).round(request, job_id)
+    return await loop.round(studio_of(request), request, job_id)
 
 
 @router.post("/training/{job_id}/decide", openapi_extra=openapi_body(schemas.DecideRequest))
 async def decide(job_id: Id, request: Request):
-    return await studio_of(request).decide(request, job_id)
+    return await loop.decide(studio_of(request), request, job_id)
