@@ -186,6 +186,8 @@ def show_result(job: dict, user: str) -> None:
         f"ROUGE-L of greedy drafts:         {_fmt(base.get('rouge_l'), '.3f')} -> {_fmt(new.get('rouge_l'), '.3f')}"
     )
     typer.echo(f"win rate of the new adapter (ROUGE-L, ties half): {_fmt(report.get('win_rate'), '.0%')}")
+    if report.get("eval_report"):
+        typer.echo(f"the inkwell eval report: {report['eval_report']}")
     if job["status"] == "finished":
         typer.echo(f"promote: inkwell feedback promote {job['id']} --user {user}")
         typer.echo(f"discard: inkwell feedback promote {job['id']} --discard --user {user}")

@@ -1,15 +1,22 @@
-"""The training job's own process: train the run's recipe, grade the new adapter on the held-out pieces, write
-the result.
+"""The training job's own process: train the run's recipe, grade the new adapter on the held-out pieces with
+`inkwell eval`, write the result.
 
     python -m inkwell.feedback.job RUN_DIR        (started by inkwell.feedback.jobs.start_job)
 
 1. `inkwell.train.train(RUN/recipe.yaml)`: the adapter and metrics.jsonl land in RUN.
-2. RUN/report.json: for each held-out piece, with the system it is compared with (the base model, or base +
-   the owner's adapter) and with base + the new adapter (torch engine, fp32): the perplexity of the creator's
-   final text given the stored request, a greedy generation for the request and its ROUGE-L against that
-   text; per system the token-weighted perplexity and the mean ROUGE-L; the win rate of the new adapter by
-   ROUGE-L (ties count half); and the generations themselves, for the studio's blind round.
-3. RUN/job-status.json, atomically, last: {"status": "finished"} or {"status": "failed", "error": one line}.
+2. RUN/heldout-eval.jsonl + RUN/heldout-template.yaml: the held-out pieces as `inkwell eval` rows (id = the
+   piece id, reference = the creator's final text) whose fields hold the stored request as it is (a chat
+   request's system and user messages, a base model's prompt text), and a template that renders those
+   fields back into exactly that request (checked here, row by row), so eval sees the prompt the studio's
+   engine saw, whatever template the piece came from.
+3. `run_eval` into RUN/eval/ (report.json, report.md, report.html, plots/, generations/): the system it is
+   compared with ("base": the base model, or base + the owner's adapter) and "new" (base + the new adapter),
+   torch engine, fp32, greedy; metrics ROUGE (ROUGE-L against the creator's text) and perplexity (of the
+   creator's text given the exact request, token-weighted).
+4. RUN/report.json, built from the eval report: per system its perplexity and mean ROUGE-L, the win rate of
+   the new adapter by per-example ROUGE-L (ties count half), and per held-out piece both generations, for
+   the studio's blind round; `eval` and `eval_report` point to the eval folder and its report.md.
+5. RUN/job-status.json, atomically, last: {"status": "finished"} or {"status": "failed", "error": one line}.
    The traceback of a failure goes to standard output (RUN/job.log), never into the status.
 """
 
@@ -18,13 +25,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import math
 import os
 import signal
 import sys
 import time
 import traceback
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,26 @@ from inkwell.home import atomic_write
 
 MAX_NEW_TOKENS = 200  # the held-out generations: the piece's own max_new_tokens, capped so a report stays quick
 DEFAULT_NEW_TOKENS = 160
+EVAL_DATA = "heldout-eval.jsonl"
+EVAL_TEMPLATE = "heldout-template.yaml"
+EVAL_DIR = "eval"
+EVAL_METRICS = ["rouge", "perplexity"]
+
+# A template that renders a stored request back as it was: a chat request's system and user messages, or a
+# base model's prompt text (the stored parts are already stripped, as every template renders them).
+REPLAY_TEMPLATE = {
+    "name": "feedback-heldout",
+    "description": "a held-out studio piece's stored request, replayed as it is (written by inkwell.feedback.job)",
+    "languages": ["en", "zh"],
+    "fields": {
+        "system": {"type": "str", "default": "", "description": "the chat request's system message"},
+        "user": {"type": "str", "default": "", "description": "the chat request's user message"},
+        "prompt": {"type": "str", "default": "", "description": "a base model's prompt text"},
+    },
+    "system": "{{ system }}",
+    "chat": "{{ user }}",
+    "completion": {"example": "{{ prompt }}"},
+}
 
 
 class Cancelled(Exception):
@@ -49,76 +76,156 @@ def _write_json(path: Path, value: Any) -> None:
         json.dump(value, handle, indent=2, ensure_ascii=False)
 
 
-# ---------------------------------------------------------------- grading one system
+# ---------------------------------------------------------------- the held-out pieces as eval rows
 
 
-def _settings(piece: dict):
+def replay_fields(request: str | list[dict]) -> dict[str, str]:
+    """The replay template's fields that render back into `request` (a studio request: a prompt text, or
+    an optional system message and one user message)."""
+    if isinstance(request, str):
+        return {"prompt": request}
+    roles = [m.get("role") for m in request] if isinstance(request, list) else None
+    if roles not in (["user"], ["system", "user"]):
+        raise InkwellError(
+            f"a held-out request of roles {roles} cannot be replayed by `inkwell eval` "
+            "(it takes a system message and one user message)",
+            field="heldout",
+        )
+    system = {"system": request[0]["content"]} if roles[0] == "system" else {}
+    return {**system, "user": request[-1]["content"]}
+
+
+def write_eval_data(run: Path, pieces: list[dict]) -> tuple[Path, Path]:
+    """RUN/heldout-eval.jsonl and RUN/heldout-template.yaml; every row is checked to render its stored request."""
+    import yaml
+
+    from inkwell.prompts.render import build_prompt
+    from inkwell.prompts.template import ContentTemplate
+
+    template = ContentTemplate.model_validate(REPLAY_TEMPLATE)
+    rows = []
+    for piece in pieces:
+        request = piece["request"]
+        fields = replay_fields(request)
+        rendered = build_prompt(template, fields, chat=not isinstance(request, str)).prompt
+        if rendered != request:
+            raise InkwellError(
+                f"held-out piece {piece['id']}: its stored request does not render back as it was "
+                "(leading or trailing blanks?), so `inkwell eval` would not see the studio's prompt",
+                field="heldout",
+            )
+        rows.append(
+            {
+                "id": str(piece["id"]),
+                "fields": fields,
+                "reference": piece["text"],
+                "request": request,  # the same request, as the studio stored it (read by people, not by eval)
+                "template": piece["template"],
+            }
+        )
+    data, template_file = run / EVAL_DATA, run / EVAL_TEMPLATE
+    with atomic_write(data) as handle:
+        handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    with atomic_write(template_file) as handle:
+        handle.write("# the held-out requests of this run, replayed as they are: inkwell eval --template-file\n")
+        yaml.safe_dump(REPLAY_TEMPLATE, handle, sort_keys=False, allow_unicode=True)
+    return data, template_file
+
+
+def _piece_decoding(piece: dict) -> dict:
     """Greedy decoding with the piece's own length and stop sequences (its other settings are for sampling)."""
-    from inkwell.generate.settings import GenerationSettings
-
     stored = piece.get("settings") or {}
-    known = set(GenerationSettings.names())
-    picked = {k: v for k, v in stored.items() if k in known and k in ("max_new_tokens", "stop", "repetition_penalty")}
-    picked["max_new_tokens"] = min(int(picked.get("max_new_tokens") or DEFAULT_NEW_TOKENS), MAX_NEW_TOKENS)
-    return GenerationSettings.build(picked, {"temperature": 0.0, "num_return_sequences": 1, "seed": 0})
+    return {
+        "max_new_tokens": min(int(stored.get("max_new_tokens") or DEFAULT_NEW_TOKENS), MAX_NEW_TOKENS),
+        "stop": list(stored.get("stop") or []),
+        "repetition_penalty": stored.get("repetition_penalty"),
+    }
 
 
-def grade(model: str, adapter: str | None, pieces: list[dict]) -> list[dict]:
-    """Per held-out piece: {nll, tokens, text} of one system (the model, with an adapter or not)."""
-    from inkwell.evaluate.perplexity import sequence_nll
-    from inkwell.generate.builder import EngineSpec, open_engine
-
-    engine = open_engine(EngineSpec(model, adapter=adapter, backend="torch", workload="score", dtype="fp32"), say)
-    try:
-        out: list[dict] = []
-        for piece in pieces:
-            # the creator's text after exactly the ids the engine fed the model for this request
-            prompt_ids = engine.encode(piece["request"])
-            text_ids = engine.tokenizer(piece["text"], add_special_tokens=False)["input_ids"]
-            nll, tokens = sequence_nll(engine, prompt_ids + text_ids, len(prompt_ids), max_length=engine.context_length)
-            out.append({"nll": nll, "tokens": tokens})
-        # one engine call per distinct decoding settings, so the held-out prompts decode as a batch
-        groups: dict[str, list[int]] = {}
-        for index, piece in enumerate(pieces):
-            groups.setdefault(json.dumps(_settings(piece).to_dict(), sort_keys=True), []).append(index)
-        for indexes in groups.values():
-            settings = _settings(pieces[indexes[0]])
-            results = engine.generate([pieces[i]["request"] for i in indexes], settings)
-            for result in results:
-                out[indexes[result.prompt_index]]["text"] = result.text.strip()
-        return out
-    finally:
-        engine.close()
-        gc.collect()
+def eval_decoding(pieces: list[dict]) -> dict:
+    """One set of decoding flags for the eval (it decodes every row alike): greedy; the longest of the pieces'
+    (capped) lengths, all their stop sequences, and the repetition penalty most of them were written with.
+    Pieces of one template and settings - the usual held-out set - decode exactly as they were written."""
+    each = [_piece_decoding(p) for p in pieces]
+    penalties = Counter(d["repetition_penalty"] for d in each if d["repetition_penalty"] is not None)
+    flags: dict[str, Any] = {
+        "temperature": 0.0,
+        "num_return_sequences": 1,
+        "seed": 0,
+        "max_new_tokens": max(d["max_new_tokens"] for d in each),
+        "stop": list(dict.fromkeys(s for d in each for s in d["stop"])),
+    }
+    if penalties:
+        flags["repetition_penalty"] = penalties.most_common(1)[0][0]
+    return flags
 
 
-def _perplexity(graded: list[dict]) -> float | None:
-    tokens = sum(g["tokens"] for g in graded)
-    return math.exp(sum(g["nll"] for g in graded) / tokens) if tokens else None
+def eval_lang(pieces: list[dict]) -> str:
+    """The pieces' language for ROUGE (zh: one token per character): that of the `language` field, else en;
+    a mixed set is left to eval's detection."""
+    langs = {"zh" if (p.get("fields") or {}).get("language") == "zh" else "en" for p in pieces}
+    return langs.pop() if len(langs) == 1 else "auto"
+
+
+# ---------------------------------------------------------------- the report
 
 
 def report_for(
-    pieces: list[dict], model: str, base_adapter: str | None, new_adapter: str, base_system: str = "base"
+    pieces: list[dict],
+    model: str,
+    base_adapter: str | None,
+    new_adapter: str,
+    base_system: str = "base",
+    *,
+    run: Path,
 ) -> dict:
-    """The held-out report of a new adapter against the system it may replace."""
-    from inkwell.evaluate.metrics import rouge_per_example
+    """The held-out report of a new adapter against the system it may replace, from `inkwell eval`'s."""
+    from inkwell.evaluate.data import SystemSpec
+    from inkwell.evaluate.runner import EvalConfig, run_eval
 
     started = time.perf_counter()
     if not pieces:
         return {
             "heldout_count": 0,
+            "compared_with": base_system,
             "systems": {"base": {"perplexity": None, "rouge_l": None}, "new": {"perplexity": None, "rouge_l": None}},
             "win_rate": None,
             "heldout": [],
+            "eval": None,
+            "eval_report": None,
             "note": "no held-out pieces: keep a few more accepted or edited pieces to grade the adapter on",
         }
-    base = grade(model, base_adapter, pieces)
-    new = grade(model, new_adapter, pieces)
+    data, template_file = write_eval_data(run, pieces)
+    systems = [
+        SystemSpec(
+            "base", model, adapter=base_adapter, raw=f"base={model}" + (f":{base_adapter}" if base_adapter else "")
+        ),
+        SystemSpec("new", model, adapter=new_adapter, raw=f"new={model}:{new_adapter}"),
+    ]
+    out = run / EVAL_DIR
+    config = EvalConfig(
+        data=data,
+        systems=systems,
+        out=out,
+        template_file=template_file,
+        metrics=list(EVAL_METRICS),
+        lang=eval_lang(pieces),
+        overrides=eval_decoding(pieces),
+        batch_size=16,  # the held-out prompts decode as one batch, as the studio's engine batches them
+        dtype="fp32",
+        engine="torch",
+    )
+    evaluated = run_eval(config, say)
+    for system in evaluated["systems"]:
+        if system["failed"]:
+            say(f"[{system['name']}] failed on {system['failed']} held-out piece(s): see {out / 'report.md'}")
+    scores = evaluated["scores"]
+    examples = {example["id"]: example for example in evaluated["examples"]}
     items, wins = [], 0.0
-    for piece, b, n in zip(pieces, base, new):
-        lang = "zh" if (piece.get("fields") or {}).get("language") == "zh" else "en"
-        rouge_base = rouge_per_example([b["text"]], [piece["text"]], lang)["rougeL"][0]
-        rouge_new = rouge_per_example([n["text"]], [piece["text"]], lang)["rougeL"][0]
+    for piece in pieces:
+        outputs = examples[str(piece["id"])]["outputs"]
+        base, new = outputs["base"], outputs["new"]
+        rouge_base, rouge_new = base["scores"]["rougeL"], new["scores"]["rougeL"]
         wins += 1.0 if rouge_new > rouge_base else 0.5 if rouge_new == rouge_base else 0.0
         items.append(
             {
@@ -128,23 +235,25 @@ def report_for(
                 "request": piece["request"],
                 "prompt": piece["prompt"],
                 "reference": piece["text"],
-                "base_text": b["text"],
-                "new_text": n["text"],
+                "base_text": base["text"].strip(),
+                "new_text": new["text"].strip(),
                 "rouge_base": round(rouge_base, 4),
                 "rouge_new": round(rouge_new, 4),
-                "perplexity_base": math.exp(b["nll"] / b["tokens"]) if b["tokens"] else None,
-                "perplexity_new": math.exp(n["nll"] / n["tokens"]) if n["tokens"] else None,
+                "perplexity_base": base["scores"].get("perplexity"),
+                "perplexity_new": new["scores"].get("perplexity"),
             }
         )
     return {
         "heldout_count": len(pieces),
         "compared_with": base_system,
         "systems": {
-            "base": {"perplexity": _perplexity(base), "rouge_l": sum(i["rouge_base"] for i in items) / len(items)},
-            "new": {"perplexity": _perplexity(new), "rouge_l": sum(i["rouge_new"] for i in items) / len(items)},
+            name: {"perplexity": scores[name]["perplexity"]["value"], "rouge_l": scores[name]["rougeL"]["value"]}
+            for name in ("base", "new")
         },
         "win_rate": wins / len(items),
         "heldout": items,
+        "eval": str(out),
+        "eval_report": str(out / "report.md"),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -166,7 +275,9 @@ def run_job(run: Path) -> dict:
     gc.collect()
     train_seconds = time.perf_counter() - started
     say(f"grading on {len(heldout)} held-out piece(s)")
-    report = report_for(heldout, job["base_model"], job.get("base_adapter"), out, job.get("base_system", "base"))
+    report = report_for(
+        heldout, job["base_model"], job.get("base_adapter"), out, job.get("base_system", "base"), run=run
+    )
     report.update(
         stage=job["stage"],
         base_model=job["base_model"],

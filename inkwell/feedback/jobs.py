@@ -11,7 +11,9 @@ A job's run folder, RUNS/<owner>/<timestamp>-<stage>/, is self-describing:
     recipe.yaml       the package recipe filled in: `inkwell train RUN/recipe.yaml` reruns it by hand
     job.log           the child's output (tracebacks land here, never in the status)
     metrics.jsonl     one line per optimizer step (written by the train recipe), + the adapter and run card
-    report.json       the held-out evaluation: perplexity, ROUGE-L, generations, win rate
+    heldout-eval.jsonl, heldout-template.yaml   the held-out pieces as `inkwell eval` rows (their exact requests)
+    eval/             `inkwell eval`'s folder on them: report.json/.md/.html, plots, generations (base vs new)
+    report.json       the held-out evaluation, from eval/: perplexity, ROUGE-L, generations, win rate
     job-status.json   written last, atomically: {"status": "finished" | "failed", "error"?}
 
 The child is `python -m inkwell.feedback.job RUN` (inkwell/feedback/job.py) in its own session, so it
