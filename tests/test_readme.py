@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)
 CAT = re.compile(r"\$\(cat ([^)]+)\)")
-OUTPUT_FLAGS = {"--out", "-o", "--output", "--to"}
+OUTPUT_FLAGS = {"--out", "-o", "--output", "--to", "--sft", "--dpo"}
 # a token that names a file or folder: it has a folder part, or a data file's suffix
 PATHLIKE = re.compile(r"^[\w.-]+/[\w./-]*$|^[\w.-]+\.(jsonl|csv|tsv|yaml|yml|txt|json|gguf)$")
 # Commands that load no model (seconds): they run in the unit tier.

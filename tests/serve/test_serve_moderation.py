@@ -210,11 +210,20 @@ def test_cli_serve_policy_and_no_moderation_options(monkeypatch, tmp_path):
     from inkwell.cli import main
 
     seen = []
-    monkeypatch.setattr(server_module, "run_server", lambda config, say=print: seen.append(config))
+    opened = []
+    monkeypatch.setattr(
+        server_module,
+        "run_server",
+        lambda config, say=print, open_browser=False: (seen.append(config), opened.append(open_browser)),
+    )
     main(["serve", "--no-moderation"])
     main(["serve", "--policy", "strict.yaml"])
     main(["serve"])
     assert [(c.moderation, c.policy) for c in seen] == [(False, None), (True, "strict.yaml"), (True, None)]
+    # `inkwell studio` is the same server under the studio's name, with the studio's own options
+    main(["studio", "--open", "--no-training", "--remote", "big=llama-3-8b@http://gpu-box:8000/v1"])
+    assert opened == [False, False, False, True]
+    assert seen[-1].training is False and seen[-1].remotes == {"big": "llama-3-8b@http://gpu-box:8000/v1"}
 
 
 def test_a_bad_policy_stops_the_server_before_loading(tiny_chat_model, tmp_path):
