@@ -4,9 +4,9 @@ under `/studio/api/` (docs/studio.md). Each route only maps HTTP onto `Studio` (
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
@@ -71,7 +71,19 @@ async def create_piece(request: Request):
 
 
 @router.get("/pieces")
-async def search(request: Request):
+async def search(
+    request: Request,
+    # declared for the OpenAPI document (clients, fuzzers); pieces.search reads and checks them itself
+    q: Annotated[str | None, Query(max_length=500)] = None,
+    template: str | None = None,
+    system: str | None = None,
+    status: Annotated[Literal["draft", "accepted", "rejected"] | None, Query()] = None,
+    min_rating: Annotated[int | None, Query(ge=1, le=5)] = None,
+    since: Annotated[str | None, Query(description="YYYY-MM-DD or unix seconds")] = None,
+    until: Annotated[str | None, Query(description="YYYY-MM-DD or unix seconds (exclusive)")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+):
     return await pieces.search(studio_of(request), request)
 
 
@@ -114,7 +126,7 @@ async def compare(request: Request):
 
 
 @router.get("/comparisons")
-async def comparisons(request: Request):
+async def comparisons(request: Request, pending: bool | None = None):
     return await compare_.comparisons(studio_of(request), request)
 
 
@@ -132,7 +144,12 @@ async def leaderboard(request: Request):
 
 
 @router.get("/feedback/export")
-async def export(request: Request):
+async def export(
+    request: Request,
+    kind: Literal["sft", "dpo"] = "sft",
+    since: Annotated[str | None, Query(description="YYYY-MM-DD or unix seconds")] = None,
+    template: str | None = None,
+):
     return await loop.export(studio_of(request), request)
 
 
