@@ -30,7 +30,39 @@ export function diffWords(before, after) {
   const midB = b.slice(start, endB);
   ops.push(...middle(midA, midB));
   ops.push(...a.slice(endA).map((t) => ["same", t]));
-  return merge(ops);
+  return group(merge(ops));
+}
+
+// A common word or space found inside a rewritten passage ("the", " ") is a coincidence, not text the
+// creator kept: shown as kept, it chops the passage into alternating crossed-out and added words. Such short
+// runs between two changes join the change, and each changed stretch then reads as the old words, crossed
+// out, followed by the new ones (as diff tools show a replaced paragraph).
+const SHORT_KEPT = 4; // characters of a kept run, spaces aside, that still count as a coincidence
+
+function group(ops) {
+  const isChange = (o) => o && o.op !== "same";
+  const out = [];
+  let dels = "";
+  let ins = "";
+  const flush = () => {
+    if (dels) out.push({ op: "del", text: dels });
+    if (ins) out.push({ op: "ins", text: ins });
+    dels = "";
+    ins = "";
+  };
+  ops.forEach((o, k) => {
+    if (o.op === "del") dels += o.text;
+    else if (o.op === "ins") ins += o.text;
+    else if (isChange(ops[k - 1]) && isChange(ops[k + 1]) && o.text.trim().length <= SHORT_KEPT) {
+      dels += o.text; // a coincidence inside the rewrite: part of both the old and the new words
+      ins += o.text;
+    } else {
+      flush();
+      out.push(o);
+    }
+  });
+  flush();
+  return out;
 }
 
 function middle(a, b) {
