@@ -67,22 +67,3 @@ def finished_job(data, owner: str, runs: Path, *, win_rate: float = 1.0) -> int:
     (run / "report.json").write_text(json.dumps(report))
     (run / "job-status.json").write_text('{"status": "finished"}')
     return data.new_job(owner, stage="sft", base="base", run_path=str(run), data={"rows": {"train": 3}})
-
-
-def build_lora(base: Path, out: Path, seed: int) -> Path:
-    """A LoRA adapter with random (non-zero) B matrices, so it visibly changes the tiny model's output."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]),
-    )
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(std=0.5)
-    model.save_pretrained(out)
-    return out

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from feedback_helpers import build_lora, finished_job, new_piece
+from feedback_helpers import finished_job, new_piece
+from serve.serve_helpers import build_lora
 
 from inkwell.errors import InkwellError
 from inkwell.feedback.job import eval_decoding, report_for, write_eval_data
