@@ -322,3 +322,36 @@ def test_a_remote_system_writes_through_another_openai_compatible_server(studio)
 
 def _body() -> dict:
     return {"template": "product-description", "fields": FIELDS, "settings": FAST}
+
+
+def test_a_blind_round_compares_the_new_adapter_with_the_system_it_was_graded_against(studio, tmp_path):
+    """A finished job (written here as the job process leaves it) graded against the creator's promoted fb-7:
+    its round pairs fb-7 with the new fb-N on each held-back piece, in random order, hidden until judged."""
+    from inkwell.store import Store
+    from inkwell.store.studio import StudioData
+
+    me = client(studio).get("/me").json()["user"]
+    item = {
+        "template": "poem",
+        "fields": {"topic": "rain"},
+        "request": [{"role": "user", "content": "x"}],
+        "prompt": "x",
+    }
+    report = {
+        "compared_with": "fb-7",
+        "heldout": [{**item, "piece_id": i, "base_text": f"old {i}", "new_text": f"new {i}"} for i in (1, 2)],
+        "systems": {},
+    }
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    (tmp_path / "job-status.json").write_text('{"status": "finished"}')
+    store = Store(studio.db)
+    job = StudioData(store).new_job(me, stage="sft", base="fb-7", run_path=str(tmp_path), data={})
+    store.close()
+    made = client(studio).post(f"/training/{job}/round", json={})
+    assert made.status_code == 200, made.text
+    ids = made.json()["comparisons"]
+    pending = {c["id"]: c for c in client(studio).get("/comparisons", params={"pending": "true"}).json()["data"]}
+    assert set(ids) <= set(pending) and all("left_system" not in pending[i] for i in ids)
+    judged = client(studio).post(f"/comparisons/{ids[0]}/judge", json={"winner": "tie"}).json()
+    assert {judged["left_system"], judged["right_system"]} == {"fb-7", f"fb-{job}"}
+    assert error_of(client(studio).post(f"/training/{job}/round", json={}), 400)["param"] == "job_id"  # once

@@ -95,6 +95,8 @@ async def train(studio: Studio, request: Request) -> Response:
             owner,
             stage=req.stage,
             base_model=base_model,
+            # graded and compared blind against the creator's current system (their default), unless named
+            base_system=req.base or d.default_system(owner) or BASE,
             runs_dir=_runs_dir(studio),
             max_steps=req.max_steps,
             template=req.template,
@@ -129,8 +131,8 @@ async def job(studio: Studio, request: Request, job_id: int) -> dict:
 
 
 async def round(studio: Studio, request: Request, job_id: int) -> dict:
-    """A blind round: for each held-back prompt, the base model's text and the new adapter's text (written by
-    the job on the held-back prompts), in random order, as comparisons for the creator to judge."""
+    """A blind round: for each held-back prompt, the current system's text and the new adapter's text (written
+    by the job on the held-back prompts), in random order, as comparisons for the creator to judge."""
     owner = await studio.owner(request)
     req = await studio.body(request, schemas.RoundRequest)
     job = await _job(studio, owner, job_id)
@@ -140,6 +142,7 @@ async def round(studio: Studio, request: Request, job_id: int) -> dict:
     if req.count is not None:
         heldout = heldout[: req.count]
     name = system_name(job_id)
+    current = job["report"].get("compared_with") or BASE  # the system the job was graded against
     chooser = random.SystemRandom()
 
     def make(d: StudioData) -> list[int]:
@@ -147,7 +150,7 @@ async def round(studio: Studio, request: Request, job_id: int) -> dict:
             raise InkwellError(f"training job {job_id} already has its blind round", field="job_id")
         ids = []
         for item in heldout:
-            pairs = [(BASE, item["base_text"]), (name, item["new_text"])]
+            pairs = [(current, item["base_text"]), (name, item["new_text"])]
             chooser.shuffle(pairs)
             ids.append(
                 d.new_comparison(

@@ -103,6 +103,7 @@ class TrainingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stage: Literal["dpo", "sft"] = "sft"
+    base: str | None = Field(default=None, max_length=200)  # the system to beat (default: the creator's default)
     max_steps: int | None = Field(default=None, ge=1, le=10_000)
     template: str | None = Field(default=None, max_length=100)
 
