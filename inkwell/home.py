@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -37,7 +38,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     so readers never see a half-written file (and a crash leaves the old file intact)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}."
+    _drop_stale_temps(path.parent, prefix)
+    # the writer's pid in the name: a later write can tell a dead writer's leftover from a live one's file
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
@@ -48,6 +52,26 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _drop_stale_temps(folder: Path, prefix: str) -> None:
+    """Remove the temporary files a killed writer of the same target left (`.NAME.PID.XXXX.tmp` whose PID no
+    longer runs): a kill between mkstemp and the rename would otherwise leave them there for good."""
+    for stale in folder.glob(glob.escape(prefix) + "*.tmp"):
+        pid = stale.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # another user's process: alive
+        return True
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or not a pid at all
+        return False
+    return True
 
 
 def drop_torn_tail(path: str | os.PathLike) -> None:
