@@ -371,7 +371,7 @@ class Serving:
                 self.count(kind.endpoint, 499)
             slot.release()
 
-        return _SSEResponse(events(), on_close, headers_for(decisions))
+        return SSEResponse(events(), on_close, headers_for(decisions))
 
     # ------------------------------------------------------------ content from templates
 
@@ -658,7 +658,7 @@ def api_error(exc: BaseException) -> APIError:
     return internal()
 
 
-class _SSEResponse(StreamingResponse):
+class SSEResponse(StreamingResponse):
     """Server-Sent Events whose `on_close` always runs: after the last event, or when the client leaves."""
 
     def __init__(self, content: AsyncIterator[str], on_close, headers: dict[str, str] | None = None):

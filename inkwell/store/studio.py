@@ -452,9 +452,6 @@ class StudioData:
                 )
         return {"job_id": int(job_id), "action": action, "system": system, "previous": previous}
 
-    def promotions(self, owner: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM promotions WHERE owner = ? ORDER BY id", (owner,))]
-
 
 sqlite_row = Any  # sqlite3.Row: typed loosely, its columns are read by name
 

@@ -13,10 +13,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from inkwell.generate.record import GenerationRecord
+from inkwell.prompts.render import RenderedPrompt
 from inkwell.safety import ModerationBlocked
 from inkwell.serve.errors import APIError, bad_request, moderation_blocked
 from inkwell.serve.moderation import StreamScreen
-from inkwell.serve.serving import DONE, _SSEResponse, api_error, sse
+from inkwell.serve.serving import DONE, SSEResponse, api_error, sse
 from inkwell.serve.studio import schemas
 from inkwell.serve.studio.service import LOCAL, Studio, parse_date
 from inkwell.store.studio import NotFound, PieceFilter, StudioData
@@ -58,12 +59,9 @@ async def add_variant(studio: Studio, request: Request, piece_id: int) -> Respon
     cancel = threading.Event()
     engine = await studio.engine_for(adapter, cancel)
 
-    class _Rendered:  # the stored rendering: a variant sees exactly the piece's prompt
-        prompt = piece["request"]
-        fields = piece["fields"]
-        warnings: list[str] = []
-
-    return await _write(studio, request, owner, piece_id, tpl, _Rendered, decoding, engine, cancel, system, req.stream)
+    # the stored rendering: a variant sees exactly the piece's prompt (its stops are in the stored settings)
+    rendered = RenderedPrompt(prompt=piece["request"], fields=piece["fields"], shots_used=0)
+    return await _write(studio, request, owner, piece_id, tpl, rendered, decoding, engine, cancel, system, req.stream)
 
 
 async def _write(
@@ -160,7 +158,7 @@ async def _write(
             cancel.set()
         slot.release()
 
-    return _SSEResponse(events(), on_close)
+    return SSEResponse(events(), on_close)
 
 
 async def _store_variant(
