@@ -180,17 +180,22 @@ export function mountCompare(root) {
 
   async function judge(winner, button) {
     if (!current) return;
+    // The judge buttons' state is reveal()'s alone: busy() would re-enable the clicked one after the
+    // verdict had disabled them all (a judged comparison could be judged again).
+    for (const b of judgeButtons) b.disabled = true;
+    button.setAttribute("aria-busy", "true");
     await busy(
-      button,
+      null,
       async () => {
         const judged = await post(`/comparisons/${current.id}/judge`, { winner });
         current = judged;
-        reveal(judged);
         await refresh();
         emit("comparisons-changed");
       },
       judging,
     );
+    button.removeAttribute("aria-busy");
+    reveal(current);
   }
 
   formEl.addEventListener("submit", (event) => {
