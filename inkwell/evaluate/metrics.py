@@ -448,7 +448,7 @@ def _perplexity(preds, refs, ctx: MetricContext) -> list[Score]:
 
 
 def _semantic(preds, refs, ctx: MetricContext) -> list[Score]:
-    from inkwell.evaluate.semantic import similarity
+    from inkwell.models.embedder import similarity
 
     values = similarity(preds, refs, model=ctx.embedder)
     note = "all-MiniLM-L6-v2 cosine; an English model" + (": unreliable on Chinese" if ctx.lang == "zh" else "")

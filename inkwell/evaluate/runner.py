@@ -521,7 +521,7 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
     weights = resample_weights(len(rows), config.resamples, config.bootstrap_seed) if config.resamples > 0 else None
     embedder = None
     if "semantic" in metrics:
-        from inkwell.evaluate.semantic import load_embedder
+        from inkwell.models.embedder import load_embedder
 
         embedder = load_embedder()
     scores: dict[str, dict] = {}

@@ -281,7 +281,7 @@ def test_perplexity_equals_exp_mean_nll_on_a_tiny_model(tiny_base_engine):
 
 
 def test_semantic_similarity_ranks_a_paraphrase_above_unrelated_text():
-    from inkwell.evaluate.semantic import similarity
+    from inkwell.models.embedder import similarity
 
     close, far = similarity(
         ["A man is playing a guitar.", "The stock market fell sharply today."],
