@@ -12,12 +12,13 @@ from collections.abc import Callable
 
 import typer
 
-from inkwell.cli import data, evaluate, feedback, models, serve, train, write
+from inkwell.cli import data, evaluate, feedback, longform, models, serve, train, write
 from inkwell.errors import InkwellError
 
 # Command name -> function, in the order `inkwell --help` lists them.
 COMMANDS: dict[str, Callable] = {
     "write": write.write,
+    "write-long": longform.write_long,  # also `inkwell write long` (see main)
     "generate": write.generate,
     "batch": write.batch,
     "history": models.history,
@@ -87,8 +88,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # Newer typer vendors click: its Exit/Abort/usage errors are typer's own classes, not click's, and in
     # non-standalone mode it *returns* the code of typer.Exit (and of Ctrl-C, as 130) instead of raising.
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:2] == ["write", "long"]:  # `write` takes a template name; `write long` is its long-form sibling
+        args[:2] = ["write-long"]
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except InkwellError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -177,6 +177,36 @@ MIGRATIONS: list[str] = [
     -- trigram: substring search in any script (Chinese has no spaces to split words on)
     CREATE VIRTUAL TABLE pieces_fts USING fts5(text, fields, tokenize = 'trigram');
     """,
+    # 7: long-form writing (store/longform.py): a run per piece, and the tree of what was written: every
+    # candidate section, the writer's choices and edits; going back and choosing again makes a branch.
+    """
+    CREATE TABLE longform_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        owner TEXT NOT NULL,
+        kind TEXT NOT NULL,              -- article | report | story | study-guide
+        topic TEXT NOT NULL,
+        folder TEXT,                     -- the run folder (`inkwell write long --out`), NULL in the studio
+        request TEXT NOT NULL,           -- JSON: the request (words, lang, system, options)
+        plan TEXT,                       -- JSON: the outline
+        head INTEGER                     -- the node the writer stands at (NULL: before the first section)
+    );
+    CREATE INDEX longform_runs_owner ON longform_runs(owner, updated_at);
+    CREATE TABLE longform_nodes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL REFERENCES longform_runs(id),
+        parent_id INTEGER REFERENCES longform_nodes(id),  -- the section before it (NULL: the first section)
+        created_at REAL NOT NULL,
+        section INTEGER NOT NULL,        -- the outline section it writes (0-based)
+        kind TEXT NOT NULL CHECK (kind IN ('candidate', 'edit')),
+        text TEXT NOT NULL,
+        chosen INTEGER NOT NULL DEFAULT 0,  -- the writer chose it (an edit is chosen when made)
+        source_id INTEGER,               -- an edit: the node it was edited from
+        meta TEXT NOT NULL DEFAULT '{}'  -- JSON: scores, seed, the prompt it was written from
+    );
+    CREATE INDEX longform_nodes_run ON longform_nodes(run_id, parent_id);
+    """,
 ]
 
 

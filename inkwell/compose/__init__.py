@@ -1,0 +1,1 @@
+"""Writing on top of generation: long-form plans, grounding with citations, facts tables."""
