@@ -215,3 +215,40 @@ def test_batch_killed_mid_way_resumes_with_every_id_once(tiny_chat_model, tmp_pa
         f"SIGKILL after {at_kill} of {BATCH_ROWS} rows written; --resume wrote the rest "
         f"({json.dumps({k: summary.get(k) for k in ('written', 'already_done')})}); every id once ({seconds:.0f} s)"
     )
+
+
+def test_long_form_killed_mid_draft_resumes_to_the_uninterrupted_piece(tiny_chat_model, tmp_path, figures):
+    """`inkwell write long` SIGKILLed while sections are being written: --resume finishes the piece, which
+    reads exactly as a run that was never killed (same seed), and the folder holds no temporary file."""
+    rng = random.Random(SEED + 2)
+
+    def command(out: Path) -> list[str]:
+        return inkwell_command(
+            "write", "long", "article", "--topic", "how tides work", "--words", "400", "--sections", "4",
+            "--candidates", "1", "--no-transitions", "--model", str(tiny_chat_model), "--engine", "torch",
+            "--dtype", "fp32", "--device", "cpu", "--seed", "5", "--out", str(out), "--json",
+        )  # fmt: skip
+
+    env = child_env(tmp_path / "home")
+    whole = subprocess.run(command(tmp_path / "whole"), env=env, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    target, delay = rng.randint(1, 2), rng.uniform(0, 0.05)
+    with (tmp_path / "long.log").open("wb") as sink:
+        proc = subprocess.Popen(command(out), env=env, stdout=sink, stderr=sink)
+    done = lambda: len(list((out / "sections").glob("*.json"))) if (out / "sections").exists() else 0  # noqa: E731
+    assert kill_when(proc, lambda: done() >= target, delay), (tmp_path / "long.log").read_text()[-2000:]
+    at_kill = done()
+    assert 0 < at_kill < 4 and not (out / "piece.md").exists()
+
+    refused = subprocess.run(command(out), env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in refused.stderr  # never over a run by accident
+    resumed = subprocess.run([*command(out), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (out / "piece.md").read_text() == (tmp_path / "whole" / "piece.md").read_text()
+    assert strays(out) == []
+    figures["long-form kill"] = (
+        f"SIGKILL after {at_kill} of 4 sections written; --resume wrote the rest and the piece equals an "
+        "uninterrupted run's"
+    )

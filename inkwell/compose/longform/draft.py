@@ -33,8 +33,8 @@ STOP = ["\n# ", "\n## "]  # a section ends where the model starts the next headi
 @dataclass(frozen=True)
 class DraftOptions:
     candidates: int = 3  # sampled per section; the reranker keeps one
-    temperature: float = 0.8
-    top_p: float = 0.95
+    temperature: float = 0.7  # 0.8 and up: the 135M model wanders off the topic within a paragraph
+    top_p: float = 0.9
     repetition_penalty: float = 1.15
     window: int | None = None  # prompt token budget (default: DEFAULT_WINDOW, less on a short-context model)
     recall: int = 3  # earlier passages recalled into each prompt
@@ -66,7 +66,9 @@ class DraftOptions:
 
 
 EXTEND_BELOW = 0.65
-WEIGHTS = {"coverage": 0.3, "length": 0.35, "fresh": 0.2, "varied": 0.15}  # sum 1; junk and likelihood adjust
+# sum 1; junk and likelihood adjust. On-topic weighs as much as the plan's points: drift is what a small
+# model does most (a tides article wandering into a teacher's life story), and points are often missing.
+WEIGHTS = {"coverage": 0.2, "topic": 0.25, "length": 0.3, "fresh": 0.15, "varied": 0.1}
 
 
 def new_tokens(words: int, lang: str) -> int:
@@ -89,10 +91,19 @@ def window_for(engine: Any, options: DraftOptions, max_new: int) -> int:
 # ---------------------------------------------------------------- prompts
 
 
-def chat_prompt(outline: Outline, index: int, summaries: list[str], passages: list[Passage], notes: list[str]) -> list:
+def chat_prompt(
+    outline: Outline,
+    index: int,
+    summaries: list[str],
+    passages: list[Passage],
+    notes: list[str],
+    compact: bool = False,
+) -> list:
+    """`compact`: only the sections next to this one in the outline (the last resort of a small window)."""
     section = outline.sections[index]
     zh = outline.lang == "zh"
-    lines = [f"{i + 1}. {s.title}{'  <- now' if i == index else ''}" for i, s in enumerate(outline.sections)]
+    near = range(max(0, index - 1), min(len(outline.sections), index + 2)) if compact else range(len(outline.sections))
+    lines = [f"{i + 1}. {outline.sections[i].title}{'  <- now' if i == index else ''}" for i in near]
     parts = [("题目：" if zh else "Topic: ") + outline.topic, ("提纲：\n" if zh else "Outline:\n") + "\n".join(lines)]
     if summaries:
         parts.append(("前文概要：\n" if zh else "Written so far (summary):\n") + "\n".join(summaries))
@@ -120,7 +131,12 @@ _ZH = {"article": "文章", "report": "报告", "story": "故事", "study-guide"
 
 
 def document_prompt(
-    outline: Outline, index: int, summaries: list[str], passages: list[Passage], notes: list[str]
+    outline: Outline,
+    index: int,
+    summaries: list[str],
+    passages: list[Passage],
+    notes: list[str],
+    compact: bool = False,
 ) -> str:
     """For a base model: the document so far, compressed (earlier sections as their summaries, with recalled
     passages under the section they came from), ending at this section's heading."""
@@ -172,6 +188,9 @@ def draft_section(
 
     prompt, kept_summaries, kept_passages = fit(build, summaries, recalled, engine.count_tokens, budget)
     used = engine.count_tokens(prompt)
+    if used > budget:  # even without memory: the outline shrinks to this section's neighbours
+        prompt, kept_summaries, kept_passages = make(outline, index, [], [], notes, compact=True), [], []
+        used = engine.count_tokens(prompt)
     if used > budget:
         raise InkwellError(
             f"section {index + 1}'s prompt needs {used} tokens, more than the window of {budget}",
@@ -196,7 +215,14 @@ def draft_section(
         {"text": text, "seed": r.seed, "finish_reason": r.finish_reason, "words": checks.word_count(text)}
         for text, r in zip(texts, results, strict=True)
     ]
-    score_candidates(candidates, section.points or [section.title], section.words, earlier_text, similar)
+    score_candidates(
+        candidates,
+        section.points or [section.title],
+        section.words,
+        earlier_text,
+        similar,
+        topic=f"{outline.topic}: {section.title}",
+    )
     if options.likelihood and engine.capabilities.scoring:
         add_likelihood(engine, prompt, candidates)
     chosen = max(range(len(candidates)), key=lambda i: candidates[i]["score"])
@@ -256,7 +282,12 @@ def _extend(engine, prompt, texts, results, budget_words, lang, options, setting
 
 
 def score_candidates(
-    candidates: list[dict], points: Sequence[str], budget: int, earlier: str, similar: Similar | None
+    candidates: list[dict],
+    points: Sequence[str],
+    budget: int,
+    earlier: str,
+    similar: Similar | None,
+    topic: str = "",
 ) -> None:
     """Give each candidate its check scores (0-1) and their weighted sum `score` (higher is better)."""
     for c in candidates:
@@ -264,6 +295,7 @@ def score_candidates(
         measure = similar_for(text, similar) if similar is not None else None
         parts = {
             "coverage": checks.coverage(text, points, measure),
+            "topic": on_topic(text, topic, similar) if topic else 1.0,
             "length": checks.length_score(checks.word_count(text), budget) / 100,
             "fresh": 1 - checks.overlap_with(text, earlier) if earlier else 1.0,
             "varied": 1 - checks.repeated_ngram_rate(text),
@@ -293,3 +325,19 @@ def add_likelihood(engine: Any, prompt, candidates: list[dict]) -> None:
         share = rank / max(1, len(order) - 1)
         candidates[i]["checks"]["likelihood"] = round(means[i], 4)
         candidates[i]["score"] = round(candidates[i]["score"] + 0.1 * share, 4)
+
+
+ON_TOPIC = {"embedding": 0.2, "lexical": 0.05}  # a sentence below this similarity to the topic is off it
+
+
+def on_topic(text: str, topic: str, similar: Similar | None) -> float:
+    """Share of the text's words in sentences that are about the topic (the section's title and the piece's
+    topic): a candidate that drifts into another subject half-way scores about one half."""
+    found = checks.sentences(text)
+    if not found:
+        return 0.0
+    measure = similar_for(text + topic, similar)
+    threshold = ON_TOPIC["embedding"] if measure is similar else ON_TOPIC["lexical"]
+    scores = measure(found, [topic])[:, 0]
+    sizes = [checks.word_count(s) for s in found]
+    return sum(n for n, score in zip(sizes, scores, strict=True) if score >= threshold) / max(1, sum(sizes))

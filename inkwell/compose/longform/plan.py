@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -144,6 +145,8 @@ def points_prompt(kind: str, topic: str, title: str, lang: str) -> str:
     )
 
 
+_BYLINE = re.compile(r"\bby:|\bdr\.|\bauthor\b|\bsection\b|\bchapter\b", re.I)  # a byline or meta, not a title
+_META_POINT = re.compile(r"\bsentences?\b|\bparagraphs?\b|\bthis section\b|\bwords?\b", re.I)  # about the text
 _ZH_KIND = {"article": "文章", "report": "报告", "story": "故事", "study-guide": "学习指南"}
 
 _NUMBERING = re.compile(
@@ -199,7 +202,8 @@ def make_outline(
     repairs: list[str] = []
     middle: list[str] = []
     if ask is not None and count > 2:
-        middle = parse_lines(ask(titles_prompt(kind, topic, count - 2, lang), 24 * count), count - 2)
+        middle = parse_lines(ask(titles_prompt(kind, topic, count - 2, lang), 24 * count), count - 2, max_words=8)
+        middle = [t for t in middle if not _BYLINE.search(t)]
         skeleton_keys = {s.casefold() for s in (skeleton[0], skeleton[-1])}
         middle = [t for t in middle if t.casefold() not in skeleton_keys]
     if len(middle) < count - 2:
@@ -216,12 +220,30 @@ def make_outline(
     for name, share in zip(titles, shares, strict=True):
         points = source_points(name) if source_points else []
         if not points and ask is not None:
-            points = parse_lines(ask(points_prompt(kind, topic, name, lang), 60), 2, max_words=30)
+            points = [
+                p
+                for p in parse_lines(ask(points_prompt(kind, topic, name, lang), 60), 2, max_words=30)
+                if len(tokens(p)) >= 3 and not _META_POINT.search(p)
+            ]
         built.append(Section(title=name, points=points, words=share))
     if any(not s.points for s in built):
         repairs.append("sections without points are written from their titles")
     heading = title or (f"{topic}" if lang == "zh" else topic[:1].upper() + topic[1:])
     return Outline(title=heading, kind=kind, topic=topic, lang=lang, words=words, sections=built), {"repairs": repairs}
+
+
+def model_asker(engine: Any, seed: int | None) -> Callable[[str, int], str]:
+    """`ask(prompt, max_new_tokens)` for make_outline: greedy, as a chat message to an instruct model, or as the
+    start of a numbered list for a base model to continue."""
+    from inkwell.generate.settings import GenerationSettings
+
+    def ask(prompt: str, max_new: int) -> str:
+        message: Any = [{"role": "user", "content": prompt}] if engine.loaded.chat else prompt + "\n1."
+        settings = GenerationSettings(max_new_tokens=max_new, temperature=0.0, repetition_penalty=1.2, seed=seed)
+        text = engine.generate([message], settings)[0].text
+        return text if engine.loaded.chat else "1." + text
+
+    return ask
 
 
 def load_outline(path: Path) -> Outline:

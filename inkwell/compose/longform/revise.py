@@ -2,6 +2,8 @@
 rewriting, so it is done by rule, and every change is written down (revise.json) so it can be checked:
 
 - clean-up: chat-template tokens and echoed headings removed, a last sentence cut off mid-way dropped;
+- drift: with embeddings (English), a sentence with almost nothing to do with the topic and the section
+  (cosine below `off_topic`) is removed: a small model's tangents (a personal story in a tides article);
 - repetition across sections: a sentence that says again what an earlier sentence said (same normalised
   text, or most of its 4-grams) is removed;
 - consistency: numbers (and, with sources, capitalised names) that appear in neither the topic, the plan
@@ -98,6 +100,7 @@ def revise(
     check_names: bool = False,
     bridge: Callable[[str, str, str], list[str]] | None = None,
     similar: Similar | None = None,
+    off_topic: float | None = None,
 ) -> list[dict]:
     """The revised sections: [{title, text, changes: [...], unsupported: [...], bridge}]."""
     allowed_numbers = set(_NUMBER.findall(support))
@@ -111,9 +114,17 @@ def revise(
         body, changes = clean(text, section.title)
         kept_paragraphs: list[str] = []
         unsupported: list[str] = []
+        relevance: dict[str, float] = {}
+        if off_topic is not None and similar is not None and not checks.is_chinese(body):
+            found = checks.sentences(body)
+            scores = similar(found, [f"{outline.topic}: {section.title}"])[:, 0] if found else []
+            relevance = dict(zip(found, map(float, scores), strict=True))
         for paragraph in body.split("\n\n"):
             kept: list[str] = []
             for sentence in checks.sentences(paragraph):
+                if relevance.get(sentence, 1.0) < (off_topic or 0.0):
+                    changes.append(f"removed an off-topic sentence '{sentence[:60]}'")
+                    continue
                 norm = _norm(sentence)
                 grams = set(checks.ngrams(checks.tokens(sentence), 4))
                 if norm and norm in seen_sentences:

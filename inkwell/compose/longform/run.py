@@ -26,12 +26,13 @@ from typing import Any
 from inkwell.compose.longform import assemble, checks
 from inkwell.compose.longform.draft import DraftOptions, draft_section
 from inkwell.compose.longform.memory import Memory, Similar
-from inkwell.compose.longform.plan import Outline, check_request, load_outline, make_outline
+from inkwell.compose.longform.plan import Outline, check_request, load_outline, make_outline, model_asker
 from inkwell.compose.longform.revise import model_bridge, revise
 from inkwell.errors import InkwellError
 from inkwell.home import atomic_write
 
 STAGES = ("plan", "draft", "revise", "assemble")
+OFF_TOPIC = 0.1  # revise: English sentences less similar than this to "topic: section" are dropped (MiniLM cosine)
 Say = Callable[[str], None]
 
 
@@ -205,7 +206,7 @@ class LongWriter:
                 r.topic,
                 r.words,
                 r.lang,
-                self._ask,
+                model_asker(self.engine, r.options.seed),
                 title=r.title,
                 sections=r.sections,
                 source_points=self._source_points if self.sources else None,
@@ -216,15 +217,6 @@ class LongWriter:
         self.say(f"plan: {len(outline.sections)} sections, {outline.words} words -> {folder.plan}")
         self.on_stage("plan", None)
         return outline
-
-    def _ask(self, prompt: str, max_new: int) -> str:
-        from inkwell.generate.settings import GenerationSettings
-
-        message: Any = [{"role": "user", "content": prompt}] if self.engine.loaded.chat else prompt + "\n1."
-        seed = self.request.options.seed
-        settings = GenerationSettings(max_new_tokens=max_new, temperature=0.0, repetition_penalty=1.2, seed=seed)
-        text = self.engine.generate([message], settings)[0].text
-        return text if self.engine.loaded.chat else "1." + text
 
     def _source_points(self, title: str) -> list[str]:
         assert self.sources is not None
@@ -325,6 +317,7 @@ class LongWriter:
             check_names=bool(r.sources),
             bridge=bridge,
             similar=self.similar,
+            off_topic=OFF_TOPIC,
         )
         folder.write_json(folder.revise, {"sections": revised})
         changes = sum(len(s["changes"]) for s in revised)

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from inkwell.compose.longform.draft import DraftOptions, draft_section
+from inkwell.compose.longform.memory import Memory, Similar
+from inkwell.compose.longform.plan import Outline
 from inkwell.compose.longform.run import Chooser
 from inkwell.store.longform import LongformData
 
@@ -65,3 +68,51 @@ def take(record: dict, chosen: int, edited_text: str | None = None) -> tuple[str
     record["text"] = edited_text if edited_text is not None else record["candidates"][chosen]["text"]
     record["edited"] = edited_text is not None
     return "take", record
+
+
+# ---------------------------------------------------------------- the studio's steps (one call per request)
+
+
+def next_section(
+    engine: Any,
+    outline: Outline,
+    written: list[str],
+    options: DraftOptions,
+    similar: Similar | None,
+    round_: int = 0,
+) -> dict:
+    """Candidates for the section after `written` (the texts of the chain so far), with memory rebuilt from
+    them: what `write long` does at that point, as one step."""
+    memory = Memory()
+    for i, text in enumerate(written):
+        memory.remember(i, text, similar)
+    return draft_section(
+        engine, outline, len(written), memory, options, similar, earlier_text="\n\n".join(written), round_=round_
+    )
+
+
+def assemble_texts(outline: Outline, written: list[str], similar: Similar | None) -> dict:
+    """The piece so far (revised by rule, no model call) as Markdown, with the revision's changes and the
+    measures: the studio's "Assemble"."""
+    from inkwell.compose.longform import assemble, checks
+    from inkwell.compose.longform.revise import revise
+    from inkwell.compose.longform.run import OFF_TOPIC
+
+    sections = outline.model_copy(update={"sections": outline.sections[: len(written)]})
+    support = " ".join([outline.topic, outline.title, *(s.title for s in outline.sections)])
+    support += " " + " ".join(p for s in outline.sections for p in s.points)
+    revised = revise(sections, written, support=support, similar=similar, off_topic=OFF_TOPIC)
+    text = "\n\n".join(s["text"] for s in revised)
+    words = checks.word_count(text)
+    return {
+        "markdown": assemble.markdown(sections, revised),
+        "sections": revised,
+        "complete": len(written) == len(outline.sections),
+        "words": words,
+        "words_target": outline.words,
+        "measures": {
+            "length_score": checks.length_score(words, outline.words) if words else 0.0,
+            "repeated_4gram_rate": round(checks.repeated_ngram_rate(text), 4),
+            "distinct_2": round(checks.distinct_n(text, 2), 4),
+        },
+    }
