@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import typer
 
-from inkwell.cli import data, evaluate, feedback, longform, models, serve, train, write
+from inkwell.cli import data, evaluate, feedback, kb, longform, models, serve, train, write
 from inkwell.errors import InkwellError
 
 # Command name -> function, in the order `inkwell --help` lists them.
@@ -57,6 +57,7 @@ GROUPS: dict[str, tuple[str, dict[str, Callable]]] = {
         },
     ),
     "feedback": feedback.GROUP,
+    "kb": kb.GROUP,
 }
 
 

@@ -65,6 +65,12 @@ PolicyOpt = Annotated[
     ),
 ]
 NoModerationOpt = Annotated[bool, typer.Option("--no-moderation", help="Do not moderate inputs and outputs.")]
+KbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--kb", help="Ground on this knowledge folder (inkwell kb add): passages in the prompt, citations out."
+    ),
+]
 
 # ---------------------------------------------------------------- decoding flags: declared here only
 

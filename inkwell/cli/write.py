@@ -19,6 +19,7 @@ from inkwell.cli.common import (
     EngineOpt,
     EngineOptions,
     JsonOut,
+    KbOpt,
     ModelOpt,
     NoLog,
     NoModerationOpt,
@@ -54,6 +55,21 @@ def write(
     json_retries: Annotated[
         int, typer.Option("--json-retries", help="Retries when a structured template's JSON is invalid.")
     ] = 2,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="A facts table (.csv/.tsv/.jsonl) for report and data-brief: its derived facts fill `facts`, and "
+            "every number and name written is checked against them (docs/grounding.md).",
+        ),
+    ] = None,
+    fact_retries: Annotated[
+        int,
+        typer.Option(
+            "--fact-retries", min=0, help="With --data: rewrites (new seed each) of a version with unsupported numbers."
+        ),
+    ] = 2,
+    kb: KbOpt = None,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     decoding: Decoding = None,
@@ -75,28 +91,40 @@ def write(
     """
     from inkwell.generate.jobs import prepare_write, write_job
 
+    if data is not None:  # --data: the same two steps, with the table's facts in the prompt and the text checked
+        from inkwell.compose.report import facts_steps
+
+        prepare_write, write_job = facts_steps(data, fact_retries)
     fields = parse_sets(set_)
     guard = guard_for(policy, no_moderation, "write", no_log)
     # Everything is checked (and the fields moderated: a blocked one exits 2 naming the category) before a
     # model loads.
     overrides = settings_overrides(decoding, n)
     job = prepare_write(template, template_file, fields, shots=shots, overrides=overrides, guard=guard)
+    grounding = _grounding(kb, data, job)  # --kb: its passages found (an unknown folder refused) before a model loads
     # With moderation on, output is checked before anyone sees it, so it is not streamed.
-    streaming = _streaming(stream, as_json, n) and guard is None
+    streaming = _streaming(stream, as_json, n) and guard is None and data is None  # --data may rewrite a version
     if stream and guard is not None:
         say("note: output is moderated before it is shown, so it is not streamed (--no-moderation streams)")
     options = EngineOptions(
         model, adapter, dtype, device, engine, precision, backend=backend, base_url=base_url, api_key=api_key
     )
-    with open_engine_for(options) as loaded:
-        outcome = write_job(
-            loaded, job, on_delta=_echo if streaming else None, json_retries=json_retries, store=store_for(no_log)
-        )
+    grounded = {"annotate": grounding.annotate} if grounding is not None else {}  # citations into each record
+    if grounding is not None and grounding.escalates(job.template):  # nothing relevant: the template's own reply
+        outcome = grounding.escalate(job, model, store_for(no_log))
+    else:
+        with open_engine_for(options) as loaded:
+            job = grounding.apply(loaded, job) if grounding is not None else job
+            delta = _echo if streaming else None
+            outcome = write_job(
+                loaded, job, on_delta=delta, json_retries=json_retries, store=store_for(no_log), **grounded
+            )
     for warning in outcome.warnings:
         say(f"warning: {warning}")
     if outcome.blocked and not outcome.records:
         _blocked_exit(outcome.blocked, as_json)  # every version was blocked
-    _show(outcome.records, as_json, streaming, lambda r: _json_text(r.data) if r.data is not None else r.text)
+    _show(outcome.records, as_json, streaming, _written_text)
+    _sources(outcome.records, as_json)
     _blocked_exit(outcome.blocked)  # some versions were blocked: say which category, exit 3
 
 
@@ -167,6 +195,7 @@ def batch(
     template_file: Annotated[Path | None, typer.Option("--template-file")] = None,
     shots: Annotated[Path | None, typer.Option("--shots")] = None,
     n: Annotated[int, typer.Option("--n", help="Versions per row.")] = 1,
+    kb: KbOpt = None,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     decoding: Decoding = None,
@@ -191,6 +220,7 @@ def batch(
     guard = guard_for(policy, no_moderation, "batch", no_log)
     overrides = settings_overrides(decoding, n)
     job = prepare_batch(template, template_file, input, shots=shots, overrides=overrides, guard=guard)
+    grounding = _row_grounding(kb, job)  # --kb: each row grounded on its own passages (unknown folder: exit 2 now)
     options = EngineOptions(
         model,
         adapter,
@@ -205,8 +235,9 @@ def batch(
         bulk=True,
     )
     with open_engine_for(options) as loaded:
+        ground = {"grounding": grounding.on(loaded)} if grounding is not None else {}
         report = batch_job(
-            loaded, job, input, output, resume=resume, progress=progress, store=store_for(no_log), say=say
+            loaded, job, input, output, resume=resume, progress=progress, store=store_for(no_log), say=say, **ground
         )
     if as_json:
         print_json(batch_summary(report))
@@ -217,6 +248,42 @@ def batch(
         )
     if report.failed and not report.written and not report.skipped_done:
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- knowledge (--kb)
+
+
+def _grounding(kb: str | None, data: Path | None, job):
+    """`write --kb`: the passages for the job (compose/grounded.py), or None without --kb."""
+    if kb is None:
+        return None
+    if data is not None:
+        raise InkwellError("--kb and --data cannot be used together", field="kb", hint="use one of them")
+    from inkwell.compose.grounded import ground_write
+
+    return ground_write(kb, job, say)
+
+
+def _row_grounding(kb: str | None, job):
+    """`batch --kb`: per-row grounding (compose/grounded.py), or None without --kb."""
+    if kb is None:
+        return None
+    from inkwell.compose.grounded import RowGrounding
+
+    return RowGrounding(kb, job, say)
+
+
+def _sources(records: list, as_json: bool) -> None:
+    """Under a grounded text: the passages it cites, each with its file, characters and heading."""
+    if as_json:
+        return
+    for record in records:
+        cited = record.extra.get("citations") or []
+        if cited:
+            typer.echo("Sources:")
+        for c in cited:
+            heading = f"  ({c['heading'].split(' > ')[-1]})" if c["heading"] else ""
+            typer.echo(f"[{c['number']}] {c['source']}:{c['start']}-{c['end']}{heading}")
 
 
 # ---------------------------------------------------------------- printing
@@ -230,6 +297,13 @@ def _streaming(stream: bool | None, as_json: bool, n: int) -> bool:
 def _echo(_index: int, text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _written_text(record) -> str:
+    """A version as `write` prints it: a structured template's JSON; with --data, unsupported spans marked ⟦…⟧."""
+    if record.data is not None:
+        return _json_text(record.data)
+    return record.extra.get("fact_check", {}).get("marked_text", record.text)
 
 
 def _json_text(value) -> str:

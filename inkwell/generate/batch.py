@@ -106,13 +106,18 @@ def run_batch(
     on_error: Callable[[InputRow, str], None] | None = None,
     screen_input: Callable[[InputRow], dict] | None = None,
     screen_output: Callable[[dict], dict] | None = None,
+    fixed_reply: Callable[[InputRow], str | None] | None = None,
+    annotate: Callable[[InputRow, ContentResult], None] | None = None,
 ) -> BatchReport:
     """Run the job. `on_result` is called for each finished row (e.g. to log it); `on_error` for each bad row.
 
     `screen_input(row)` returns the fields to generate from (e.g. redacted) or raises InkwellError to leave
     the row out (reported via `on_error`). `screen_output(record)` returns the record to write (e.g.
     redacted); a record with an `error` key counts its row as failed and is not passed to `on_result`.
-    Hooks and callbacks run on the calling thread."""
+    `fixed_reply(row)`: a text that answers the row without the model (e.g. compose's "I don't know, a colleague
+    will follow up" when no knowledge passage is relevant), or None to generate. `annotate(row, item)` sees each
+    result before its output line is made (e.g. to add citations). Hooks and callbacks run on the calling
+    thread, except fixed_reply, which runs where the row is generated."""
     from tqdm import tqdm
 
     input_path, output_path = Path(input_path), Path(output_path)
@@ -168,6 +173,8 @@ def run_batch(
         multi = len(outcome) > 1
         lines, kept, blocked = [], [], None
         for item in outcome:
+            if annotate is not None:
+                annotate(row, item)
             record = output_record(row, item, engine, template.name, item.generation.sample_index if multi else None)
             if screen_output is not None:
                 record = screen_output(record)
@@ -201,9 +208,9 @@ def run_batch(
             bar.set_postfix(tok_s=f"{report.tokens / elapsed:.0f}" if elapsed else "-")
 
         if engine.capabilities.concurrent:
-            _run_progressively(engine, template, todo, shots, overrides, finish, write)
+            _run_progressively(engine, template, todo, shots, overrides, finish, write, fixed_reply)
         else:
-            _run_in_chunks(engine, template, todo, shots, overrides, finish, write, report, on_error)
+            _run_in_chunks(engine, template, todo, shots, overrides, finish, write, report, on_error, fixed_reply)
     bar.close()
     os.replace(partial, output_path)
     report.seconds = time.perf_counter() - started
@@ -229,13 +236,22 @@ def _screen_inputs(todo: list[InputRow], screen, report: BatchReport, on_error, 
     return kept
 
 
-def _run_in_chunks(engine, template, todo, shots, overrides, finish, write, report, on_error) -> None:
+def _fixed(rendered, settings, text: str) -> list[ContentResult]:
+    """A row answered without the model (fixed_reply): no tokens generated, finish reason `fixed`."""
+    from inkwell.generate.rows import GenerationResult
+
+    generation = GenerationResult(text, 0, 0, "fixed", 0.0, 0, 0, settings.seed)
+    return [ContentResult(text, None, generation, rendered, settings)]
+
+
+def _run_in_chunks(engine, template, todo, shots, overrides, finish, write, report, on_error, fixed_reply=None) -> None:
     """`batch_size` rows per engine call, each chunk written when it is done."""
     step = max(1, engine.batch_size)
     for start in range(0, len(todo), step):
         ready: list[InputRow] = []
         rendered = []
         settings = None
+        answered: list[tuple[InputRow, list[ContentResult]]] = []
         for row in todo[start : start + step]:
             try:
                 prompt, settings = prepare(engine, template, row.fields or {}, shots=shots, overrides=overrides)
@@ -244,8 +260,14 @@ def _run_in_chunks(engine, template, todo, shots, overrides, finish, write, repo
                 _fail(report, row, on_error)
                 write([], 1)
                 continue
+            text = fixed_reply(row) if fixed_reply is not None else None
+            if text is not None:
+                answered.append((row, _fixed(prompt, settings, text)))
+                continue
             ready.append(row)
             rendered.append(prompt)
+        if answered:
+            _finish_together(answered, finish, write)
         if not ready:
             continue
         assert settings is not None  # set with every ready row
@@ -253,7 +275,7 @@ def _run_in_chunks(engine, template, todo, shots, overrides, finish, write, repo
         _finish_together(zip(ready, outcomes), finish, write)
 
 
-def _run_progressively(engine, template, todo, shots, overrides, finish, write) -> None:
+def _run_progressively(engine, template, todo, shots, overrides, finish, write, fixed_reply=None) -> None:
     """Rows in flight on worker threads (each renders its prompt, generates, retries invalid JSON), written
     in input order. Keeping `4 x batch_size` rows in flight lets the scheduler fill every place that a
     finished row frees at the next step; the threads mostly wait on the scheduler."""
@@ -268,6 +290,9 @@ def _run_progressively(engine, template, todo, shots, overrides, finish, write) 
             return None
         try:
             prompt, settings = prepare(worker_engine, template, row.fields or {}, shots=shots, overrides=overrides)
+            text = fixed_reply(row) if fixed_reply is not None else None
+            if text is not None:
+                return _fixed(prompt, settings, text)
             (outcome,) = write_many(worker_engine, template, [prompt], settings)
         except InkwellError as exc:  # this row only (a prompt the template cannot render, a too-long prompt)
             return exc

@@ -32,6 +32,7 @@ class ContentResult:
     warnings: list[str] = field(default_factory=list)
     moderation: dict | None = None  # what output moderation decided, where it acted (write, batch)
     moderation_audit_id: int | None = None  # that decision's row in the store's moderation audit
+    extra: dict = field(default_factory=dict)  # rides into the record's JSON and the store (e.g. citations)
 
 
 def template_settings(template: ContentTemplate, overrides: dict | None, stop: list[str]) -> GenerationSettings:

@@ -68,8 +68,10 @@ def write_job(
     on_delta: OnDelta | None = None,
     json_retries: int = DEFAULT_JSON_RETRIES,
     store: Any = None,
+    annotate: Callable[[Any], None] | None = None,
 ) -> Outcome:
-    """`inkwell write`: write the versions, moderate each, log the ones kept (linked to their audit rows)."""
+    """`inkwell write`: write the versions, moderate each, log the ones kept (linked to their audit rows).
+    `annotate(item)` sees each kept ContentResult before it becomes a record (e.g. compose's citations)."""
     results = write_content(
         engine,
         job.template,
@@ -83,6 +85,8 @@ def write_job(
     kept, blocked = moderate_versions(job.guard, results, warnings) if job.guard is not None else (results, [])
     records = []
     for item in kept:
+        if annotate is not None:
+            annotate(item)
         record = GenerationRecord.of_content(engine, item, template=job.template.name, source="write")
         if store is not None:
             generation_id = store.log_record(record)
@@ -134,10 +138,12 @@ def batch_job(
     progress: bool = True,
     store: Any = None,
     say: Callable[[str], None],
+    grounding: Any = None,
 ) -> batch_jobs.BatchReport:
     """`inkwell batch`: the template over every row (generate/batch.py), each finished row logged. Bad rows
     are reported (`say`) and skipped; with moderation, blocked input rows are not run and blocked outputs
-    become failed rows naming the category."""
+    become failed rows naming the category. `grounding` (compose.grounded.RowGrounding): each row written from
+    its own retrieved passages; it gives the template to run and wraps the row hooks."""
 
     def log(row, item, batch_id: str) -> None:
         if store is not None:
@@ -151,9 +157,12 @@ def batch_job(
         say(f"skipped {input}:{row.line} (id {row.id}): {reason}")
 
     hooks = batch_hooks(job.guard, say) if job.guard is not None else {}
+    template = job.template
+    if grounding is not None:  # compose's knowledge grounding: its template, its hooks around moderation's
+        template, hooks = grounding.template, grounding.hooks(hooks)
     return batch_jobs.run_batch(
         engine,
-        job.template,
+        template,
         input,
         output,
         resume=resume,

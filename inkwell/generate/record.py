@@ -87,6 +87,7 @@ class GenerationRecord:
         )
         record.data = item.data
         record.moderation = item.moderation or None
+        record.extra = {**item.extra, **record.extra}
         return record
 
     @property

@@ -69,6 +69,10 @@ class ContentTemplate(BaseModel):
     decoding: dict[str, Any] = Field(default_factory=dict)
     output_schema: dict[str, Any] | None = None
     examples: list[Example] = Field(default_factory=list)  # built-in shots, used by base models by default
+    # Grounding on a knowledge folder (`--kb`, compose/grounded.py): what to search for (default: the free-text
+    # fields), and the reply given without the model when no passage is relevant (None: write without them).
+    knowledge_query: str | None = None
+    unknown_reply: str | None = None
     source: str = ""  # the file it came from (filled in by the loader)
 
     @field_validator("name")
@@ -167,6 +171,8 @@ def check_template_syntax(template: ContentTemplate) -> None:
         "chat": template.chat,
         "completion.header": template.completion.header,
         "completion.example": template.completion.example,
+        "knowledge_query": template.knowledge_query or "",
+        "unknown_reply": template.unknown_reply or "",
     }
     for name, text in parts.items():
         try:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from inkwell.compose.facts import MAX_ROWS as FACTS_MAX_ROWS
 from inkwell.errors import InkwellError
 from inkwell.generate.settings import MAX_SEED, GenerationSettings
 from inkwell.serve.errors import bad_request, from_inkwell
@@ -26,6 +27,7 @@ from inkwell.serve.errors import bad_request, from_inkwell
 MAX_N = 16  # choices per request: each one is a row in the batch
 MAX_STOP = 16  # stop sequences per request
 MAX_ROWS = 64  # completions per request (prompts x n)
+MAX_TABLE_ROWS = FACTS_MAX_ROWS  # rows of a facts table (`data` of a content request)
 
 
 def published(**schema: Any) -> Any:
@@ -36,6 +38,8 @@ def published(**schema: Any) -> Any:
 
 
 Text = Annotated[str, published(minLength=1)]  # a stop sequence or prompt: never empty
+# A knowledge folder's name (`inkwell kb add NAME`; knowledge.index.NAME): its passages ground the answer.
+KnowledgeName = Annotated[str, published(pattern="^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")]
 
 
 class StreamOptions(BaseModel):
@@ -204,6 +208,7 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], published(minItems=1)]
     max_completion_tokens: Annotated[int, published(minimum=1)] | None = None
+    kb: KnowledgeName | None = None  # Inkwell: passages of this knowledge folder before the last user message
 
     def chat(self) -> list[dict]:
         if not self.messages:
@@ -219,6 +224,11 @@ class ContentRequest(SamplingFields):
     fields: dict[str, Any] = Field(default_factory=dict)
     settings_: dict[str, Any] | None = Field(default=None, alias="settings")
     json_retries: int = Field(default=2, ge=0, le=5)
+    # A facts table for the report and data-brief templates: row objects {column: number or text}. Its derived
+    # facts fill the `facts` field and every number of the text is checked (docs/grounding.md).
+    data: Annotated[list[dict[str, Any]], published(minItems=1, maxItems=MAX_TABLE_ROWS)] | None = None
+    fact_retries: int = Field(default=2, ge=0, le=5)  # rewrites of a version with an unsupported number
+    kb: KnowledgeName | None = None  # ground on this knowledge folder: passages in the prompt, `citations` out
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 

@@ -26,6 +26,7 @@ from inkwell.generate.scheduler import GenerationJob, JobCancelled, QueueFull
 from inkwell.generate.settings import GenerationSettings
 from inkwell.safety import ModerationBlocked
 from inkwell.serve.errors import APIError, bad_request, from_inkwell, internal, moderation_blocked, too_many
+from inkwell.serve.grounding import citations_of, escalated_content, fitted, grounded_chat, grounding_for, record_extra
 from inkwell.serve.moderation import StreamScreen, choice_note, headers_for, screen_fields
 from inkwell.serve.state import ServerState
 
@@ -47,6 +48,7 @@ class GenerationKind:
     choice_of: Callable[[int, str, str | None], dict]  # (index, text, finish_reason) -> a whole answer's choice
     chunk_of: Callable[[int, str | None, str | None], dict]  # the same for a streamed piece; text None on the last
     opening: Callable[[int], dict] | None = None  # each streamed row's first choice (chat: the assistant role)
+    grounded: bool = False  # takes `kb`: a knowledge folder's passages in the prompt, citations in the answer
 
 
 def serving_of(request: Request) -> Serving:
@@ -76,6 +78,7 @@ class _Answer:
     key_id: str | None
     model: str
     include_usage: bool
+    grounding: Any = None  # compose.grounded.Grounding of a request with `kb`
     ident: str = field(init=False)
     created: int = field(init=False, default_factory=lambda: int(time.time()))
 
@@ -91,6 +94,7 @@ class _Answer:
             "system_fingerprint": None,
             "choices": choices,
             "usage": tokens,
+            **({"grounding": self.grounding.to_json()} if self.grounding is not None else {}),
         }
 
     def chunk(self, choices: list[dict], tokens: dict | None = None) -> str:
@@ -212,6 +216,9 @@ class Serving:
         prompts, decisions = kind.prompts_of(req), []
         if state.guard is not None:  # before generating: redacted inputs, or 422 naming the field and category
             prompts, decisions = await self.moderated(kind.endpoint, kind.screen, state.guard, req, prompts)
+        grounding = None
+        if kind.grounded and req.kb is not None:  # passages before the last user message (404 naming `kb`)
+            prompts, grounding = await grounded_chat(req, prompts, state.engine_for(adapter), state)
         settings = await self.prepare(req, prompts, adapter, kind.param)
         slot = state.slots.acquire()
         call = _Call(state, prompts, settings, adapter)
@@ -232,6 +239,7 @@ class Serving:
         answer = _Answer(
             kind, call, prompts, key_id, req.model if req.model is not None else state.base_id, req.include_usage
         )
+        answer.grounding = grounding
         if req.stream:
             return self._stream(answer, first, slot, decisions)
         try:
@@ -255,7 +263,12 @@ class Serving:
             texts, outputs = [t for t, _ in screened], [d for _, d in screened]
         tokens = await self._finished(answer, texts)
         choices = [
-            {**kind.choice_of(i, texts[i], r.finish_reason), **choice_note(outputs[i])} for i, r in enumerate(results)
+            {
+                **kind.choice_of(i, texts[i], r.finish_reason),
+                **citations_of(answer.grounding, texts[i]),
+                **choice_note(outputs[i]),
+            }
+            for i, r in enumerate(results)
         ]
         return JSONResponse(
             answer.body(choices, tokens), headers=headers_for(decisions + [d for d in outputs if d is not None])
@@ -279,6 +292,7 @@ class Serving:
                     settings=call.job.settings,
                     text=None if texts is None else texts[i],
                     api_key_id=answer.key_id,
+                    extra=record_extra(answer.grounding, r.text if texts is None else texts[i]),
                 )
                 for i, r in enumerate(results)
             ]
@@ -358,6 +372,7 @@ class Serving:
                     texts.append(final.text)
             for index, result in enumerate(results):
                 note = choice_note(screen.result(index) if screen is not None else None)
+                note.update(citations_of(answer.grounding, texts[index] if texts is not None else result.text))
                 yield answer.chunk([{**kind.chunk_of(index, None, result.finish_reason), **note}])
             if answer.include_usage:
                 yield answer.chunk([], usage(results))
@@ -376,8 +391,11 @@ class Serving:
     # ------------------------------------------------------------ content from templates
 
     async def content(self, request: Request, template: str) -> Response:
+        from inkwell.compose.factcheck import check_text
+        from inkwell.compose.report import check_json, fit_facts, table_fields, write_checked
         from inkwell.generate.content import StructuredOutputError, write_many
         from inkwell.generate.content import prepare as prepare_content
+        from inkwell.generate.jobs import TemplateJob
         from inkwell.prompts.library import get_template
         from inkwell.serve.schemas import ContentRequest
 
@@ -393,14 +411,27 @@ class Serving:
                 404, str(exc).replace("\n  fix: ", "; fix: "), param="template", code="template_not_found"
             ) from None
         fields, decisions = dict(req.fields), []
+        sheet, checked = None, []  # `data`: a facts table (report, data-brief), its facts in `facts`, the text checked
+        if req.data is not None:
+            try:
+                fields, sheet = await run_in_threadpool(table_fields, tpl, fields, req.data)
+            except InkwellError as exc:
+                raise from_inkwell(exc) from None
         if state.guard is not None:  # template fields: redacted copy, or 422 naming `fields.NAME` and the category
             fields, decisions = await self.moderated("content", screen_fields, state.guard, fields)
+        grounding = await grounding_for(req, tpl, fields)  # `kb`: the folder's passages (404 naming `kb`)
+        if grounding is not None and grounding.escalates(tpl):  # nothing relevant: the template's own reply, no model
+            return await escalated_content(self, tpl, fields, grounding, key_id, req.model or state.base_id)
         adapter = state.resolve_model(req.model)
         overrides = {**(req.settings_ or {}), **req.overrides(max_tokens_limit=state.max_tokens_limit)}
         cancel = threading.Event()
         engine = state.engine_for(adapter, cancel=cancel)
+        if grounding is not None and grounding.known:  # the passages that fit the context, through the template
+            tpl, fields = await fitted(engine, tpl, fields, grounding, overrides)
 
         def work():
+            if sheet is not None:  # the least important facts dropped until the prompt fits the model's context
+                fit_facts(engine, tpl, fields, sheet, overrides)
             rendered, settings = prepare_content(engine, tpl, dict(fields), overrides=overrides)
             if settings.max_new_tokens > state.max_tokens_limit:
                 raise bad_request(
@@ -408,6 +439,10 @@ class Serving:
                     param="max_tokens",
                     code="invalid_value",
                 )
+            if sheet is not None:  # each version checked, and rewritten while a number is unsupported
+                job = TemplateJob(tpl, overrides, None, dict(fields))
+                checked.extend(write_checked(engine, job, sheet.evidence(fields), req.fact_retries))
+                return rendered, settings, [version.item for version in checked]
             (outcome,) = write_many(engine, tpl, [rendered], settings, json_retries=req.json_retries)
             return rendered, settings, outcome
 
@@ -445,6 +480,9 @@ class Serving:
             )
         if isinstance(outcome, InkwellError):
             raise from_inkwell(outcome)
+        if grounding is not None:  # citations -> item.extra (the answer, the store); passages out of the fields
+            for item in outcome:
+                grounding.annotate(item)
         texts = [item.text for item in outcome]
         datas = [item.data for item in outcome]
         outputs: list = [None] * len(outcome)
@@ -461,9 +499,10 @@ class Serving:
                     prompt=rendered.prompt,
                     settings=settings,
                     template=tpl.name,
-                    fields=rendered.fields,
+                    fields=item.rendered.fields,
                     text=text,
                     api_key_id=key_id,
+                    extra=item.extra,
                 )
                 for item, text in zip(outcome, texts)
             ]
@@ -479,6 +518,11 @@ class Serving:
             }
             if tpl.output_schema is not None:
                 choice["data"] = datas[index]
+            if sheet is not None:  # checked again: moderation may have redacted the text
+                check = check_text(texts[index], sheet.evidence(fields))
+                choice["fact_check"] = check_json(check, checked[index].unsupported_per_attempt)
+            if grounding is not None:
+                choice["citations"] = item.extra["citations"]
             choice.update(choice_note(outputs[index]))
             choices.append(choice)
         return JSONResponse(
@@ -492,6 +536,8 @@ class Serving:
                 "choices": choices,
                 "warnings": list(rendered.warnings),
                 "usage": tokens,
+                **({"facts": sheet.to_json()} if sheet is not None else {}),
+                **({"grounding": grounding.to_json()} if grounding is not None else {}),
             },
             headers=headers_for(decisions + [d for d in outputs if d is not None]),
         )

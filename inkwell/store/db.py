@@ -207,6 +207,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX longform_nodes_run ON longform_nodes(run_id, parent_id);
     """,
+    # 8: what rides along with a generation beyond the columns (GenerationRecord.extra, JSON): a grounded
+    # text's citations and the passages it was written from (compose/grounded.py), a report's fact check
+    """
+    ALTER TABLE generations ADD COLUMN metadata TEXT;
+    """,
 ]
 
 
@@ -285,6 +290,12 @@ class Store:
             with self.conn:
                 self.conn.execute(
                     "UPDATE generations SET api_key_id = ? WHERE id = ?", (record.api_key_id, generation_id)
+                )
+        if record.extra:  # migration 8
+            with self.conn:
+                self.conn.execute(
+                    "UPDATE generations SET metadata = ? WHERE id = ?",
+                    (json.dumps(record.extra, ensure_ascii=False, default=str), generation_id),
                 )
         return generation_id
 
@@ -447,7 +458,7 @@ class Store:
 
 def _row(row: sqlite3.Row) -> dict[str, Any]:
     data = dict(row)
-    for key in ("fields", "settings"):
+    for key in ("fields", "settings", "metadata"):
         if data.get(key):
             data[key] = json.loads(data[key])
     return data

@@ -47,6 +47,7 @@ CHAT = GenerationKind(
     choice_of=_choice,
     chunk_of=_chunk,
     opening=_opening,
+    grounded=True,  # `kb`: a knowledge folder's passages before the last user message, `citations` per choice
 )
 
 

@@ -18,7 +18,7 @@ from inkwell.safety import ModerationBlocked
 from inkwell.serve.errors import APIError, bad_request, moderation_blocked
 from inkwell.serve.moderation import StreamScreen
 from inkwell.serve.serving import DONE, SSEResponse, api_error, sse
-from inkwell.serve.studio import schemas
+from inkwell.serve.studio import knowledge, schemas
 from inkwell.serve.studio.service import LOCAL, Studio, parse_date
 from inkwell.store.studio import NotFound, PieceFilter, StudioData
 
@@ -27,21 +27,26 @@ async def create_piece(studio: Studio, request: Request) -> Response:
     owner = await studio.owner(request, model=True)
     req = await studio.body(request, schemas.PieceRequest)
     tpl = await studio.template(req.template)
+    grounding = await knowledge.ground(studio, req.kb, tpl, req.fields)  # `kb`: its passages (404 naming `kb`)
+    if grounding is not None and grounding.escalates(tpl):  # nothing relevant: the template's own reply, no model
+        return await knowledge.escalated_piece(studio, owner, tpl, req.fields, req.system, grounding, req.stream)
     fields, system, _adapter, rendered, decoding, engine, cancel, prompt = await studio.prepare(
-        owner, tpl, req.fields, req.settings, req.system, req.n
+        owner, tpl, req.fields, req.settings, req.system, req.n, grounding
     )
     piece_id = await studio.data(
         lambda d: d.new_piece(
             owner,
             template=tpl.name,
-            fields=rendered.fields,
+            fields=knowledge.without_passages(rendered.fields),
             system=system,
             settings=decoding.to_dict(),
             request=rendered.prompt,
             prompt=prompt,
         )
     )
-    return await _write(studio, request, owner, piece_id, tpl, rendered, decoding, engine, cancel, system, req.stream)
+    return await _write(
+        studio, request, owner, piece_id, tpl, rendered, decoding, engine, cancel, system, req.stream, grounding
+    )
 
 
 async def add_variant(studio: Studio, request: Request, piece_id: int) -> Response:
@@ -61,11 +66,25 @@ async def add_variant(studio: Studio, request: Request, piece_id: int) -> Respon
 
     # the stored rendering: a variant sees exactly the piece's prompt (its stops are in the stored settings)
     rendered = RenderedPrompt(prompt=piece["request"], fields=piece["fields"], shots_used=0)
-    return await _write(studio, request, owner, piece_id, tpl, rendered, decoding, engine, cancel, system, req.stream)
+    grounding = await studio.data(lambda d: knowledge.stored_grounding(d, piece))  # its passages are in the prompt
+    return await _write(
+        studio, request, owner, piece_id, tpl, rendered, decoding, engine, cancel, system, req.stream, grounding
+    )
 
 
 async def _write(
-    studio: Studio, request: Request, owner: str, piece_id: int, tpl, rendered, decoding, engine, cancel, system, stream
+    studio: Studio,
+    request: Request,
+    owner: str,
+    piece_id: int,
+    tpl,
+    rendered,
+    decoding,
+    engine,
+    cancel,
+    system,
+    stream,
+    grounding=None,
 ) -> Response:
     """Generate the variants of one piece: streamed as Server-Sent Events, or answered whole."""
     from inkwell.generate.content import write_many
@@ -95,6 +114,8 @@ async def _write(
             text = item.text
             if state.guard is not None:
                 text, _decision = await run_in_threadpool(state.guard.screen_output, item.text)
+            if grounding is not None:  # its citations ride with the record into the store (knowledge.cited)
+                grounding.annotate(item)
             record = GenerationRecord.of_content(
                 engine, item, template=tpl.name, source="studio", api_key_id=None if owner == LOCAL else owner
             )
@@ -102,7 +123,7 @@ async def _write(
             await _store_variant(studio, owner, piece_id, system, text, item.generation.finish_reason, record)
         studio.serving.count("studio", 200)
         state.metrics.e2e.observe(time.perf_counter() - started)
-        return await studio.data(lambda d: d.piece(owner, piece_id))
+        return await studio.data(lambda d: knowledge.cited(d, d.piece(owner, piece_id)))
 
     if not stream:
         try:
@@ -180,7 +201,7 @@ async def _store_variant(
 
 async def piece(studio: Studio, request: Request, piece_id: int) -> dict:
     owner = await studio.owner(request)
-    return await studio.data(lambda d: d.piece(owner, piece_id))
+    return await studio.data(lambda d: knowledge.cited(d, d.piece(owner, piece_id)))
 
 
 async def choose(studio: Studio, request: Request, piece_id: int) -> dict:

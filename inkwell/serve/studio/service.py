@@ -223,9 +223,19 @@ class Studio:
         except InkwellError as exc:
             raise APIError(404, str(exc).split("\n")[0], param=param, code="template_not_found") from None
 
-    async def prepare(self, owner: str, tpl, given: dict, settings: schemas.StudioSettings, system: str | None, n: int):
+    async def prepare(
+        self,
+        owner: str,
+        tpl,
+        given: dict,
+        settings: schemas.StudioSettings,
+        system: str | None,
+        n: int,
+        grounding: Any = None,
+    ):
         """Fields checked (400 naming `fields.NAME`) and moderated, the system resolved, the prompt rendered:
-        (fields, system, adapter, rendered, settings, engine, cancel, prompt text)."""
+        (fields, system, adapter, rendered, settings, engine, cancel, prompt text). `grounding`
+        (compose.grounded.Grounding of the piece's `kb`): its passages that fit the context join the prompt."""
         from inkwell.generate.content import prepare as prepare_content
 
         state = self.state
@@ -248,12 +258,19 @@ class Studio:
         engine = await self.engine_for(adapter, cancel)
 
         def render():
-            rendered, decoding = prepare_content(engine, tpl, dict(fields), overrides=overrides)
+            used, values = tpl, dict(fields)
+            if grounding is not None and grounding.known:
+                from inkwell.compose.grounded import fit
+
+                used, values = fit(engine, tpl, values, grounding, None, overrides)
+            rendered, decoding = prepare_content(engine, used, values, overrides=overrides)
             return rendered, decoding, engine.render(rendered.prompt)
 
         try:
             rendered, decoding, prompt = await run_in_threadpool(render)
         except InkwellError as exc:
+            if exc.field == "kb":  # no passage fits the context
+                raise from_inkwell(exc) from None
             raise _field_error(exc, "settings" if exc.field in _SETTING_NAMES else "fields") from None
         return fields, system_name, adapter, rendered, decoding, engine, cancel, prompt
 

@@ -1,7 +1,8 @@
 // Write: pick a template, fill its fields, pick a system and settings, and generate 1–4 variants that
 // stream in side by side. "Another" adds one more; "Use this" chooses one, which opens the edit panel.
+// With a knowledge folder picked, the passages go into the prompt and each variant lists what it cites.
 
-import { post, stream } from "./api.js";
+import { get, post, stream } from "./api.js";
 import { editPanel } from "./edit.js";
 import { busy, clear, clearErrors, h, labelled, select, showError, when } from "./dom.js";
 import { settingsForm, templateForm } from "./fields.js";
@@ -18,6 +19,7 @@ export function mountWrite(root) {
   const about = h("p", { class: "help", testid: "write-template-description" });
   const fieldsBox = h("div");
   const systemPick = systemSelect({ testid: "write-system", name: "system" });
+  const knowledgePick = select({ testid: "write-knowledge", name: "kb" }, [["", "none"]], "");
   const settings = settingsForm();
   const count = select(
     { testid: "write-n", name: "n" },
@@ -40,6 +42,10 @@ export function mountWrite(root) {
     about,
     fieldsBox,
     labelled("System", systemPick, { param: "system", help: "the model (or adapter) that writes" }).wrap,
+    labelled("Knowledge", knowledgePick, {
+      param: "kb",
+      help: "a knowledge folder (inkwell kb add): its passages in the prompt, citations under the text",
+    }).wrap,
     h(
       "details",
       { class: "more" },
@@ -73,6 +79,16 @@ export function mountWrite(root) {
   templatePick.addEventListener("change", () => showTemplate(templatePick.value));
   showTemplate(templatePick.value);
 
+  /** The knowledge folders on the server (GET /knowledge), "none" first; the current choice kept. */
+  async function loadKnowledge() {
+    const folders = (await get("/knowledge")).data;
+    const current = knowledgePick.value;
+    const options = [["", "none"], ...folders.map((k) => [k.name, `${k.name} (${k.files} files)`])];
+    knowledgePick.replaceChildren(...select({}, options, current).children);
+    knowledgePick.value = folders.some((k) => k.name === current) ? current : "";
+  }
+  loadKnowledge().catch((error) => showError(error, formEl));
+
   // ------------------------------------------------------------ variant cards
 
   function card(position) {
@@ -81,16 +97,18 @@ export function mountWrite(root) {
     const badge = h("span", { class: "badge chosen-badge", testid: "variant-chosen-badge" }, "✓ Chosen");
     const label = h("span", { class: "variant-label" }, `Variant ${position + 1}`);
     const info = h("span", { class: "muted small", testid: "variant-info" }, "writing…");
+    const sources = h("ol", { class: "citations small", testid: "variant-citations", hidden: true });
     const el = h(
       "article",
       { class: "variant card", testid: "variant-card", "data-state": "streaming", "aria-busy": "true" },
       h("header", { class: "row spread" }, h("span", {}, label, " ", info), badge),
       h("div", { class: "variant-text", testid: "variant-text", tabindex: "0" }, text),
+      sources,
       h("footer", {}, choose),
     );
     el.setAttribute("aria-label", `Variant ${position + 1}`);
     choose.setAttribute("aria-label", `Use variant ${position + 1}`);
-    const item = { el, text, info, choose, variant: null };
+    const item = { el, text, info, choose, sources, variant: null };
     choose.addEventListener("click", () => {
       if (!item.variant) return;
       busy(choose, async () => show(await post(`/pieces/${piece.id}/choose`, { variant_id: item.variant.id })), root);
@@ -101,12 +119,33 @@ export function mountWrite(root) {
   function finish(item, variant) {
     item.variant = variant;
     item.text.data = variant.text; // the stored text (after moderation) replaces the streamed one
-    item.info.textContent = [variant.system, variant.finish_reason === "length" ? "hit max tokens" : null]
-      .filter(Boolean)
-      .join(" · ");
+    const notes = {
+      length: "hit max tokens",
+      escalated: "nothing relevant in the knowledge folder: the template's reply, not the model's",
+    };
+    item.info.textContent = [variant.system, notes[variant.finish_reason]].filter(Boolean).join(" · ");
+    showCitations(item, variant.citations);
     item.el.dataset.state = "done";
     item.el.dataset.variantId = String(variant.id);
     item.el.removeAttribute("aria-busy");
+  }
+
+  /** Under a grounded variant: each passage it cites, [n] heading — file:characters (the passage on hover). */
+  function showCitations(item, citations) {
+    item.sources.hidden = !citations;
+    if (!citations) return;
+    clear(item.sources).append(
+      citations.length
+        ? h("li", { class: "muted" }, "Sources:")
+        : h("li", { class: "muted" }, "Cites no passage of the knowledge folder."),
+      ...citations.map((c) =>
+        h(
+          "li",
+          { testid: "variant-citation", title: c.text },
+          `[${c.number}] ${c.heading ? `${c.heading.split(" > ").pop()} — ` : ""}${c.source}:${c.start}–${c.end}`,
+        ),
+      ),
+    );
   }
 
   /** Draw a stored piece: its variants, the chosen one marked, and the edit panel on it. */
@@ -225,6 +264,7 @@ export function mountWrite(root) {
         system: systemPick.value,
         settings: settings.read(),
         n: Number(count.value),
+        kb: knowledgePick.value || undefined, // left out: no grounding
       },
       0,
     );
@@ -240,6 +280,8 @@ export function mountWrite(root) {
     templatePick.value = p.template;
     showTemplate(p.template, p.fields);
     if ([...systemPick.options].some((o) => o.value === p.system)) systemPick.value = p.system;
+    const kb = p.grounding?.kb ?? "";
+    knowledgePick.value = [...knowledgePick.options].some((o) => o.value === kb) ? kb : "";
     settings.set(requestSettings(p.settings));
   }
 
