@@ -11,7 +11,9 @@ Rules (a rejected piece gives no rows at all):
   (variant)     the piece's current text over each other variant ("swipe") of it, when the creator took a
                 position: the piece is accepted or edited, or its chosen variant is not the first one. A draft
                 still showing the first of several variants says nothing (the studio writes up to 4 at once);
-  (comparison)  a blind comparison's winner over its loser (ties and unjudged ones are skipped).
+  (comparison)  a blind comparison's winner over its loser (ties and unjudged ones are skipped);
+  (longform)    a long piece's section the writer took (or their edit of it) over each candidate passed over
+                beside it (store/longform.py's tree); an edited section is also an SFT row.
 
 Every row also carries `prompt_text` (the exact text the engine saw), `kind` and `piece_id` or
 `comparison_id`. The train readers pick a row's format from its keys (inkwell.data.formats.detect_format) and
@@ -37,7 +39,7 @@ from inkwell.errors import InkwellError
 from inkwell.home import atomic_write
 from inkwell.store.studio import StudioData
 
-KINDS = ("edit", "variant", "comparison")  # where a DPO row comes from
+KINDS = ("edit", "variant", "comparison", "longform")  # where a DPO row comes from
 
 
 @dataclass
@@ -188,8 +190,30 @@ def export_rows(
             }
         )
         counts["comparison"] += 1
+    if template is None:  # long-form sections belong to no template
+        _longform_rows(data, owner, since, out, counts, clean, clean_request)
     out.counts = dict(counts)
     return out
+
+
+def _longform_rows(data: StudioData, owner, since, out: ExportedRows, counts: Counter, clean, clean_request) -> None:
+    from inkwell.store.longform import LongformData
+
+    for choice in LongformData(data.store).choices(owner):
+        if since is not None and choice["created_at"] < since or not choice["prompt"]:
+            continue
+        request, text = clean_request(choice["prompt"]), clean(choice["chosen"])
+        meta = {"longform_run": choice["run_id"], "node_id": choice["node_id"], "kind": "longform"}
+        if choice["edited_from"] is not None and text.strip():
+            out.sft.append({**sft_row(request, text), **meta})
+            counts["sft"] += 1
+        seen: set[str] = set()
+        for rejected in map(clean, choice["rejected"]):
+            if not rejected.strip() or rejected.strip() == text.strip() or rejected.strip() in seen:
+                continue
+            seen.add(rejected.strip())
+            out.dpo.append({"prompt": request, "chosen": text, "rejected": rejected, **meta})
+            counts["longform"] += 1
 
 
 def _same(value: Any) -> Any:

@@ -22,10 +22,9 @@ from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.store.db import Store
+from inkwell.store.studio import NotFound  # one "not found" for every owner-scoped table (404 in the studio)
 
-
-class NotFound(InkwellError):
-    """No such run or node for this owner."""
+__all__ = ["LongformData", "NotFound"]
 
 
 def _dumps(value: Any) -> str:
@@ -236,6 +235,7 @@ class LongformData:
                             "kind": run["kind"],
                             "topic": run["topic"],
                             "section": taken["section"],
+                            "created_at": taken["created_at"],
                             "prompt": taken["meta"].get("prompt"),
                             "chosen": taken["text"],
                             "edited_from": original,

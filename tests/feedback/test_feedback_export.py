@@ -59,6 +59,7 @@ def test_rows_row_by_row(session, chat_engine):
         "edit": 3,
         "variant": 1,
         "comparison": 2,
+        "longform": 0,
         "pieces": 6,
         "comparisons": 3,
         "rejected": 1,
@@ -177,3 +178,27 @@ def test_usable_pieces(session):
     ids = session.ids
     usable = {p["id"] for p in usable_pieces(session.data, "alice")}
     assert usable == {ids["edited"], ids["picked"], ids["pii"], ids["product"]}
+
+
+def test_long_form_choices_and_edits_become_rows(studio, chat_engine):
+    from inkwell.store.longform import LongformData
+
+    tree = LongformData(studio.store)
+    run = tree.new_run("alice", kind="article", topic="tides", folder=None, request={})
+    prompt = [{"role": "user", "content": "Write section 1 of an article about tides."}]
+    first = tree.add_candidates("alice", run, parent_id=None, section=0, items=[(t, {"prompt": prompt}) for t in "ABC"])
+    tree.choose("alice", run, first[1])
+    second = tree.add_candidates("alice", run, parent_id=first[1], section=1, items=[("D", {"prompt": prompt})] * 2)
+    tree.edit("alice", run, second[0], "My own second section.")
+    LongformData(studio.store).new_run("bob", kind="story", topic="x", folder=None, request={})
+
+    rows = export_rows(studio, "alice", redact=False)
+    longform = _by(rows.dpo, "kind", "longform")
+    assert sorted((r["chosen"], r["rejected"]) for r in longform) == [
+        ("B", "A"), ("B", "C"), ("My own second section.", "D"),  # the two "D"s are one pair
+    ]
+    assert all(r["prompt"] == prompt and r["longform_run"] == run for r in longform)
+    (sft,) = _by(rows.sft, "kind", "longform")
+    assert sft["messages"] == [*prompt, {"role": "assistant", "content": "My own second section."}]
+    assert rows.counts["longform"] == 3
+    assert not _by(export_rows(studio, "alice", template="poem").dpo, "kind", "longform")  # no template

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, Response
 from inkwell.serve.errors import APIError
 from inkwell.serve.schemas import openapi_body
 from inkwell.serve.studio import compare as compare_
-from inkwell.serve.studio import loop, pieces, schemas
+from inkwell.serve.studio import knowledge, longform, loop, pieces, schemas
 from inkwell.serve.studio.service import Studio
 
 PAGE = Path(__file__).parent / "page"
@@ -60,6 +60,11 @@ async def templates(request: Request):
 @router.get("/systems")
 async def systems(request: Request):
     return await studio_of(request).systems(request)
+
+
+@router.get("/knowledge")
+async def knowledge_folders(request: Request):
+    return await knowledge.listing(studio_of(request), request)
 
 
 # ---------------------------------------------------------------- pieces
@@ -181,3 +186,56 @@ async def round_(job_id: Id, request: Request):
 @router.post("/training/{job_id}/decide", openapi_extra=openapi_body(schemas.DecideRequest))
 async def decide(job_id: Id, request: Request):
     return await loop.decide(studio_of(request), request, job_id)
+
+
+# ---------------------------------------------------------------- long-form writing (longform.py)
+
+
+@router.post("/longform", openapi_extra=openapi_body(schemas.LongformRequest))
+async def create_longform(request: Request):
+    return await longform.create(studio_of(request), request)
+
+
+@router.get("/longform")
+async def longform_runs(request: Request):
+    return await longform.runs(studio_of(request), request)
+
+
+@router.get("/longform/{run_id}")
+async def get_longform(request: Request, run_id: Id):
+    return await longform.get(studio_of(request), request, run_id)
+
+
+@router.get("/longform/{run_id}/tree")
+async def longform_tree(request: Request, run_id: Id):
+    return await longform.tree(studio_of(request), request, run_id)
+
+
+@router.put("/longform/{run_id}/plan", openapi_extra=openapi_body(schemas.PlanRequest))
+async def longform_plan(request: Request, run_id: Id):
+    return await longform.set_plan(studio_of(request), request, run_id)
+
+
+@router.post("/longform/{run_id}/candidates", openapi_extra=openapi_body(schemas.CandidatesRequest))
+async def longform_candidates(request: Request, run_id: Id):
+    return await longform.candidates(studio_of(request), request, run_id)
+
+
+@router.post("/longform/{run_id}/choose", openapi_extra=openapi_body(schemas.NodeRequest))
+async def longform_choose(request: Request, run_id: Id):
+    return await longform.choose(studio_of(request), request, run_id)
+
+
+@router.post("/longform/{run_id}/edit", openapi_extra=openapi_body(schemas.NodeEditRequest))
+async def longform_edit(request: Request, run_id: Id):
+    return await longform.edit(studio_of(request), request, run_id)
+
+
+@router.post("/longform/{run_id}/back", openapi_extra=openapi_body(schemas.BackRequest))
+async def longform_back(request: Request, run_id: Id):
+    return await longform.back(studio_of(request), request, run_id)
+
+
+@router.get("/longform/{run_id}/piece")
+async def longform_piece(request: Request, run_id: Id):
+    return await longform.piece(studio_of(request), request, run_id)

@@ -47,6 +47,8 @@ class PieceRequest(BaseModel):
     settings: StudioSettings = Field(default_factory=StudioSettings)
     n: int = Field(default=1, ge=1, le=MAX_VARIANTS)
     stream: bool = True
+    # a knowledge folder (GET /studio/api/knowledge): its passages in the prompt, citations under each variant
+    kb: str | None = Field(default=None, pattern="^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 
 
 class VariantRequest(BaseModel):
@@ -120,6 +122,66 @@ class DecideRequest(BaseModel):
     action: Literal["promote", "discard"]
 
 
+# ---------------------------------------------------------------- long-form writing (longform.py)
+
+
+class LongformSettings(BaseModel):
+    """Sampling of the section candidates (lengths come from the plan's word budgets)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    repetition_penalty: float | None = Field(default=None, ge=0.5, le=10)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    candidates: int = Field(default=3, ge=1, le=MAX_VARIANTS)
+
+
+class LongformRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["article", "report", "story", "study-guide"]
+    topic: str = Field(min_length=1, max_length=500)
+    words: int = Field(default=1500, ge=150, le=20000)  # Chinese: characters
+    lang: Literal["en", "zh"] = "en"
+    title: str | None = Field(default=None, max_length=200)
+    sections: int | None = Field(default=None, ge=1, le=30)
+    system: str | None = Field(default=None, max_length=200)  # None: the creator's default system
+    settings: LongformSettings = Field(default_factory=LongformSettings)
+
+
+class PlanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: dict[str, Any]  # an outline as plan.json holds it (docs/longform.md); validated field by field
+
+
+class CandidatesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: int | None = Field(default=None, ge=1, le=MAX_VARIANTS)  # None: the run's setting
+
+
+class NodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: int = Field(ge=1, le=2**62)
+
+
+class NodeEditRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: int = Field(ge=1, le=2**62)
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+
+class BackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: int | None = Field(default=None, ge=1, le=2**62)  # None: back to the start (before section 1)
+
+
+# every body above, published in the OpenAPI document (inkwell/serve/schemas.py: openapi_schemas)
 BODIES = (
     PieceRequest,
     VariantRequest,
@@ -132,4 +194,10 @@ BODIES = (
     TrainingRequest,
     RoundRequest,
     DecideRequest,
+    LongformRequest,
+    PlanRequest,
+    CandidatesRequest,
+    NodeRequest,
+    NodeEditRequest,
+    BackRequest,
 )

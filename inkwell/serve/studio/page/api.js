@@ -66,6 +66,7 @@ async function send(method, path, { body, params, signal } = {}) {
 
 export const get = async (path, params) => (await send("GET", path, { params })).json();
 export const post = async (path, body = {}) => (await send("POST", path, { body })).json();
+export const put = async (path, body = {}) => (await send("PUT", path, { body })).json();
 
 /**
  * POST a writing request and call `onEvent` for each `data: {json}` event as it arrives (piece, delta,

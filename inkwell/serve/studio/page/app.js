@@ -1,15 +1,16 @@
-// Inkwell Studio: sign in (when the server has API keys), then four screens — Write, Compare, History,
-// Improve — over the studio's JSON API (docs/studio.md). Plain ES modules, no build step, no CDN.
+// Inkwell Studio: sign in (when the server has API keys), then five screens — Write, Long-form, Compare,
+// History, Improve — over the studio's JSON API (docs/studio.md). Plain ES modules, no build step, no CDN.
 
 import { auth, events, get } from "./api.js";
 import { mountCompare } from "./compare.js";
 import { byTestId, showError, toast } from "./dom.js";
 import { mountHistory } from "./history.js";
 import { mountImprove } from "./improve.js";
+import { mountLongform } from "./longform.js";
 import { loadLibrary, on, studio } from "./shared.js";
 import { mountWrite } from "./write.js";
 
-const TABS = ["write", "compare", "history", "improve"];
+const TABS = ["write", "longform", "compare", "history", "improve"];
 const screens = {}; // tab -> {show()} once mounted
 const loginForm = byTestId(document, "login-form");
 const loginError = byTestId(document, "login-error");
@@ -52,6 +53,7 @@ async function enter(me) {
   screen("login").hidden = true;
   if (!screens.write) {
     screens.write = mountWrite(screen("write")) ?? {};
+    screens.longform = mountLongform(screen("longform"));
     screens.compare = mountCompare(screen("compare"));
     screens.history = mountHistory(screen("history"));
     screens.improve = mountImprove(screen("improve"));
