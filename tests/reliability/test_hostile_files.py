@@ -113,3 +113,59 @@ def fuzz_like_server(tiny_chat_model, tmp_path_factory):
     server = start_server(tiny_chat_model, tmp_path_factory.mktemp("hostile"), api_keys=[API_KEY])
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------- knowledge folders (`inkwell kb add`)
+
+
+def _kb_add(capsys, name: str, *paths: Path) -> tuple[int, str]:
+    return _run(capsys, ["kb", "add", name, *map(str, paths)])
+
+
+def test_a_gzip_bomb_is_refused_by_its_unpacked_size(tmp_path, capsys, monkeypatch):
+    import gzip
+
+    monkeypatch.setenv("INKWELL_KB_MAX_MB", "2")
+    bomb = tmp_path / "bomb.txt.gz"
+    with gzip.open(bomb, "wb") as handle:  # 64 MB of text in about 64 KB
+        for _ in range(64):
+            handle.write(b"a" * (1 << 20))
+    assert bomb.stat().st_size < 200_000
+    code, out = _kb_add(capsys, "bombs", bomb)
+    assert code == 2 and str(bomb) in out and "uncompressed" in out and "Traceback" not in out
+    assert len(out.strip().splitlines()) <= 2  # the error and its fix
+
+
+def test_archives_and_broken_pdfs_are_named_and_nothing_is_half_added(tmp_path, capsys):
+    import zipfile
+
+    good = tmp_path / "docs" / "good.md"
+    good.parent.mkdir()
+    good.write_text("# Returns\n\nYou can return an item within 30 days of delivery.\n")
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.txt", "inside")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\n" + bytes(range(256)) * 40)
+    for bad in (archive, broken):
+        code, out = _kb_add(capsys, "shop", good, bad)
+        assert code == 2 and str(bad) in out and "Traceback" not in out, out
+    code, out = _run(capsys, ["kb", "list"])
+    assert "shop" not in out  # a failed first add leaves no folder behind
+    code, out = _kb_add(capsys, "shop", good)
+    assert code == 0, out
+
+
+def test_links_out_of_an_added_folder_and_link_loops_are_not_followed(tmp_path, capsys):
+    secret = tmp_path / "outside" / "secret.md"
+    secret.parent.mkdir()
+    secret.write_text("# Secret\n\nThe vault code is 4242.\n")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "faq.md").write_text("# Shipping\n\nParcels leave our warehouse within two days.\n")
+    (folder / "leak.md").symlink_to(secret)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    code, out = _kb_add(capsys, "docs", folder)
+    assert code == 0 and "leak.md" in out and "Traceback" not in out, out
+    code, out = _run(capsys, ["kb", "search", "docs", "vault code", "--json"])
+    assert code == 0 and "4242" not in out
