@@ -40,8 +40,9 @@ OUTPUT_FLAGS = {"--out", "-o", "--output", "--to", "--sft", "--dpo"}
 PATHLIKE = re.compile(r"^[\w.-]+/[\w./-]*$|^[\w.-]+\.(jsonl|csv|tsv|yaml|yml|txt|json|gguf)$")
 # Commands that load no model (seconds): they run in the unit tier.
 MODEL_FREE = {"templates", "history", "moderate", "score", "data", "models list", "models info", "feedback"}
-# Over ~30 s on 2 cores (measured: train 35-55 s each, eval 34 s, Gemma-3's first use ~2.5 min, then 7-12 s).
-SLOW = ("train", "eval", "gemma3-270m")
+# Over ~30 s on 2 cores (measured: train 35-55 s each, eval 34 s, Gemma-3's first use ~2.5 min, then 7-12 s,
+# a 400-word `write long` about a minute).
+SLOW = ("train", "eval", "gemma3-270m", "long")
 
 
 @dataclass
