@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,16 +50,10 @@ CITIES = ["Eastport", "Millbrook", "Sunvale"]
 
 
 def cpu_flags() -> str:
-    """The CPU model and which of the flags that decide speed here it has."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "lscpu unavailable"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = set(fields.get("Flags", "").split())
-    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile"]
-    have = [f for f in wanted if f in flags]
-    return f"{fields.get('Model name', '?').strip()}; {os.cpu_count()} CPUs; flags: {' '.join(have) or 'none of ' + ' '.join(wanted)}"
+    """The CPU and the flags that decide its speed (inkwell.models.cpu)."""
+    from inkwell.models.cpu import describe
+
+    return describe()
 
 
 # ---------------------------------------------------------------- the tables

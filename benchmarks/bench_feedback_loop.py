@@ -23,7 +23,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,15 +44,10 @@ SEED = 0
 
 
 def cpu_flags() -> str:
-    """The lscpu flags that decide CPU training/inference speed (bf16 autocast needs avx512_bf16 or AMX)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "lscpu not available"
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("Flags")), []))
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")), "?")
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return f"{model}, {os.cpu_count()} cpus, " + " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
+    """The CPU and the flags that decide its speed (inkwell.models.cpu)."""
+    from inkwell.models.cpu import describe
+
+    return describe()
 
 
 def creator_texts(count: int) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
+import re
 import sys
 import tempfile
 import time
@@ -40,16 +40,10 @@ DATA = ROOT / "benchmarks" / "data"
 
 
 def cpu_flags() -> str:
-    """The CPU model and which of the flags that decide speed here it has."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "lscpu unavailable"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = set(fields.get("Flags", "").split())
-    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile"]
-    have = [f for f in wanted if f in flags]
-    return f"{fields.get('Model name', '?').strip()}; {os.cpu_count()} CPUs; flags: {' '.join(have) or 'none'}"
+    """The CPU and the flags that decide its speed (inkwell.models.cpu)."""
+    from inkwell.models.cpu import describe
+
+    return describe()
 
 
 def load(path: Path) -> list[dict]:
@@ -84,12 +78,14 @@ def build(name: str, files: list[Path], segmenter: str):
     return kb
 
 
-def retrieval(figures: dict) -> dict:
+def retrieval(figures: dict, measure: bool = True) -> dict:
     import inkwell.knowledge.index as index
 
     english = sorted(p for p in FAQ.glob("*.en.html") if not p.is_symlink())
     chinese = sorted((FAQ / "zh-cn").glob("*.html"))
     kbs = {"en": build("faq-en", english, "bigram"), "zh": build("faq-zh", chinese, "bigram")}
+    if not measure:
+        return kbs
     questions = {"en": load(DATA / "debian-faq-en.jsonl"), "zh": load(DATA / "debian-faq-zh.jsonl")}
     print("\nretrieval (the answer substring in a retrieved passage)")
     print(f"{'language':<22}{'mode':<10}{'recall@1':>9}{'recall@5':>9}{'mrr@10':>8}")
@@ -145,53 +141,169 @@ def threshold(kbs: dict, figures: dict) -> None:
     figures["threshold"] = out
 
 
-def grounding(count: int, max_new_tokens: int, model: str, engine_name: str, figures: dict) -> None:
-    from inkwell.compose.grounded import ground_write
+def loose_hit(answer: str, reply: str) -> bool:
+    """At least half of the answer phrase's content words (Chinese: character bigrams) are in the reply."""
+    from inkwell.compose.attribution import terms
+
+    wanted = terms(answer)
+    return bool(wanted) and len(wanted & terms(reply)) >= len(wanted) / 2
+
+
+def plain(text: str) -> str:
+    """The reply without citations (so an inserted [n] never splits an answer phrase), case-folded."""
+    return re.sub(r"\s?\[\d{1,3}(?:\s*[,，;]\s*\d{1,3})*\]", "", text).casefold()
+
+
+# (name, PromptStyle arguments, best-of candidates); None: written without the knowledge folder
+VARIANTS = {
+    "en": [
+        ("no kb", None, 1),
+        ("5 passages before the request (the first version)", dict(passages=5, example=False, near_question=False), 1),
+        ("2 passages before the request", dict(passages=2, example=False, near_question=False), 1),
+        ("2 passages before the question", dict(passages=2, example=False, near_question=True), 1),
+        ("1 passage before the question", dict(passages=1, example=False, near_question=True), 1),
+        ("2 before the question + worked example", dict(passages=2, example=True, near_question=True), 1),
+        ("2 before the question, best of 4", dict(passages=2, example=False, near_question=True), 4),
+    ],
+    "zh": [  # gemma3-270m is a base model: passages (and the example) go before the template's header
+        ("no kb", None, 1),
+        ("5 passages (the first version)", dict(passages=5, example=False, near_question=False), 1),
+        ("2 passages", dict(passages=2, example=False, near_question=False), 1),
+        ("2 passages + worked example", dict(passages=2, example=True, near_question=False), 1),
+        ("2 passages, best of 4", dict(passages=2, example=False, near_question=False), 4),
+    ],
+}
+
+
+def grounding(
+    lang: str, count: int, max_new_tokens: int, model: str, engine_name: str, figures: dict, only: set | None
+) -> list[dict]:
+    """Each variant of VARIANTS[lang] on the first `count` questions: the reply (greedy; best-of candidates
+    sampled) as `inkwell write customer-service-reply [--kb]` writes it, with post-hoc attribution."""
+    from inkwell.compose.attribution import attribute, quote
+    from inkwell.compose.grounded import PromptStyle, ground_write
     from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.generate.jobs import prepare_write, write_job
 
-    rows = load(DATA / "debian-faq-en.jsonl")[:count]
+    rows = load(DATA / f"debian-faq-{lang}.jsonl")[:count]
+    kb = f"faq-{lang}"
     started = time.perf_counter()
     engine = open_engine(EngineSpec(model, backend=engine_name), lambda note: print(note, file=sys.stderr))
     print(
-        f"\ngrounding: {engine.loaded.name} ({type(engine).__name__}), loaded in {time.perf_counter() - started:.1f}s"
+        f"\ngrounding ({lang}): {engine.loaded.name} ({type(engine).__name__}), loaded in "
+        f"{time.perf_counter() - started:.1f}s; {len(rows)} questions, greedy, {max_new_tokens} new tokens",
+        flush=True,
     )
     overrides = {"temperature": 0.0, "max_new_tokens": max_new_tokens, "seed": 0}
     result: dict = {}
-    for side in ("without kb", "with kb"):
-        contains = cited_any = cited_right = escalated = 0
+    replies: list[dict] = []
+    for name, style, candidates in VARIANTS[lang]:
+        if only is not None and name not in only:
+            continue
+        tally = dict.fromkeys(
+            ["strict", "loose", "model_cites", "cites", "cited_right", "passages_right", "escalated", "offered",
+             "quote_strict", "quote_loose", "final_strict", "final_loose", "sentences", "supported"], 0
+        )  # fmt: skip
         started = time.perf_counter()
         for row in rows:
             job = prepare_write(
                 "customer-service-reply", None, {"message": row["question"]}, shots=None, overrides=overrides
             )
-            if side == "without kb":
+            answer = row["answer"].casefold()
+            found = ground_write(kb, job)
+            found.style = PromptStyle(**style) if style is not None else PromptStyle()
+            if style is None:
                 (record,) = write_job(engine, job).records
+                passages = found.passages[: found.style.passages]  # what the default would have shown
+                support = attribute(record.text, passages, found.query)
+                extra = {"support": support.to_json()}
+                offered = quote(passages, found.query) if not support.supported else None
+            elif found.escalates(job.template):
+                tally["escalated"] += 1
+                continue  # the unknown_reply: no answer, no citation
             else:
-                found = ground_write("faq-en", job)
-                if found.escalates(job.template):
-                    escalated += 1
-                    continue  # the unknown_reply: no answer, no citation
-                (record,) = write_job(engine, found.apply(engine, job), annotate=found.annotate).records
-                cites = record.extra.get("citations") or []
-                cited_any += bool(cites)
-                cited_right += any(row["answer"] in c["text"] for c in cites)
-            contains += row["answer"].lower() in record.text.lower()
-        seconds = time.perf_counter() - started
-        n = len(rows)
-        result[side] = {"questions": n, "answer_in_reply": round(contains / n, 3), "seconds": round(seconds, 1)}
-        line = f"{side}: answer substring in the reply {contains}/{n}"
-        if side == "with kb":
-            result[side].update(
-                cited_passage_has_answer=round(cited_right / n, 3),
-                cites_any=round(cited_any / n, 3),
-                escalated=escalated,
+                (record,) = found.write(engine, found.apply(engine, job), candidates=candidates).records
+                extra = record.extra
+                passages = found.passages
+                cites = extra.get("citations") or []
+                tally["model_cites"] += any(c["how"] == "model" for c in cites)
+                tally["cites"] += bool(cites)
+                tally["cited_right"] += any(row["answer"] in c["text"] for c in cites)
+                offered = quote(passages, found.query) if "quote" in extra else None
+            tally["passages_right"] += any(row["answer"] in p.text for p in passages)
+            text = plain(record.text)
+            strict, loose = answer in text, loose_hit(answer, text)
+            tally["strict"] += strict
+            tally["loose"] += loose
+            tally["sentences"] += extra["support"]["checked"]
+            tally["supported"] += extra["support"]["supported"]
+            final_strict, final_loose = strict, loose
+            if offered is not None:
+                tally["offered"] += 1
+                quoted = plain(offered.text)
+                tally["quote_strict"] += answer in quoted
+                tally["quote_loose"] += loose_hit(answer, quoted)
+                final_strict, final_loose = answer in quoted, loose_hit(answer, quoted)
+            tally["final_strict"] += final_strict
+            tally["final_loose"] += final_loose
+            replies.append(
+                {
+                    "lang": lang,
+                    "variant": name,
+                    "question": row["question"],
+                    "answer": row["answer"],
+                    "query": found.query,
+                    "text": record.text,
+                    "passages": [p.to_json() for p in passages],
+                    "support": extra["support"],
+                    "quote": offered.text if offered is not None else None,
+                }
             )
-            line += f"; a cited passage holds the answer {cited_right}/{n}; cites anything {cited_any}/{n}"
-            line += f"; escalated {escalated}/{n}"
-        print(f"{line} ({seconds:.0f}s)", flush=True)
+        n = len(rows)
+        seconds = time.perf_counter() - started
+        result[name] = {"questions": n, **tally, "seconds": round(seconds, 1)}
+        print(
+            f"{name}: answer phrase in the reply {tally['strict']}/{n} (loose {tally['loose']}/{n}); "
+            f"a cited passage holds it {tally['cited_right']}/{n} (model-written citation in {tally['model_cites']}/{n}, "
+            f"any citation {tally['cites']}/{n}); the passages shown hold it {tally['passages_right']}/{n}; "
+            f"sentences supported {tally['supported']}/{tally['sentences']}; quote offered {tally['offered']}/{n}, "
+            f"holding the answer {tally['quote_strict']} (loose {tally['quote_loose']}); with --quote the answer "
+            f"holds it {tally['final_strict']}/{n} (loose {tally['final_loose']}/{n}); escalated {tally['escalated']} "
+            f"({seconds:.0f}s)",
+            flush=True,
+        )
     engine.close()
-    figures["grounding"] = result
+    figures[f"grounding_{lang}"] = result
+    return replies
+
+
+def calibration(replies: list[dict], figures: dict) -> None:
+    """attribution.MIN_SUPPORT: the share of checked sentences attributed at each threshold, for replies written
+    without the passages (a sentence that never saw them: an attribution is at best a coincidence) and with them."""
+    from inkwell.compose.attribution import attribute
+    from inkwell.knowledge import Passage
+
+    print("\nattribution threshold: share of checked sentences attributed to a passage")
+    out: dict = {}
+    for lang in sorted({r["lang"] for r in replies}):
+        for side in ("without kb", "with kb"):
+            picked = [r for r in replies if r["lang"] == lang and (r["variant"] == "no kb") == (side == "without kb")]
+            if not picked:
+                continue
+            line = []
+            for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+                checked = attributed = 0
+                for r in picked:
+                    passages = [Passage(**p) for p in r["passages"]]
+                    text = plain(r["text"]) if side == "with kb" else r["text"]  # our own [n] out: attribute again
+                    found = attribute(text, passages, r["query"], threshold=threshold)
+                    checked += len(found.sentences)
+                    attributed += sum(s.how == "attributed" for s in found.sentences)
+                share = attributed / checked if checked else 0.0
+                out[f"{lang}/{side}/{threshold}"] = round(share, 3)
+                line.append(f"{threshold}: {attributed}/{checked} ({share:.0%})")
+            print(f"{lang} {side} ({len(picked)} replies): " + "; ".join(line))
+    figures["attribution"] = out
 
 
 def main() -> None:
@@ -200,19 +312,38 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=120)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--engine", default="auto")
+    parser.add_argument(
+        "--zh-grounding", type=int, default=20, help="Chinese questions written with --zh-model (0: skip)"
+    )
+    parser.add_argument("--zh-model", default="gemma3-270m")
+    parser.add_argument("--variants", help="only these variants (comma-separated names, as printed)")
+    parser.add_argument("--skip-retrieval", action="store_true", help="index, but measure only the grounding")
+    parser.add_argument("--save", type=Path, help="write every reply (with its passages and support) to this JSONL")
+    parser.add_argument("--home", type=Path, help="keep the indexes in this INKWELL_HOME (reused when run again)")
     args = parser.parse_args()
+    only = set(args.variants.split(",")) if args.variants else None
     if not (FAQ / "index.en.html").exists() or not (FAQ / "zh-cn").is_dir():
         sys.exit("the Debian FAQ is not installed: apt-get install debian-faq debian-faq-zh-cn")
     figures: dict = {"cpu": cpu_flags()}
     print(f"cpu: {figures['cpu']}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="inkwell-bench-kb-") as home:
-        os.environ["INKWELL_HOME"] = home
+    with tempfile.TemporaryDirectory(prefix="inkwell-bench-kb-") as temporary:
+        os.environ["INKWELL_HOME"] = str(args.home or temporary)
         os.environ.setdefault("INKWELL_MODEL_CACHE", str(Path.home() / ".cache" / "inkwell" / "models"))
         started = time.perf_counter()
-        kbs = retrieval(figures)
-        threshold(kbs, figures)
+        kbs = retrieval(figures, measure=not args.skip_retrieval)
+        if not args.skip_retrieval:
+            threshold(kbs, figures)
+        replies = []
         if args.grounding:
-            grounding(args.grounding, args.max_new_tokens, args.model, args.engine, figures)
+            replies += grounding("en", args.grounding, args.max_new_tokens, args.model, args.engine, figures, only)
+        if args.zh_grounding:
+            replies += grounding(
+                "zh", args.zh_grounding, args.max_new_tokens, args.zh_model, args.engine, figures, only
+            )
+        if replies:
+            calibration(replies, figures)
+        if args.save is not None:
+            args.save.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in replies), encoding="utf-8")
         figures["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(figures, ensure_ascii=False))
 

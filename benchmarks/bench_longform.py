@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,14 +37,10 @@ SYSTEMS = ("one_shot", "forced", "long")
 
 
 def cpu_flags() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "lscpu not available"
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("Flags")), [])
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")), "?")
-    keep = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")]
-    return f"{model}; {os.cpu_count()} cores; flags: {' '.join(keep) or 'none of avx2/avx512/amx'}"
+    """The CPU and the flags that decide its speed (inkwell.models.cpu)."""
+    from inkwell.models.cpu import describe
+
+    return describe()
 
 
 def one_shot(engine, task: dict, max_new: int, seed: int, forced: bool = False) -> str:

@@ -18,7 +18,6 @@ import argparse
 import glob
 import json
 import platform
-import subprocess
 import time
 from collections import Counter
 from html.parser import HTMLParser
@@ -108,11 +107,10 @@ def generated_chinese(count: int, save: str | None) -> list[str]:
 
 
 def cpu_flags() -> str:
-    try:
-        flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "?"
-    return " ".join(f for f in ("avx2", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile") if f in flags)
+    """The CPU and the flags that decide its speed (inkwell.models.cpu)."""
+    from inkwell.models.cpu import describe
+
+    return describe()
 
 
 def main() -> None:
