@@ -191,37 +191,30 @@ async def candidates(studio: Studio, request: Request, run_id: int) -> dict:
     return view(await data(studio, lambda d: d.run(owner, run_id)))
 
 
-async def choose(studio: Studio, request: Request, run_id: int) -> dict:
+async def _step(studio: Studio, request: Request, run_id: int, body: type, act: Callable) -> dict:
+    """One move in the tree (`act(data, owner, body)`), answered with the run as it is after it."""
     owner = await studio.owner(request)
-    req = await studio.body(request, schemas.NodeRequest)
+    req = await studio.body(request, body)
 
-    def act(d: LongformData) -> dict:
-        d.choose(owner, run_id, req.node_id)
+    def move(d: LongformData) -> dict:
+        act(d, owner, req)
         return d.run(owner, run_id)
 
-    return view(await data(studio, act))
+    return view(await data(studio, move))
+
+
+async def choose(studio: Studio, request: Request, run_id: int) -> dict:
+    return await _step(studio, request, run_id, schemas.NodeRequest, lambda d, o, r: d.choose(o, run_id, r.node_id))
 
 
 async def edit(studio: Studio, request: Request, run_id: int) -> dict:
-    owner = await studio.owner(request)
-    req = await studio.body(request, schemas.NodeEditRequest)
-
-    def act(d: LongformData) -> dict:
-        d.edit(owner, run_id, req.node_id, req.text)
-        return d.run(owner, run_id)
-
-    return view(await data(studio, act))
+    return await _step(
+        studio, request, run_id, schemas.NodeEditRequest, lambda d, o, r: d.edit(o, run_id, r.node_id, r.text)
+    )
 
 
 async def back(studio: Studio, request: Request, run_id: int) -> dict:
-    owner = await studio.owner(request)
-    req = await studio.body(request, schemas.BackRequest)
-
-    def act(d: LongformData) -> dict:
-        d.back(owner, run_id, req.node_id)
-        return d.run(owner, run_id)
-
-    return view(await data(studio, act))
+    return await _step(studio, request, run_id, schemas.BackRequest, lambda d, o, r: d.back(o, run_id, r.node_id))
 
 
 async def piece(studio: Studio, request: Request, run_id: int) -> dict:
