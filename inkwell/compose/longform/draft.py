@@ -186,6 +186,7 @@ def draft_section(
     def build(kept_summaries: list[str], kept_passages: list[Passage]):
         return make(outline, index, kept_summaries, kept_passages, notes)
 
+    prompt: Any
     prompt, kept_summaries, kept_passages = fit(build, summaries, recalled, engine.count_tokens, budget)
     used = engine.count_tokens(prompt)
     if used > budget:  # even without memory: the outline shrinks to this section's neighbours

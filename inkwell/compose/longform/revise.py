@@ -117,8 +117,9 @@ def revise(
         relevance: dict[str, float] = {}
         if off_topic is not None and similar is not None and not checks.is_chinese(body):
             found = checks.sentences(body)
-            scores = similar(found, [f"{outline.topic}: {section.title}"])[:, 0] if found else []
-            relevance = dict(zip(found, map(float, scores), strict=True))
+            if found:
+                scores = similar(found, [f"{outline.topic}: {section.title}"])[:, 0]
+                relevance = dict(zip(found, map(float, scores), strict=True))
         for paragraph in body.split("\n\n"):
             kept: list[str] = []
             for sentence in checks.sentences(paragraph):
