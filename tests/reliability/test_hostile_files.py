@@ -1,7 +1,8 @@
 """Hostile files: inputs built to break parsers (thousands of nested brackets, NUL bytes, a 100 MB line, a CSV
 field past the CSV module's limit), fed to the commands that read files and to the server's request bodies.
 Each gets a one-line error naming the file (and line) with exit status 2, or is read as the data it is (a
-data command lists the bad row and goes on); never a traceback, never a 5xx, nothing half-written."""
+data command lists the bad row and goes on); never a traceback, never a 5xx, nothing half-written. Knowledge
+folders get their own: a gzip bomb, an archive, a broken PDF, links out of the added folder and a link loop."""
 
 from __future__ import annotations
 
