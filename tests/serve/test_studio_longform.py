@@ -105,3 +105,10 @@ def test_another_creators_run_is_not_found_and_foreign_nodes_are_refused(studio)
     other = ok(client(studio).post(f"/longform/{other['id']}/candidates", json={}))
     error = error_of(client(studio).post(f"/longform/{mine['id']}/choose", json={"node_id": other["next"][0]["id"]}), 404)
     assert error["param"] == "node_id"
+
+
+def test_a_section_too_long_for_the_models_window_is_a_400_not_a_500(studio):
+    api = client(studio)
+    run = ok(api.post("/longform", json=START | {"words": 3000, "sections": 3}))  # 1,000-word sections, 512 tokens
+    error = error_of(api.post(f"/longform/{run['id']}/candidates", json={}), 400)
+    assert error["param"] in ("words", "window") and "context" in error["message"] + error["param"]

@@ -87,8 +87,10 @@ async def _generate(studio: Studio, work: Callable[[], Any]) -> Any:
     slot = studio.state.slots.acquire()
     try:
         return await run_in_threadpool(work)
-    except (APIError, InkwellError):
+    except APIError:
         raise
+    except InkwellError as exc:  # e.g. a plan whose section cannot fit the model's window: 400 naming the field
+        raise from_inkwell(exc) from None
     except Exception as exc:  # noqa: BLE001
         raise api_error(exc) from None
     finally:
@@ -112,10 +114,7 @@ async def create(studio: Studio, request: Request) -> dict:
         outline, _ = make_outline(req.kind, req.topic, req.words, req.lang, ask, title=req.title, sections=req.sections)
         return outline.model_dump()
 
-    try:
-        planned = await _generate(studio, plan)
-    except InkwellError as exc:
-        raise from_inkwell(exc) from None
+    planned = await _generate(studio, plan)
     run_id = await data(
         studio,
         lambda d: d.new_run(owner, kind=req.kind, topic=req.topic, folder=None, request=body, plan=planned),
