@@ -146,6 +146,7 @@ def points_prompt(kind: str, topic: str, title: str, lang: str) -> str:
 
 
 _BYLINE = re.compile(r"\bby:|\bdr\.|\bauthor\b|\bsection\b|\bchapter\b", re.I)  # a byline or meta, not a title
+_GLUED = re.compile(r"[a-z][A-Z]")  # "TheSunEffect EarthMagnitude": words run together, not a title
 _META_POINT = re.compile(r"\bsentences?\b|\bparagraphs?\b|\bthis section\b|\bwords?\b", re.I)  # about the text
 _ZH_KIND = {"article": "文章", "report": "报告", "story": "故事", "study-guide": "学习指南"}
 
@@ -202,10 +203,11 @@ def make_outline(
     repairs: list[str] = []
     middle: list[str] = []
     if ask is not None and count > 2:
-        middle = parse_lines(ask(titles_prompt(kind, topic, count - 2, lang), 24 * count), count - 2, max_words=8)
-        middle = [t for t in middle if not _BYLINE.search(t)]
-        skeleton_keys = {s.casefold() for s in (skeleton[0], skeleton[-1])}
-        middle = [t for t in middle if t.casefold() not in skeleton_keys]
+        listed = parse_lines(ask(titles_prompt(kind, topic, count - 2, lang), 24 * count), count + 4, max_words=8)
+        fixed = {s.casefold() for s in (skeleton[0], skeleton[-1])}  # the opening and closing come from the skeleton
+        middle = [
+            t for t in listed if not _BYLINE.search(t) and len(_GLUED.findall(t)) < 2 and t.casefold() not in fixed
+        ][: count - 2]
     if len(middle) < count - 2:
         fill = [t for t in skeleton[1:-1] if t.casefold() not in {m.casefold() for m in middle}]
         repairs.append(f"the model gave {len(middle)} of {count - 2} middle titles; filled from the {kind} skeleton")
