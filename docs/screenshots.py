@@ -12,6 +12,9 @@ Debian's headless Chromium at 1280x800 with Playwright:
            Improve screen (10 steps), with its loss curve and report
   compare  the job's blind round judged, the adapter promoted, then the base model against it on a new product
   history  a search for "bottle" with the first piece opened
+  longform a study guide on the water cycle planned, two sections chosen from candidates (one edited), assembled
+
+`--only longform` signs in and makes the long-form picture alone (about 2 minutes).
 
 It takes 3.5-5 minutes on 2 CPU cores. Generation is seeded, so a second run writes the same texts.
 Chromium is /usr/bin/chromium (`apt-get install chromium`, and fonts-noto-color-emoji for the emoji the model
@@ -457,9 +460,50 @@ def session(page, studio: Studio, client, out: Path) -> None:
     shoot(page, out, "history")
 
 
+def longform(page, studio: Studio, out: Path, sign_in: bool) -> None:
+    from playwright.sync_api import expect
+
+    step("longform: plan a study guide, choose two sections, assemble")
+    if sign_in:
+        page.goto(studio.url + "/studio")
+        page.get_by_test_id("login-key").fill(KEY)
+        page.get_by_test_id("login-submit").click()
+        page.wait_for_selector("body[data-ready='true']")
+    open_tab(page, "longform")
+    page.get_by_test_id("longform-kind").select_option("study-guide")
+    page.get_by_test_id("longform-topic").fill("the water cycle")
+    page.get_by_test_id("longform-words").fill("600")
+    page.get_by_test_id("longform-count").select_option("2")
+    page.get_by_test_id("longform-start").click()
+    expect(page.get_by_test_id("longform-work")).to_be_visible(timeout=600_000)
+    candidates = page.get_by_test_id("longform-candidate")
+    for i in range(2):
+        page.get_by_test_id("longform-more").click()
+        expect(candidates).to_have_count(2, timeout=600_000)
+        if i == 1:  # the creator's own words for the second section
+            card = candidates.nth(0)
+            card.get_by_test_id("longform-edit").click()
+            text = card.get_by_test_id("longform-edit-text").input_value()
+            first = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+            card.get_by_test_id("longform-edit-text").fill(
+                first + " Water evaporates from seas and lakes, rises as vapour and cools into clouds."
+            )
+            card.get_by_test_id("longform-edit-save").click()
+        else:
+            candidates.nth(0).get_by_test_id("longform-take").click()
+        expect(page.get_by_test_id("longform-chain-section")).to_have_count(i + 1, timeout=60_000)
+    page.get_by_test_id("longform-more").click()
+    expect(candidates).to_have_count(2, timeout=600_000)
+    page.get_by_test_id("longform-assemble").click()
+    expect(page.get_by_test_id("longform-piece")).to_contain_text("# The water cycle")
+    page.evaluate("window.scrollTo(0, 0)")
+    shoot(page, out, "longform")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Remake the studio screenshots with the real embedded model.")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images", help="folder for studio-*.png")
+    parser.add_argument("--only", choices=["longform"], help="make this picture alone")
     args = parser.parse_args()
     reason = missing()
     if reason:
@@ -490,7 +534,9 @@ def main() -> int:
                     page = context.new_page()
                     errors: list[str] = []
                     page.on("pageerror", lambda error: errors.append(str(error)))
-                    session(page, studio, client, out)
+                    if args.only != "longform":
+                        session(page, studio, client, out)
+                    longform(page, studio, out, sign_in=args.only == "longform")
                     if errors:
                         raise RuntimeError(f"errors in the page: {errors}")
                 finally:

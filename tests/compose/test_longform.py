@@ -51,6 +51,7 @@ def test_words_and_sentences_in_chinese():
 def test_parse_lines_cleans_a_small_models_list():
     text = "1. **Tides and the Moon**\n2) Tides and the moon\n- Spring tides\n\n3. " + "word " * 20 + "\n#4 Neap tides:"
     assert parse_lines(text, 5) == ["Tides and the Moon", "Spring tides", "Neap tides"]
+    assert parse_lines("1. TITLE ONE: Introduction to the Water Cycle (20)", 1) == ["Introduction to the Water Cycle"]
 
 
 def test_bylines_and_glued_words_are_not_titles():

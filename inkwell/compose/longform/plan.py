@@ -172,7 +172,8 @@ def parse_lines(text: str, limit: int, max_words: int = 14) -> list[str]:
     for raw in raws:
         line = _NUMBERING.sub("", raw).strip()
         line = re.sub(r"[*_`#]+", "", line).strip().strip("\"'“”「」").strip()
-        line = re.sub(r"^(?:title|标题)\s*[:：]\s*", "", line, flags=re.I).rstrip(":：")
+        line = re.sub(r"^(?:(?:section\s+)?title(?:\s+\w+)?|标题)\s*[:：]\s*", "", line, flags=re.I).rstrip(":：")
+        line = re.sub(r"\s*\(\d+(?:\s*words?)?\)$", "", line, flags=re.I)  # "(20)", "(250 words)": a count
         if not line or len(tokens(line)) > max_words or len(tokens(line)) == 0:
             continue
         key = line.casefold()
