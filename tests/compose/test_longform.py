@@ -389,3 +389,49 @@ def test_cli_bad_outline_names_the_field(capsys, tiny_chat_model, tmp_path):
         exit_code=2,
     )
     assert "sections[0].words" in stderr
+
+
+# ---------------------------------------------------------------- sources, a given outline, the terminal chooser
+
+
+def test_sources_ground_each_section_and_a_given_outline_is_used(tiny_engine, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "tides.md").write_text(
+        "# Spring tides\n\nSpring tides come twice a month, at new and full moon, when sun and moon pull together.\n\n"
+        "# Neap tides\n\nNeap tides are the weakest tides, at the quarter moons.\n"
+    )
+    outline = tmp_path / "outline.json"
+    outline.write_text(json.dumps({
+        "title": "Tides", "kind": "article", "topic": "tides", "words": 150,
+        "sections": [{"title": "Spring tides", "points": ["new and full moon"]}, {"title": "Neap tides"},
+                     {"title": "Living with tides"}],
+    }))  # fmt: skip
+    req = request(outline=str(outline), sources=[str(notes)])
+    piece = write_long(tiny_engine, req, tmp_path / "piece", similar=lexical_similar)
+    assert [s["title"] for s in piece["sections"]] == ["Spring tides", "Neap tides", "Living with tides"]
+    first = piece["sections"][0]["provenance"]["sources"]
+    assert first and first[0]["source"].endswith("tides.md") and "full moon" in first[0]["text"]
+    assert (tmp_path / "piece" / "sources-index").is_dir()  # the folder's index lives in the run folder
+
+
+def test_the_terminal_chooser_takes_edits_asks_for_more_and_goes_back():
+    from inkwell.cli.longform import TerminalChooser
+
+    record = {"title": "Intro", "words_budget": 50, "chosen": 0,
+              "candidates": [{"text": "one", "score": 0.5, "words": 1}, {"text": "two", "score": 0.4, "words": 1}]}  # fmt: skip
+    extra = {"text": "three", "score": 0.3, "words": 1}
+
+    def more():
+        record["candidates"].append(extra)
+        return record
+
+    said: list[str] = []
+    answers = iter(["x", "m", "v 3", "e 3", "My own words.", "."])
+    action, value = TerminalChooser(read=lambda _p: next(answers), write=said.append)(0, record, more)
+    assert action == "take" and value["chosen"] == 2 and value["text"] == "My own words." and value["edited"]
+    assert "? 'x'" in said and "three" in said
+    action, value = TerminalChooser(read=lambda _p: "b 1", write=said.append)(1, record, more)
+    assert (action, value) == ("back", 0)
+    action, value = TerminalChooser(read=lambda _p: "2", write=said.append)(1, record, more)
+    assert action == "take" and value["text"] == "two" and not value["edited"]
