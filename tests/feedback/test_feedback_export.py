@@ -195,7 +195,9 @@ def test_long_form_choices_and_edits_become_rows(studio, chat_engine):
     rows = export_rows(studio, "alice", redact=False)
     longform = _by(rows.dpo, "kind", "longform")
     assert sorted((r["chosen"], r["rejected"]) for r in longform) == [
-        ("B", "A"), ("B", "C"), ("My own second section.", "D"),  # the two "D"s are one pair
+        ("B", "A"),
+        ("B", "C"),
+        ("My own second section.", "D"),  # the two "D"s are one pair
     ]
     assert all(r["prompt"] == prompt and r["longform_run"] == run for r in longform)
     (sft,) = _by(rows.sft, "kind", "longform")

@@ -103,7 +103,9 @@ def test_another_creators_run_is_not_found_and_foreign_nodes_are_refused(studio)
     error_of(client(studio, BOB).post(f"/longform/{mine['id']}/candidates", json={}), 404)
     other = ok(client(studio).post("/longform", json=START))
     other = ok(client(studio).post(f"/longform/{other['id']}/candidates", json={}))
-    error = error_of(client(studio).post(f"/longform/{mine['id']}/choose", json={"node_id": other["next"][0]["id"]}), 404)
+    error = error_of(
+        client(studio).post(f"/longform/{mine['id']}/choose", json={"node_id": other["next"][0]["id"]}), 404
+    )
     assert error["param"] == "node_id"
 
 
