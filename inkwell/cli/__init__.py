@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import typer
 
-from inkwell.cli import data, evaluate, feedback, kb, longform, models, serve, train, write
+from inkwell.cli import data, evaluate, feedback, kb, longform, models, serve, style, train, write
 from inkwell.errors import InkwellError
 
 # Command name -> function, in the order `inkwell --help` lists them.
@@ -31,6 +31,7 @@ COMMANDS: dict[str, Callable] = {
     "studio": serve.studio,
     "classify": train.classify,
     "export": models.export,
+    "rank": style.rank,
 }
 
 # Group name -> (help, its commands).
@@ -58,6 +59,7 @@ GROUPS: dict[str, tuple[str, dict[str, Callable]]] = {
     ),
     "feedback": feedback.GROUP,
     "kb": kb.GROUP,
+    "style": style.GROUP,
 }
 
 

@@ -22,16 +22,17 @@ from inkwell.cli.common import (
     settings_overrides,
     with_decoding,
 )
+from inkwell.cli.style import score_style
 
 
-@with_decoding(temperature="[default: 0, greedy]")
+@with_decoding(temperature="[default: 0, greedy; with --suite: each template's own]")
 def eval_(
     data: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--data", "-d", help="Eval rows (JSONL): template fields or `prompt`, a reference column, optional `id`."
         ),
-    ] = ...,
+    ] = None,
     system: Annotated[
         list[str],
         typer.Option("--system", help="NAME=MODEL\\[:ADAPTER]\\[@shots.jsonl] (repeat for each system to compare)."),
@@ -88,12 +89,38 @@ def eval_(
     ] = "local",
     base_url: BaseUrlOpt = None,
     api_key: RemoteKeyOpt = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            "--suite",
+            help="Instead of --data: a task suite scored by model-free checks, `content` (every template, en+zh; "
+            "docs/quality.md) or a task file.",
+        ),
+    ] = None,
+    best_of: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--best-of", help="With --suite: also run each system keeping the best of N candidates (repeatable)."
+        ),
+    ] = None,
+    per_template: Annotated[
+        int | None,
+        typer.Option(
+            "--per-template", min=1, help="With --suite: only the first K tasks of each template and language."
+        ),
+    ] = None,
     as_json: JsonOut = False,
 ):
     """Compare systems on the same rows: generate (cached in OUT), score, and write reports.
 
     Example: inkwell eval --data test.jsonl --template product-description --system base=smollm2-135m-instruct@shots.jsonl --system tuned=smollm2-135m-instruct:runs/lora --out eval/
+
+    Example: inkwell eval --suite content --system smol=smollm2-135m-instruct --best-of 1 --best-of 4 --out eval-content/
     """
+    if suite is not None or best_of or per_template is not None:  # the content suite (docs/quality.md)
+        given = dict(data=data, template=template, engine=engine, dtype=dtype, device=device, precision=precision)
+        report = _suite(suite, system, out, best_of, per_template, batch_size, bootstrap, examples, decoding, given)
+        return _show_report(report, out, as_json)
     from inkwell.evaluate.data import parse_system
     from inkwell.evaluate.runner import EvalConfig, parse_remote_system, run_eval
 
@@ -122,7 +149,11 @@ def eval_(
         api_key=api_key,
         overrides=settings_overrides(decoding),
     )
-    report = run_eval(config, say=say)
+    _show_report(run_eval(config, say=say), out, as_json)
+
+
+def _show_report(report: dict, out: Path, as_json: bool) -> None:
+    """`eval`'s answer: the summary as JSON, or the score table and where the reports are."""
     from inkwell.evaluate.report import score_table, summary
 
     if as_json:
@@ -131,6 +162,37 @@ def eval_(
     for line in score_table(report):
         typer.echo(line)
     say(f"reports: {out / 'report.html'} (also report.md, report.json)")
+
+
+def _suite(suite, system, out, best_of, per_template, batch_size, bootstrap, examples, decoding, given) -> dict:
+    """`eval --suite`: the flags as a SuiteConfig (evaluate/suite.py), run."""
+    from inkwell.errors import InkwellError
+    from inkwell.evaluate.data import parse_system
+    from inkwell.evaluate.suite import SuiteConfig, run_suite
+
+    if suite is None:
+        raise InkwellError(
+            "--best-of and --per-template go with --suite", field="suite", hint="e.g. --suite content --best-of 4"
+        )
+    for name in ("data", "template"):
+        if given[name] is not None:
+            raise InkwellError(f"--{name} is not used with --suite: the suite brings its own tasks", field=name)
+    config = SuiteConfig(
+        suite,
+        [parse_system(s) for s in system],
+        out,
+        best_of=list(best_of or [1]),
+        per_template=per_template,
+        batch_size=batch_size,
+        resamples=bootstrap,
+        report_examples=examples,
+        overrides=settings_overrides(decoding),
+        engine=given["engine"],
+        dtype=given["dtype"],
+        device=given["device"],
+        precision=given["precision"],
+    )
+    return run_suite(config, say=say)
 
 
 def score(
@@ -151,6 +213,9 @@ def score(
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", min=0, help="Resamples for the intervals in the table (not with --json).")
     ] = 1000,
+    style: Annotated[
+        str | None, typer.Option("--style", help="Instead: how close each text comes to this style (style learn).")
+    ] = None,
     as_json: JsonOut = False,
 ):
     """Score existing outputs (from any tool) without loading a model.
@@ -159,6 +224,8 @@ def score(
     """
     from inkwell.evaluate.runner import score_files
 
+    if style is not None:  # --style NAME: the style-match score of each text (compose/style.py)
+        return score_style(pred, style, as_json)
     flat, detail = score_files(
         pred,
         ref,

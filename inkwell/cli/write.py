@@ -35,7 +35,28 @@ from inkwell.cli.common import (
     store_for,
     with_decoding,
 )
+from inkwell.cli.style import StyleOpt, styled
 from inkwell.errors import InkwellError
+
+BestOfOpt = Annotated[
+    int,
+    typer.Option(
+        "--best-of",
+        min=1,
+        help="Write N candidates per version together and keep the one that passes most of the template's checks "
+        "(then the likeliest); the scores are in --json (docs/quality.md).",
+    ),
+]
+
+
+QuoteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quote/--no-quote",
+        help="With --kb: when no passage supports the reply, answer with the best passage's key sentences instead "
+        "(--no-quote keeps the model's reply and offers them as `quote` in --json; docs/grounding.md).",
+    ),
+]
 
 
 @with_decoding
@@ -70,6 +91,9 @@ def write(
         ),
     ] = 2,
     kb: KbOpt = None,
+    quote: QuoteOpt = True,
+    style: StyleOpt = None,
+    best_of: BestOfOpt = 1,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     decoding: Decoding = None,
@@ -89,21 +113,19 @@ def write(
 
     Example: inkwell write product-description --set product="bamboo water bottle"
     """
-    from inkwell.generate.jobs import prepare_write, write_job
-
-    if data is not None:  # --data: the same two steps, with the table's facts in the prompt and the text checked
-        from inkwell.compose.report import facts_steps
-
-        prepare_write, write_job = facts_steps(data, fact_retries)
+    prepare_write, write_job, adapter = _write_steps(data, fact_retries, style, adapter, model)  # --data, --style
     fields = parse_sets(set_)
     guard = guard_for(policy, no_moderation, "write", no_log)
     # Everything is checked (and the fields moderated: a blocked one exits 2 naming the category) before a
     # model loads.
-    overrides = settings_overrides(decoding, n)
+    overrides, chosen = _best_of(settings_overrides(decoding, n), best_of, data)  # --best-of: N candidates each
     job = prepare_write(template, template_file, fields, shots=shots, overrides=overrides, guard=guard)
-    grounding = _grounding(kb, data, job)  # --kb: its passages found (an unknown folder refused) before a model loads
+    grounding = _grounding(kb, data, job, quote)  # --kb: passages found (unknown folder refused) before a model loads
+    if grounding is not None and chosen:  # --kb --best-of: the candidate whose sentences the passages support most
+        chosen = {"choose": grounding.best_of(best_of)}
     # With moderation on, output is checked before anyone sees it, so it is not streamed.
-    streaming = _streaming(stream, as_json, n) and guard is None and data is None  # --data may rewrite a version
+    # --data may rewrite a version; --kb adds citations to it once written
+    streaming = _streaming(stream, as_json, n * best_of) and guard is None and data is None and kb is None
     if stream and guard is not None:
         say("note: output is moderated before it is shown, so it is not streamed (--no-moderation streams)")
     options = EngineOptions(
@@ -117,7 +139,7 @@ def write(
             job = grounding.apply(loaded, job) if grounding is not None else job
             delta = _echo if streaming else None
             outcome = write_job(
-                loaded, job, on_delta=delta, json_retries=json_retries, store=store_for(no_log), **grounded
+                loaded, job, on_delta=delta, json_retries=json_retries, store=store_for(no_log), **grounded, **chosen
             )
     for warning in outcome.warnings:
         say(f"warning: {warning}")
@@ -195,6 +217,7 @@ def batch(
     template_file: Annotated[Path | None, typer.Option("--template-file")] = None,
     shots: Annotated[Path | None, typer.Option("--shots")] = None,
     n: Annotated[int, typer.Option("--n", help="Versions per row.")] = 1,
+    best_of: BestOfOpt = 1,
     kb: KbOpt = None,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
@@ -218,7 +241,7 @@ def batch(
     # Moderation: blocked input rows are reported and not run; blocked outputs become failed rows naming
     # the category; redactions are what is written.
     guard = guard_for(policy, no_moderation, "batch", no_log)
-    overrides = settings_overrides(decoding, n)
+    overrides, chosen = _best_of(settings_overrides(decoding, n), best_of, None)  # --best-of: N candidates a row
     job = prepare_batch(template, template_file, input, shots=shots, overrides=overrides, guard=guard)
     grounding = _row_grounding(kb, job)  # --kb: each row grounded on its own passages (unknown folder: exit 2 now)
     options = EngineOptions(
@@ -235,7 +258,7 @@ def batch(
         bulk=True,
     )
     with open_engine_for(options) as loaded:
-        ground = {"grounding": grounding.on(loaded)} if grounding is not None else {}
+        ground = {**chosen, "grounding": grounding.on(loaded)} if grounding is not None else chosen
         report = batch_job(
             loaded, job, input, output, resume=resume, progress=progress, store=store_for(no_log), say=say, **ground
         )
@@ -250,10 +273,40 @@ def batch(
         raise typer.Exit(1)
 
 
+def _best_of(overrides: dict, best_of: int, data: Path | None) -> tuple[dict, dict]:
+    """--best-of N: (the overrides asking for N candidates per version, the write step's `choose` argument);
+    both unchanged when N is 1. compose/bestof.py ranks the candidates."""
+    if best_of == 1:
+        return overrides, {}
+    if data is not None:
+        raise InkwellError(
+            "--best-of cannot be used with --data: a table's report is already rewritten while a number is "
+            "unsupported (--fact-retries)",
+            field="best-of",
+        )
+    from inkwell.compose.bestof import best_of_settings
+
+    wider, choose = best_of_settings(overrides, best_of)
+    return wider, {"choose": choose}
+
+
+def _write_steps(data: Path | None, fact_retries: int, style: str | None, adapter: str | None, model: str | None):
+    """(prepare, write, adapter) of `write`: generate.jobs' prepare_write and write_job; with --data compose/report.py's
+    (the table's facts in the prompt, the text checked); with --style wrapped by compose/style.py (the style's
+    exemplars as shots, its LoRA as the adapter unless --adapter is given, a style-match score per version)."""
+    from inkwell.generate.jobs import prepare_write, write_job
+
+    if data is not None:
+        from inkwell.compose.report import facts_steps
+
+        prepare_write, write_job = facts_steps(data, fact_retries)
+    return styled(style, prepare_write, write_job, adapter, model)
+
+
 # ---------------------------------------------------------------- knowledge (--kb)
 
 
-def _grounding(kb: str | None, data: Path | None, job):
+def _grounding(kb: str | None, data: Path | None, job, quote: bool = True):
     """`write --kb`: the passages for the job (compose/grounded.py), or None without --kb."""
     if kb is None:
         return None
@@ -261,7 +314,7 @@ def _grounding(kb: str | None, data: Path | None, job):
         raise InkwellError("--kb and --data cannot be used together", field="kb", hint="use one of them")
     from inkwell.compose.grounded import ground_write
 
-    return ground_write(kb, job, say)
+    return ground_write(kb, job, say, quote="replace" if quote else "offer")
 
 
 def _row_grounding(kb: str | None, job):

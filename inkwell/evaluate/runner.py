@@ -43,7 +43,7 @@ REPORT_VERSION = 1
 
 @dataclass
 class EvalConfig:
-    data: Path
+    data: Path | None  # None only with `--suite` (evaluate/suite.py), which brings its own tasks
     systems: list[SystemSpec]
     out: Path
     template: str | None = None
@@ -472,6 +472,12 @@ def run_eval(config: EvalConfig, say: Say | None = None) -> dict:
     from inkwell.generate.settings import GenerationSettings
 
     say = say or (lambda _m: None)
+    if config.data is None:
+        raise InkwellError(
+            "eval needs rows to generate from (--data), or a suite of tasks (--suite)",
+            field="data",
+            hint="--data test.jsonl, or --suite content (docs/quality.md)",
+        )
     if len(config.systems) < 1:
         raise InkwellError(
             "no systems to evaluate",

@@ -26,7 +26,7 @@ from typing import Any
 
 from inkwell.data.formats import CSV_SUFFIXES, JSONL_SUFFIXES, read_jsonl, read_records, template_fields
 from inkwell.errors import InkwellError
-from inkwell.generate.content import ContentResult, prepare, write_many
+from inkwell.generate.content import Choose, ContentResult, prepare, write_many
 from inkwell.generate.engine import Engine
 from inkwell.home import drop_torn_tail
 from inkwell.prompts.template import ContentTemplate, Example
@@ -108,6 +108,7 @@ def run_batch(
     screen_output: Callable[[dict], dict] | None = None,
     fixed_reply: Callable[[InputRow], str | None] | None = None,
     annotate: Callable[[InputRow, ContentResult], None] | None = None,
+    choose: Choose | None = None,
 ) -> BatchReport:
     """Run the job. `on_result` is called for each finished row (e.g. to log it); `on_error` for each bad row.
 
@@ -117,7 +118,8 @@ def run_batch(
     `fixed_reply(row)`: a text that answers the row without the model (e.g. compose's "I don't know, a colleague
     will follow up" when no knowledge passage is relevant), or None to generate. `annotate(row, item)` sees each
     result before its output line is made (e.g. to add citations). Hooks and callbacks run on the calling
-    thread, except fixed_reply, which runs where the row is generated."""
+    thread, except fixed_reply, which runs where the row is generated. `choose` keeps the best of each row's
+    candidates (best-of-n: ask for n x N return sequences; compose/bestof.py)."""
     from tqdm import tqdm
 
     input_path, output_path = Path(input_path), Path(output_path)
@@ -208,9 +210,11 @@ def run_batch(
             bar.set_postfix(tok_s=f"{report.tokens / elapsed:.0f}" if elapsed else "-")
 
         if engine.capabilities.concurrent:
-            _run_progressively(engine, template, todo, shots, overrides, finish, write, fixed_reply)
+            _run_progressively(engine, template, todo, shots, overrides, finish, write, fixed_reply, choose)
         else:
-            _run_in_chunks(engine, template, todo, shots, overrides, finish, write, report, on_error, fixed_reply)
+            _run_in_chunks(
+                engine, template, todo, shots, overrides, finish, write, report, on_error, fixed_reply, choose
+            )
     bar.close()
     os.replace(partial, output_path)
     report.seconds = time.perf_counter() - started
@@ -244,7 +248,9 @@ def _fixed(rendered, settings, text: str) -> list[ContentResult]:
     return [ContentResult(text, None, generation, rendered, settings)]
 
 
-def _run_in_chunks(engine, template, todo, shots, overrides, finish, write, report, on_error, fixed_reply=None) -> None:
+def _run_in_chunks(
+    engine, template, todo, shots, overrides, finish, write, report, on_error, fixed_reply=None, choose=None
+) -> None:
     """`batch_size` rows per engine call, each chunk written when it is done."""
     step = max(1, engine.batch_size)
     for start in range(0, len(todo), step):
@@ -271,11 +277,11 @@ def _run_in_chunks(engine, template, todo, shots, overrides, finish, write, repo
         if not ready:
             continue
         assert settings is not None  # set with every ready row
-        outcomes = write_many(engine, template, rendered, settings)
+        outcomes = write_many(engine, template, rendered, settings, choose=choose)
         _finish_together(zip(ready, outcomes), finish, write)
 
 
-def _run_progressively(engine, template, todo, shots, overrides, finish, write, fixed_reply=None) -> None:
+def _run_progressively(engine, template, todo, shots, overrides, finish, write, fixed_reply=None, choose=None) -> None:
     """Rows in flight on worker threads (each renders its prompt, generates, retries invalid JSON), written
     in input order. Keeping `4 x batch_size` rows in flight lets the scheduler fill every place that a
     finished row frees at the next step; the threads mostly wait on the scheduler."""
@@ -293,7 +299,7 @@ def _run_progressively(engine, template, todo, shots, overrides, finish, write, 
             text = fixed_reply(row) if fixed_reply is not None else None
             if text is not None:
                 return _fixed(prompt, settings, text)
-            (outcome,) = write_many(worker_engine, template, [prompt], settings)
+            (outcome,) = write_many(worker_engine, template, [prompt], settings, choose=choose)
         except InkwellError as exc:  # this row only (a prompt the template cannot render, a too-long prompt)
             return exc
         return outcome

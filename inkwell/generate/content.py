@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,10 @@ class ContentResult:
     moderation: dict | None = None  # what output moderation decided, where it acted (write, batch)
     moderation_audit_id: int | None = None  # that decision's row in the store's moderation audit
     extra: dict = field(default_factory=dict)  # rides into the record's JSON and the store (e.g. citations)
+
+
+# Keeps the best of one prompt's candidates: (engine, template, rendered prompt, candidates) -> the kept ones.
+Choose = Callable[[Any, ContentTemplate, RenderedPrompt, list[ContentResult]], list[ContentResult]]
 
 
 def template_settings(template: ContentTemplate, overrides: dict | None, stop: list[str]) -> GenerationSettings:
@@ -106,9 +111,12 @@ def write_many(
     *,
     on_delta: OnDelta | None = None,
     json_retries: int = DEFAULT_JSON_RETRIES,
+    choose: Choose | None = None,
 ) -> list[list[ContentResult] | InkwellError]:
     """Generate for many rendered prompts in one engine call. Per prompt: its results, or the error that
-    made it fail (a structured template whose output never validated)."""
+    made it fail (a structured template whose output never validated). `choose(engine, template, rendered,
+    candidates)` keeps the best of each prompt's candidates (best-of-n, compose/bestof.py) before their JSON is
+    checked."""
     results = engine.generate([r.prompt for r in rendered], settings, on_delta=on_delta)
     grouped: list[list[ContentResult] | InkwellError] = [[] for _ in rendered]
     for result in results:
@@ -123,14 +131,41 @@ def write_many(
         bucket = grouped[result.prompt_index]
         if isinstance(bucket, InkwellError):
             continue
-        if template.output_schema:
+        if template.output_schema and choose is None:
             try:
                 item = _ensure_structured(engine, template, item, json_retries)
             except StructuredOutputError as exc:
                 grouped[result.prompt_index] = exc
                 continue
         bucket.append(item)
+    if choose is not None:
+        grouped = [_chosen(engine, template, choose, r, bucket, json_retries) for r, bucket in zip(rendered, grouped)]
     return grouped
+
+
+def _chosen(
+    engine: Engine,
+    template: ContentTemplate,
+    choose: Choose,
+    rendered: RenderedPrompt,
+    candidates: list[ContentResult] | InkwellError,
+    retries: int,
+) -> list[ContentResult] | InkwellError:
+    """The candidates `choose` keeps, each structured one validated (and retried) as without a chooser."""
+    if isinstance(candidates, InkwellError):
+        return candidates
+    kept = choose(engine, template, rendered, candidates)
+    if not template.output_schema:
+        return kept
+    checked = []
+    for item in kept:
+        try:
+            fixed = _ensure_structured(engine, template, item, retries)
+        except StructuredOutputError as exc:
+            return exc
+        fixed.extra = {**item.extra, **fixed.extra}  # a retried answer keeps the chooser's scores
+        checked.append(fixed)
+    return checked
 
 
 def write(
@@ -142,10 +177,14 @@ def write(
     overrides: dict | None = None,
     on_delta: OnDelta | None = None,
     json_retries: int = DEFAULT_JSON_RETRIES,
+    choose: Choose | None = None,
 ) -> list[ContentResult]:
-    """Write content for one set of fields: `num_return_sequences` results, or an InkwellError."""
+    """Write content for one set of fields: `num_return_sequences` results (those `choose` keeps), or an
+    InkwellError."""
     rendered, settings = prepare(engine, template, fields, shots=shots, overrides=overrides)
-    (outcome,) = write_many(engine, template, [rendered], settings, on_delta=on_delta, json_retries=json_retries)
+    (outcome,) = write_many(
+        engine, template, [rendered], settings, on_delta=on_delta, json_retries=json_retries, choose=choose
+    )
     if isinstance(outcome, InkwellError):
         raise outcome
     return outcome

@@ -11,7 +11,7 @@ from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.generate import batch as batch_jobs
-from inkwell.generate.content import DEFAULT_JSON_RETRIES
+from inkwell.generate.content import DEFAULT_JSON_RETRIES, Choose
 from inkwell.generate.content import write as write_content
 from inkwell.generate.engine import OnDelta
 from inkwell.generate.moderation import batch_hooks, moderate_versions
@@ -69,9 +69,11 @@ def write_job(
     json_retries: int = DEFAULT_JSON_RETRIES,
     store: Any = None,
     annotate: Callable[[Any], None] | None = None,
+    choose: Choose | None = None,
 ) -> Outcome:
     """`inkwell write`: write the versions, moderate each, log the ones kept (linked to their audit rows).
-    `annotate(item)` sees each kept ContentResult before it becomes a record (e.g. compose's citations)."""
+    `annotate(item)` sees each kept ContentResult before it becomes a record (e.g. compose's citations);
+    `choose` keeps the best of each version's candidates (--best-of, compose/bestof.py)."""
     results = write_content(
         engine,
         job.template,
@@ -80,6 +82,7 @@ def write_job(
         overrides=job.overrides,
         on_delta=on_delta,
         json_retries=json_retries,
+        choose=choose,
     )
     warnings = list(results[0].warnings)
     kept, blocked = moderate_versions(job.guard, results, warnings) if job.guard is not None else (results, [])
@@ -139,11 +142,13 @@ def batch_job(
     store: Any = None,
     say: Callable[[str], None],
     grounding: Any = None,
+    choose: Choose | None = None,
 ) -> batch_jobs.BatchReport:
     """`inkwell batch`: the template over every row (generate/batch.py), each finished row logged. Bad rows
     are reported (`say`) and skipped; with moderation, blocked input rows are not run and blocked outputs
     become failed rows naming the category. `grounding` (compose.grounded.RowGrounding): each row written from
-    its own retrieved passages; it gives the template to run and wraps the row hooks."""
+    its own retrieved passages; it gives the template to run and wraps the row hooks. `choose`: each row's
+    best candidates kept (--best-of)."""
 
     def log(row, item, batch_id: str) -> None:
         if store is not None:
@@ -171,6 +176,7 @@ def batch_job(
         progress=progress,
         on_result=log,
         on_error=bad,
+        choose=choose,
         **hooks,
     )
 

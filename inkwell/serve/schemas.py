@@ -6,7 +6,8 @@ top_p, n -> num_return_sequences, stop (a string or a list) -> stop, seed. Exten
 spells them: top_k, repetition_penalty, min_tokens, no_repeat_ngram_size. Fields left out take Inkwell's
 defaults (temperature 0.7, top_p 0.9, top_k 50, repetition_penalty 1.1: small models loop without it).
 presence_penalty / frequency_penalty are accepted only as 0 (use repetition_penalty); logprobs, echo,
-best_of, logit_bias, suffix, tools and response_format are rejected with a 400 naming the field.
+best_of (completions; content requests take their own best_of), logit_bias, suffix, tools and response_format
+are rejected with a 400 naming the field.
 
 The OpenAPI document publishes each field's limits (`published`); the checks themselves stay in
 `overrides`, `prompts`, `chat` and GenerationSettings, whose 400s name the field and say what to do.
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from inkwell.compose.bestof import MAX_BEST_OF
 from inkwell.compose.facts import MAX_ROWS as FACTS_MAX_ROWS
 from inkwell.errors import InkwellError
 from inkwell.generate.settings import MAX_SEED, GenerationSettings
@@ -40,6 +42,8 @@ def published(**schema: Any) -> Any:
 Text = Annotated[str, published(minLength=1)]  # a stop sequence or prompt: never empty
 # A knowledge folder's name (`inkwell kb add NAME`; knowledge.index.NAME): its passages ground the answer.
 KnowledgeName = Annotated[str, published(pattern="^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")]
+# A style profile's name (`inkwell style learn NAME`; compose.style.NAME).
+StyleName = Annotated[str, published(pattern="^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")]
 
 
 class StreamOptions(BaseModel):
@@ -229,8 +233,29 @@ class ContentRequest(SamplingFields):
     data: Annotated[list[dict[str, Any]], published(minItems=1, maxItems=MAX_TABLE_ROWS)] | None = None
     fact_retries: int = Field(default=2, ge=0, le=5)  # rewrites of a version with an unsupported number
     kb: KnowledgeName | None = None  # ground on this knowledge folder: passages in the prompt, `citations` out
+    style: StyleName | None = None  # write in this style (inkwell style learn): its exemplars as shots, `style` out
+    # Best-of-n (compose/bestof.py): this many candidates per choice, decoded together; the one that passes most of
+    # the template's checks is returned, with its scores under `best_of`.
+    best_of: Annotated[int, published(minimum=1, maximum=MAX_BEST_OF)] = 1
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    def best_of_overrides(self, overrides: dict) -> tuple[dict, Any]:
+        """(the overrides asking for `best_of` candidates per choice, the chooser for write_many or None); a 400
+        naming best_of when it is out of range, too many with n, greedy, or given with a facts table."""
+        from inkwell.compose.bestof import best_of_settings
+
+        if self.best_of != 1 and self.data is not None:
+            raise bad_request(
+                "best_of cannot be combined with data: a report from a table is already rewritten while a number is "
+                "unsupported (fact_retries)",
+                param="best_of",
+                code="invalid_value",
+            )
+        try:
+            return best_of_settings(overrides, self.best_of)
+        except InkwellError as exc:
+            raise bad_request(str(exc).replace("\n  fix: ", "; fix: "), param="best_of", code="invalid_value") from None
 
 
 REQUESTS = (CompletionRequest, ChatCompletionRequest, ContentRequest)

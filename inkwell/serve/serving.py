@@ -29,6 +29,7 @@ from inkwell.serve.errors import APIError, bad_request, from_inkwell, internal, 
 from inkwell.serve.grounding import citations_of, escalated_content, fitted, grounded_chat, grounding_for, record_extra
 from inkwell.serve.moderation import StreamScreen, choice_note, headers_for, screen_fields
 from inkwell.serve.state import ServerState
+from inkwell.serve.styles import scores_for, shots_for, style_for
 
 log = logging.getLogger("inkwell.serve")
 
@@ -420,19 +421,24 @@ class Serving:
         if state.guard is not None:  # template fields: redacted copy, or 422 naming `fields.NAME` and the category
             fields, decisions = await self.moderated("content", screen_fields, state.guard, fields)
         grounding = await grounding_for(req, tpl, fields)  # `kb`: the folder's passages (404 naming `kb`)
+        profile = await style_for(req.style)  # `style`: its exemplars as shots, a score per choice (404 naming `style`)
         if grounding is not None and grounding.escalates(tpl):  # nothing relevant: the template's own reply, no model
             return await escalated_content(self, tpl, fields, grounding, key_id, req.model or state.base_id)
         adapter = state.resolve_model(req.model)
         overrides = {**(req.settings_ or {}), **req.overrides(max_tokens_limit=state.max_tokens_limit)}
+        overrides, choose = req.best_of_overrides(overrides)  # best_of: N candidates per choice, the best kept
         cancel = threading.Event()
         engine = state.engine_for(adapter, cancel=cancel)
         if grounding is not None and grounding.known:  # the passages that fit the context, through the template
             tpl, fields = await fitted(engine, tpl, fields, grounding, overrides)
+            if choose is not None:  # best_of with kb: the candidate whose sentences the passages support most
+                choose = grounding.best_of(choose.n)
 
         def work():
             if sheet is not None:  # the least important facts dropped until the prompt fits the model's context
                 fit_facts(engine, tpl, fields, sheet, overrides)
-            rendered, settings = prepare_content(engine, tpl, dict(fields), overrides=overrides)
+            shots = shots_for(profile, tpl, fields)
+            rendered, settings = prepare_content(engine, tpl, dict(fields), shots=shots, overrides=overrides)
             if settings.max_new_tokens > state.max_tokens_limit:
                 raise bad_request(
                     f"max_tokens is {settings.max_new_tokens}, above this server's limit of {state.max_tokens_limit}",
@@ -440,10 +446,10 @@ class Serving:
                     code="invalid_value",
                 )
             if sheet is not None:  # each version checked, and rewritten while a number is unsupported
-                job = TemplateJob(tpl, overrides, None, dict(fields))
+                job = TemplateJob(tpl, overrides, shots, dict(fields))
                 checked.extend(write_checked(engine, job, sheet.evidence(fields), req.fact_retries))
                 return rendered, settings, [version.item for version in checked]
-            (outcome,) = write_many(engine, tpl, [rendered], settings, json_retries=req.json_retries)
+            (outcome,) = write_many(engine, tpl, [rendered], settings, json_retries=req.json_retries, choose=choose)
             return rendered, settings, outcome
 
         slot = state.slots.acquire()
@@ -490,6 +496,8 @@ class Serving:
             screened = await self.moderated("content", _screen_content, state.guard, outcome)
             texts, datas, outputs = ([row[i] for row in screened] for i in range(3))
 
+        styles = await scores_for(profile, texts)  # after moderation: the texts as answered
+
         def records() -> list[GenerationRecord]:
             return [
                 GenerationRecord.of(
@@ -521,8 +529,13 @@ class Serving:
             if sheet is not None:  # checked again: moderation may have redacted the text
                 check = check_text(texts[index], sheet.evidence(fields))
                 choice["fact_check"] = check_json(check, checked[index].unsupported_per_attempt)
-            if grounding is not None:
+            if grounding is not None:  # and what supports each sentence, the quote of a reply none supports
                 choice["citations"] = item.extra["citations"]
+                choice.update({k: item.extra[k] for k in ("support", "quote", "model_text") if k in item.extra})
+            if styles is not None:
+                choice["style"] = styles[index]
+            if "best_of" in item.extra:  # the checks and likelihood it was chosen by, and every candidate's score
+                choice["best_of"] = item.extra["best_of"]
             choice.update(choice_note(outputs[index]))
             choices.append(choice)
         return JSONResponse(
