@@ -1,4 +1,4 @@
-"""python benchmarks/bench_knowledge.py --grounding 20 --max-new-tokens 120 --model smollm2-135m-instruct
+"""python benchmarks/bench_knowledge.py --grounding 20 --zh-grounding 20 --max-new-tokens 120 --save replies.jsonl
 
 Knowledge folders on a real document: the Debian FAQ (apt-get install debian-faq debian-faq-zh-cn), English
 chapters (/usr/share/doc/debian/FAQ/*.en.html) and Chinese ones (zh-cn/*.html), each indexed into its own
@@ -11,10 +11,16 @@ folder in a temporary INKWELL_HOME. Printed:
 2. the relevance threshold: the best passage's relevance for the FAQ questions vs 20 off-topic shop questions per
    language (benchmarks/data/off-topic.jsonl), and how many of each fall on the right side of
    compose.grounded's MIN_COSINE / MIN_COVERAGE;
-3. grounding with the embedded SmolLM2 on the first `--grounding` English questions, written with the
-   customer-service-reply template (greedy) with and without the knowledge folder: with it, the share of
-   replies whose cited passages contain the answer substring, the share citing anything, the escalations;
-   in both runs, the share of replies that contain the answer substring themselves.
+3. grounded answers: the first `--grounding` English questions written by SmolLM2-135M-Instruct and the first
+   `--zh-grounding` Chinese ones by gemma3-270m (a base model), through customer-service-reply, once per variant of
+   VARIANTS (no folder; 5 or 2 or 1 passages; before the request or right before the question; whole passages or
+   their key sentences; a worked example; greedy, one sample, best of 4 samples by supported sentences). Per
+   variant: replies holding the answer phrase (strict: the exact phrase; loose: half its content words, Chinese
+   bigrams), replies whose cited passage (the model's or an attributed citation) holds it, sentences supported,
+   the quote fallback (offered when no sentence is supported) and the answer with --quote (the quote where one
+   was offered, else the reply);
+4. the attribution threshold: for each threshold, the share of checked sentences attributed, for replies written
+   without the passages (never saw them) and with them (compose/attribution.py's MIN_SUPPORT).
 
 The CPU's flags (avx2 / avx512 / amx) are printed first; the last line is a JSON object of the figures.
 """
@@ -154,23 +160,30 @@ def plain(text: str) -> str:
     return re.sub(r"\s?\[\d{1,3}(?:\s*[,，;]\s*\d{1,3})*\]", "", text).casefold()
 
 
-# (name, PromptStyle arguments, best-of candidates); None: written without the knowledge folder
+SAMPLED = 0.5  # customer-service-reply's own temperature: best-of candidates are sampled at it
+# (name, PromptStyle arguments or None: written without the knowledge folder, candidates: 0 greedy, 1 one sample
+# at SAMPLED, k > 1 the best of k samples by supported sentences)
 VARIANTS = {
     "en": [
-        ("no kb", None, 1),
-        ("5 passages before the request (the first version)", dict(passages=5, example=False, near_question=False), 1),
-        ("2 passages before the request", dict(passages=2, example=False, near_question=False), 1),
-        ("2 passages before the question", dict(passages=2, example=False, near_question=True), 1),
-        ("1 passage before the question", dict(passages=1, example=False, near_question=True), 1),
-        ("2 before the question + worked example", dict(passages=2, example=True, near_question=True), 1),
-        ("2 before the question, best of 4", dict(passages=2, example=False, near_question=True), 4),
+        ("no kb", None, 0),
+        ("5 passages before the request (the first version)", dict(passages=5, example=False, near_question=False), 0),
+        ("2 passages before the request", dict(passages=2, example=False, near_question=False), 0),
+        ("2 passages before the question", dict(passages=2, example=False, near_question=True), 0),
+        ("1 passage before the question", dict(passages=1, example=False, near_question=True), 0),
+        ("2 before the question + worked example", dict(passages=2, example=True, near_question=True), 0),
+        ("2 as key sentences, before the question", dict(passages=2, near_question=True, excerpt=3), 0),
+        ("2 as key sentences + worked example", dict(passages=2, example=True, near_question=True, excerpt=3), 0),
+        ("2 before the question, 1 sample", dict(passages=2, example=False, near_question=True), 1),
+        ("2 before the question, best of 4 samples", dict(passages=2, example=False, near_question=True), 4),
     ],
     "zh": [  # gemma3-270m is a base model: passages (and the example) go before the template's header
-        ("no kb", None, 1),
-        ("5 passages (the first version)", dict(passages=5, example=False, near_question=False), 1),
-        ("2 passages", dict(passages=2, example=False, near_question=False), 1),
-        ("2 passages + worked example", dict(passages=2, example=True, near_question=False), 1),
-        ("2 passages, best of 4", dict(passages=2, example=False, near_question=False), 4),
+        ("no kb", None, 0),
+        ("5 passages (the first version)", dict(passages=5, example=False, near_question=False), 0),
+        ("2 passages", dict(passages=2, example=False, near_question=False), 0),
+        ("2 passages + worked example", dict(passages=2, example=True, near_question=False), 0),
+        ("2 as key sentences", dict(passages=2, near_question=False, excerpt=3), 0),
+        ("2 passages, 1 sample", dict(passages=2, example=False, near_question=False), 1),
+        ("2 passages, best of 4 samples", dict(passages=2, example=False, near_question=False), 4),
     ],
 }
 
@@ -184,6 +197,7 @@ def grounding(
     from inkwell.compose.grounded import PromptStyle, ground_write
     from inkwell.generate.builder import EngineSpec, open_engine
     from inkwell.generate.jobs import prepare_write, write_job
+    from inkwell.models.embedder import embed
 
     rows = load(DATA / f"debian-faq-{lang}.jsonl")[:count]
     kb = f"faq-{lang}"
@@ -194,7 +208,8 @@ def grounding(
         f"{time.perf_counter() - started:.1f}s; {len(rows)} questions, greedy, {max_new_tokens} new tokens",
         flush=True,
     )
-    overrides = {"temperature": 0.0, "max_new_tokens": max_new_tokens, "seed": 0}
+    greedy = {"temperature": 0.0, "max_new_tokens": max_new_tokens, "seed": 0}
+    sampled = {"temperature": SAMPLED, "max_new_tokens": max_new_tokens, "seed": 0}
     result: dict = {}
     replies: list[dict] = []
     for name, style, candidates in VARIANTS[lang]:
@@ -206,23 +221,28 @@ def grounding(
         )  # fmt: skip
         started = time.perf_counter()
         for row in rows:
+            overrides = dict(sampled if candidates else greedy)
+            if candidates > 1:
+                overrides["num_return_sequences"] = candidates  # written together; the best kept (choose)
             job = prepare_write(
                 "customer-service-reply", None, {"message": row["question"]}, shots=None, overrides=overrides
             )
             answer = row["answer"].casefold()
             found = ground_write(kb, job)
             found.style = PromptStyle(**style) if style is not None else PromptStyle()
+            found.quote = "offer"  # the model's own reply is measured; "with --quote" below is what replaces it
             if style is None:
                 (record,) = write_job(engine, job).records
                 passages = found.passages[: found.style.passages]  # what the default would have shown
-                support = attribute(record.text, passages, found.query)
+                support = attribute(record.text, passages, found.query, embed=embed)
                 extra = {"support": support.to_json()}
-                offered = quote(passages, found.query) if not support.supported else None
+                offered = None  # no folder, no quote: the reply is the answer
             elif found.escalates(job.template):
                 tally["escalated"] += 1
                 continue  # the unknown_reply: no answer, no citation
             else:
-                (record,) = found.write(engine, found.apply(engine, job), candidates=candidates).records
+                choose = {"choose": found.best_of(candidates)} if candidates > 1 else {}
+                (record,) = write_job(engine, found.apply(engine, job), annotate=found.annotate, **choose).records
                 extra = record.extra
                 passages = found.passages
                 cites = extra.get("citations") or []
@@ -278,31 +298,56 @@ def grounding(
 
 
 def calibration(replies: list[dict], figures: dict) -> None:
-    """attribution.MIN_SUPPORT: the share of checked sentences attributed at each threshold, for replies written
-    without the passages (a sentence that never saw them: an attribution is at best a coincidence) and with them."""
+    """compose/attribution.py's thresholds. (a) The hand-labelled sentences of benchmarks/data/attribution-labels.jsonl
+    (63 sentences written with passages that share at least 40% of their words with one; `supported`: the passage
+    states what the sentence says): how many each rule attributes, and how many of those are right. (b) Replies
+    written without the passages (they never saw them: an attribution is at best a coincidence) and with them:
+    the share of checked sentences each rule attributes. English with and without the MiniLM check; Chinese on
+    words alone (MiniLM is an English model)."""
     from inkwell.compose.attribution import attribute
     from inkwell.knowledge import Passage
+    from inkwell.models.embedder import embed
 
-    print("\nattribution threshold: share of checked sentences attributed to a passage")
+    rules = {
+        "en": [("words 0.4", {"min_lexical": 0.4}), ("words 0.5", {"min_lexical": 0.5}),
+               ("words 0.6", {"min_lexical": 0.6})]
+        + [(f"words {w} + MiniLM {c}", {"min_support": w, "min_similarity": c, "embed": embed, "min_lexical": 2.0})
+           for w in (0.4, 0.5, 0.6) for c in (0.6, 0.7, 0.75, 0.8)],
+        "zh": [(f"words {w}", {"min_lexical": w}) for w in (0.4, 0.5, 0.6, 0.7, 0.8)],
+    }  # fmt: skip
+    labels = load(DATA / "attribution-labels.jsonl")
     out: dict = {}
-    for lang in sorted({r["lang"] for r in replies}):
+    print("\nattribution rules on the hand-labelled sentences: attributed (right) of the labelled, right ones")
+    for lang, cases in rules.items():
+        mine = [x for x in labels if x["lang"] == lang]
+        right_total = sum(x["supported"] for x in mine)
+        for name, rule in cases:
+            took = right = 0
+            for x in mine:
+                passage = Passage(x["passage"], "", 0, len(x["passage"]), x["heading"], "", 0.0, "", 0.0)
+                if attribute(x["sentence"], [passage], x["query"], **rule).supported:
+                    took += 1
+                    right += x["supported"]
+            out[f"labels/{lang}/{name}"] = {"attributed": took, "right": right, "labelled_right": right_total}
+            print(f"{lang} {name}: {took} attributed, {right} right (of {right_total} right in {len(mine)})")
+    print("\nattribution rules on the replies: checked sentences attributed, without and with the passages")
+    for lang, cases in rules.items():
         for side in ("without kb", "with kb"):
             picked = [r for r in replies if r["lang"] == lang and (r["variant"] == "no kb") == (side == "without kb")]
             if not picked:
                 continue
             line = []
-            for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+            for name, rule in cases:
                 checked = attributed = 0
                 for r in picked:
                     passages = [Passage(**p) for p in r["passages"]]
                     text = plain(r["text"]) if side == "with kb" else r["text"]  # our own [n] out: attribute again
-                    found = attribute(text, passages, r["query"], threshold=threshold)
+                    found = attribute(text, passages, r["query"], **rule)
                     checked += len(found.sentences)
                     attributed += sum(s.how == "attributed" for s in found.sentences)
-                share = attributed / checked if checked else 0.0
-                out[f"{lang}/{side}/{threshold}"] = round(share, 3)
-                line.append(f"{threshold}: {attributed}/{checked} ({share:.0%})")
-            print(f"{lang} {side} ({len(picked)} replies): " + "; ".join(line))
+                out[f"replies/{lang}/{side}/{name}"] = f"{attributed}/{checked}"
+                line.append(f"{name}: {attributed}/{checked}")
+            print(f"{lang} {side} ({len(picked)} replies): " + "; ".join(line), flush=True)
     figures["attribution"] = out
 
 
@@ -319,9 +364,13 @@ def main() -> None:
     parser.add_argument("--variants", help="only these variants (comma-separated names, as printed)")
     parser.add_argument("--skip-retrieval", action="store_true", help="index, but measure only the grounding")
     parser.add_argument("--save", type=Path, help="write every reply (with its passages and support) to this JSONL")
+    parser.add_argument("--calibrate", type=Path, help="only the attribution thresholds, on replies saved by --save")
     parser.add_argument("--home", type=Path, help="keep the indexes in this INKWELL_HOME (reused when run again)")
     args = parser.parse_args()
     only = set(args.variants.split(",")) if args.variants else None
+    if args.calibrate is not None:
+        calibration(load(args.calibrate), {})
+        return
     if not (FAQ / "index.en.html").exists() or not (FAQ / "zh-cn").is_dir():
         sys.exit("the Debian FAQ is not installed: apt-get install debian-faq debian-faq-zh-cn")
     figures: dict = {"cpu": cpu_flags()}

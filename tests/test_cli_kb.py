@@ -105,7 +105,9 @@ def test_write_kb_records_grounding_and_citations(capsys, shop, tiny_4k):
     out, err = run(capsys, [*argv, "--model", str(tiny_4k), "--json", *FAST])
     record = json.loads(out)
     assert "knowledge: 5 passages from 'shop'" in err
-    assert record["grounding"]["known"] and len(record["grounding"]["passages"]) == 5
+    assert record["grounding"]["known"] and record["grounding"]["retrieved"] == 5
+    assert len(record["grounding"]["passages"]) == 2  # the best two in the prompt (docs/grounding.md)
+    assert "support" in record and all(c["how"] in ("model", "attributed", "quoted") for c in record["citations"])
     assert record["grounding"]["passages"][0]["heading"] == "Returns and refunds > Broken items"
     assert isinstance(record["citations"], list)
     assert "kb_passages" not in record["fields"] and record["fields"]["message"] == ON_TOPIC
@@ -144,3 +146,18 @@ def test_batch_kb_grounds_each_row_and_escalates_off_topic_rows(capsys, shop, ti
     history = {row["row_id"]: row for row in json.loads(out)}
     assert history["a"]["metadata"]["grounding"]["known"] and "Broken items" in history["a"]["prompt"]
     assert history["b"]["metadata"]["grounding"]["escalated"]
+
+
+def test_write_kb_quote_answers_with_the_best_passage(capsys, shop, tiny_4k):
+    argv = ["write", "customer-service-reply", "--kb", "shop", "--set", f"message={ON_TOPIC}", "--no-stream"]
+    out, err = run(capsys, [*argv, "--model", str(tiny_4k), "--json", *FAST])
+    record = json.loads(out)
+    # four random tokens state nothing a passage supports: the best passage's key sentences answer instead
+    assert record["text"] == record["quote"]["text"] and record["text"].endswith(" [1]")
+    assert "We ship a replacement at no cost" in record["text"] and "model_text" in record
+    assert [(c["number"], c["how"]) for c in record["citations"]] == [(1, "quoted")]
+    assert record["quote"]["source"] == str(shop / "returns.md")
+    out, err = run(capsys, [*argv, "--model", str(tiny_4k), "--json", "--no-quote", *FAST])
+    kept = json.loads(out)
+    assert kept["text"] != kept["quote"]["text"] and "model_text" not in kept  # the model's reply, quote offered
+    assert "no passage supports the reply" in err

@@ -1,12 +1,20 @@
 """Writing grounded on a knowledge folder (`--kb NAME`): the passages that best match the request are numbered
-into the prompt (as many as the model's context holds), the model is asked to cite them like [1], and each
-citation in the text is mapped back to its passage (file, character offsets, heading, checksum).
+into the prompt (the best PromptStyle.passages of them, as many as the model's context holds), the model is asked
+to cite them like [1], each citation in the text is mapped back to its passage (file, character offsets, heading,
+checksum), and the sentences the model left uncited are attributed to the passage they come from
+(compose/attribution.py): a small model rarely writes a citation itself.
 
     grounding = retrieve(KnowledgeBase.open("support"), template, fields)    # before any model loads
     if grounding.escalates(template):           # nothing relevant and the template says what to do then
         text = unknown_reply(template, fields)  # "...I have passed your message on to a colleague": no model call
     job = grounding.apply(engine, job)          # passages in the prompt, within engine.count_tokens' budget
-    outcome = write_job(engine, job, annotate=grounding.annotate)   # records carry `citations` + `grounding`
+    outcome = write_job(engine, job, annotate=grounding.annotate,          # `citations` (each with `how`),
+                        choose=grounding.best_of(4))                       # `support`, `quote`, `grounding`
+
+`annotate` keeps the model's citations (`how: "model"`), inserts `[n]` after each other sentence a passage
+supports (`"attributed"`), lists the rest in `support.unsupported`, and for a reply no passage supports offers
+the best passage's key sentences as `quote` (Grounding.quote == "replace": they become the text, `"quoted"`).
+`best_of(n)` is the `--best-of` chooser that keeps the candidate with the most supported sentences.
 
 When is a passage relevant? Passage.relevance is the cosine of query and passage (MiniLM) for English, and the
 share of the query's words the passage holds for Chinese (the embedder is English-only). Calibrated on the
@@ -19,14 +27,15 @@ Chinese scored 0.25-0.83 against 0.00-0.30, so MIN_COVERAGE = 0.22 keeps every F
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from inkwell.compose.attribution import Attribution, attribute, cited_numbers, quote
+from inkwell.compose.attribution import Attribution, attribute, cited_numbers, key_sentences, quote
+from inkwell.compose.bestof import check_best_of
 from inkwell.errors import InkwellError
-from inkwell.generate.content import DEFAULT_JSON_RETRIES, ContentResult
-from inkwell.generate.content import write as write_content
+from inkwell.generate.content import ContentResult
 from inkwell.generate.jobs import Outcome, TemplateJob
 from inkwell.generate.record import GenerationRecord
 from inkwell.generate.settings import GenerationSettings
@@ -40,8 +49,6 @@ MIN_COSINE = 0.30  # best passage's cosine below this: nothing relevant (English
 MIN_COVERAGE = 0.22  # the same for Chinese queries: share of the query's words found in the best passage
 KNOWLEDGE_FIELD = "kb_passages"  # the template field the numbered passages are rendered through
 QUOTE_MODES = ("offer", "replace")  # a reply no passage supports: quote offered in `quote`, or the quote replaces it
-CANDIDATE_TEMPERATURE = 0.7  # best-of candidates of a greedy request sample (greedy ones would all be the same)
-CANDIDATE_SEED_STEP = 1000  # candidate c of a seeded request uses seed + 1000 * c
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class PromptStyle:
     passages: int = 2  # passages in the prompt: two held the answer nearly as often as five, in a shorter prompt
     example: bool = False  # a worked example of a cited answer before the passages
     near_question: bool = True  # passages after the instructions, right before the question (restated)
+    excerpt: int = 0  # > 0: each passage shown as its key sentences (that many) instead of in full
 
     def __post_init__(self) -> None:
         if not 1 <= self.passages <= TOP_K:
@@ -78,7 +86,7 @@ _EXAMPLE = {
     "回答：可以。未使用的商品可以在 30 天内退回并全额退款[2]。",
 }
 _LABELS = {
-    "en": ("Numbered passages from the knowledge folder:", "Question:"),
+    "en": ("Numbered passages from the knowledge folder:", "Question: "),
     "zh": ("知识库中的编号段落：", "问题："),
 }
 # Added around a template's own prompts. Passages travel as a field value (never as template text), so a
@@ -107,7 +115,7 @@ class Grounding:
     escalated: bool = False  # answered with the template's unknown_reply, without the model
     say: Callable[[str], None] | None = field(default=None, repr=False)
     style: PromptStyle = field(default_factory=PromptStyle)
-    quote: str = "offer"
+    quote: str = "replace"  # measured: see QUOTE_MODES
     retrieved: int = -1  # passages the search returned (-1: as many as `passages`)
 
     def __post_init__(self) -> None:
@@ -152,23 +160,17 @@ class Grounding:
 
     def annotate(self, item: ContentResult) -> None:
         """Map the citations of one written version to passages, attribute its uncited sentences (into
-        item.extra, so the record and the store carry them) and keep the passages out of the record's fields."""
+        item.extra, so the record and the store carry them) and keep the passages out of the record's fields;
+        what no passage supports is said (`say`) to the person at the terminal."""
         annotate(item, self)
+        for note in support_notes(item):
+            self._note(f"warning: {note}")
 
-    def write(
-        self,
-        engine,
-        job: TemplateJob,
-        *,
-        candidates: int = 1,
-        on_delta=None,
-        json_retries: int = DEFAULT_JSON_RETRIES,
-        store: Any = None,
-    ) -> Outcome:
-        """`write --kb` on a job from `apply`: best of `candidates` per version (write_grounded)."""
-        return write_grounded(
-            engine, job, self, candidates=candidates, on_delta=on_delta, json_retries=json_retries, store=store
-        )
+    def best_of(self, n: int) -> Callable[..., list]:
+        """`--best-of N` with `--kb`: the chooser (generate.content's `choose`) that keeps, of each version's N
+        candidates, the one with the most sentences a passage supports (ties: the first written)."""
+        check_best_of(n)
+        return functools.partial(choose_supported, self, n)
 
     def escalate(self, job: TemplateJob, model: str, store: Any = None) -> Outcome:
         """The template's unknown_reply as the outcome, without a model: logged like any generation."""
@@ -228,7 +230,7 @@ def search(kb: KnowledgeBase, query: str, *, k: int = TOP_K, say: Callable | Non
 
 
 def ground_write(
-    kb: str, job: TemplateJob, say: Callable[[str], None] | None = None, *, quote: str = "offer"
+    kb: str, job: TemplateJob, say: Callable[[str], None] | None = None, *, quote: str = "replace"
 ) -> Grounding:
     """`write --kb`: the passages for a checked job (its fields already resolved and moderated)."""
     fields = job.template.resolve_fields(job.fields)
@@ -267,12 +269,14 @@ def grounded_template(template: ContentTemplate, style: PromptStyle | None = Non
     return grounded
 
 
-def passages_text(passages: list[Passage]) -> str:
-    """The passages as the model reads them: `[n] heading` then the text, blank lines between."""
+def passages_text(passages: list[Passage], query: str = "", excerpt: int = 0) -> str:
+    """The passages as the model reads them: `[n] heading` then the text (excerpt > 0: only that many key
+    sentences for the query), blank lines between."""
     blocks = []
     for number, passage in enumerate(passages, start=1):
         heading = passage.heading.split(" > ")[-1] if passage.heading else ""
-        text = passage.text.strip()
+        key = key_sentences(passage, query, excerpt) if excerpt else None
+        text = key[2] if key is not None else passage.text.strip()
         title = f" {heading}" if heading and not text.startswith(heading) else ""
         blocks.append(f"[{number}]{title}\n{text}")
     return "\n\n".join(blocks)
@@ -284,9 +288,10 @@ def knowledge_block(passages: list[Passage], query: str, style: PromptStyle, *, 
     lang = "zh" if has_cjk(query) else "en"
     heading, asked = _LABELS[lang]
     parts = [_EXAMPLE[lang]] if style.example else []
-    parts.append(f"{heading}\n\n{passages_text(passages)}" if chat else passages_text(passages))
+    shown = passages_text(passages, query, style.excerpt)
+    parts.append(f"{heading}\n\n{shown}" if chat else shown)
     if chat and style.near_question:
-        parts += [f"{asked} {query}", _RULE[lang]]
+        parts += [f"{asked}{query}", _RULE[lang]]
     return "\n\n".join(parts)
 
 
@@ -393,7 +398,7 @@ def annotate(item: ContentResult, grounding: Grounding) -> None:
     passages = grounding.passages if grounding.known else []
     extra: dict[str, Any] = {}
     if passages and item.data is None:  # a structured reply's JSON is left as it is
-        found = attribute(item.text, passages, grounding.query)
+        found = attribute(item.text, passages, grounding.query, embed=_embed)
         extra["support"] = found.to_json()
         offered = quote(passages, grounding.query) if not found.supported else None
         if offered is not None:
@@ -418,97 +423,57 @@ def annotate(item: ContentResult, grounding: Grounding) -> None:
     item.rendered = dataclasses.replace(item.rendered, fields=fields)
 
 
-def supported_count(item: ContentResult) -> int:
-    """How many sentences of an annotated version a passage supports (best-of's score)."""
-    return int(item.extra.get("support", {}).get("supported", 0))
+def _embed(texts):
+    """MiniLM (loaded on first use: attribution asks only for English sentences that share words with a passage)."""
+    from inkwell.models.embedder import embed
+
+    return embed(texts)
+
+
+def support_notes(item: ContentResult) -> list[str]:
+    """What the person at the terminal is told about a version's unsupported sentences and its quote."""
+    support = item.extra.get("support")
+    if support is None:
+        return []
+    out = []
+    if support["unsupported"]:
+        listed = "; ".join(repr(s["text"][:80]) for s in support["unsupported"][:3])
+        out.append(
+            f"{len(support['unsupported'])} of {support['checked']} sentences are found in no passage: {listed} "
+            "(--json: support.unsupported)"
+        )
+    offered = item.extra.get("quote")
+    if offered is not None and "model_text" not in item.extra:
+        out.append(f"no passage supports the reply; passage [1] says: {offered['text']} (--quote answers with it)")
+    return out
 
 
 # ---------------------------------------------------------------- best of n
 
 
-def write_grounded(
-    engine,
-    job: TemplateJob,
-    grounding: Grounding,
-    *,
-    candidates: int = 1,
-    on_delta=None,
-    json_retries: int = DEFAULT_JSON_RETRIES,
-    store: Any = None,
-) -> Outcome:
-    """`write --kb`: each version written `candidates` times (the extra ones in one batched engine call,
-    sampled: a greedy request's at CANDIDATE_TEMPERATURE, a seeded one's with seed + 1000 * c), annotated, and
-    the one with the most supported sentences kept (ties: the first, i.e. the request as asked); then moderated
-    and logged like generate.jobs.write_job. `support.candidates` records every candidate's count."""
-    from inkwell.generate.moderation import moderate_versions
-
-    if candidates < 1:
-        raise InkwellError(f"grounded candidates must be 1 or more, got {candidates}", field="grounded-candidates")
-    first = write_content(
-        engine,
-        job.template,
-        job.fields,
-        shots=job.shots,
-        overrides=job.overrides,
-        on_delta=on_delta if candidates == 1 else None,  # a version may be replaced: only one is streamed
-        json_retries=json_retries,
-    )
-    versions = [[item] for item in first]
-    if candidates > 1:
-        asked = GenerationSettings.build(job.template.decoding, job.overrides)
-        more = {
-            **job.overrides,
-            "num_return_sequences": len(first) * (candidates - 1),
-            "temperature": CANDIDATE_TEMPERATURE if asked.greedy else asked.temperature,
-            "seed": None if asked.seed is None else asked.seed + CANDIDATE_SEED_STEP,
+def choose_supported(grounding: Grounding, n: int, engine, template, rendered, candidates: list) -> list:
+    """generate.content's `choose` for grounded writing: of `len(candidates)` candidates (n per version), the
+    `len(candidates) // n` with the most sentences a passage supports (the model's citations and the attributed
+    ones; ties: the first written), best first. Each kept one records every candidate's count in
+    `extra["best_of"]`. Nothing is changed in the texts: `annotate` adds the citations to the kept ones."""
+    del engine, template, rendered  # the chooser contract's arguments: ranking needs only the texts
+    passages = grounding.passages if grounding.known else []
+    counts = [
+        len(attribute(c.text, passages, grounding.query, embed=_embed).supported) if passages else 0 for c in candidates
+    ]
+    keep = max(1, len(candidates) // n)
+    ranked = sorted(range(len(candidates)), key=lambda i: (-counts[i], i))[:keep]
+    listing = [{"index": i, "supported": count} for i, count in enumerate(counts)]
+    for rank, index in enumerate(ranked, start=1):
+        candidates[index].extra["best_of"] = {
+            "n": n,
+            "by": "supported sentences",
+            "rank": rank,
+            "index": index,
+            "supported": counts[index],
+            "candidates": listing,
         }
-        extra = write_content(
-            engine, job.template, job.fields, shots=job.shots, overrides=more, json_retries=json_retries
-        )
-        for index, item in enumerate(extra):
-            versions[index // (candidates - 1)].append(item)
-    warnings = list(first[0].warnings)
-    chosen = []
-    for v, group in enumerate(versions):
-        for item in group:
-            annotate(item, grounding)
-        counts = [supported_count(item) for item in group]
-        best = group[counts.index(max(counts))]
-        if candidates > 1 and "support" in best.extra:
-            best.extra["support"] = {**best.extra["support"], "candidates": counts, "chosen": group.index(best)}
-        chosen.append(best)
-        warnings += _support_warnings(best, v, len(first))
-    kept, blocked = moderate_versions(job.guard, chosen, warnings) if job.guard is not None else (chosen, [])
-    records = []
-    for item in kept:
-        record = GenerationRecord.of_content(engine, item, template=job.template.name, source="write")
-        if store is not None:
-            generation_id = store.log_record(record)
-            if job.guard is not None:
-                job.guard.link(item.moderation_audit_id, generation_id)
-        records.append(record)
-    return Outcome(records, blocked, warnings)
-
-
-def _support_warnings(item: ContentResult, index: int, count: int) -> list[str]:
-    """What the person at the terminal is told about a version's unsupported sentences and its quote."""
-    support = item.extra.get("support")
-    if support is None:
-        return []
-    which = f"version {index + 1}: " if count > 1 else ""
-    out = []
-    if support["unsupported"]:
-        listed = "; ".join(repr(s["text"][:80]) for s in support["unsupported"][:3])
-        out.append(
-            f"{which}{len(support['unsupported'])} of {support['checked']} sentences are found in no passage: "
-            f"{listed} (--json: support.unsupported)"
-        )
-    offered = item.extra.get("quote")
-    if offered is not None and "model_text" not in item.extra:
-        out.append(
-            f"{which}no passage supports the reply; passage [1] says: {offered['text']} (--quote answers with it)"
-        )
-    return out
+    return [candidates[i] for i in ranked]
 
 
 # ---------------------------------------------------------------- nothing relevant: escalate

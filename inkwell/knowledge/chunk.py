@@ -52,7 +52,7 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     spans = []
     position = start
     for match in _SENTENCE_END.finditer(text, start, end):
-        spans.append((position, match.start()))
+        spans.append((position, match.start() + len(match.group(0).rstrip())))  # closing quotes stay with it
         position = match.end()
     spans.append((position, end))
     out = []

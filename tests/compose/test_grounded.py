@@ -76,7 +76,8 @@ def test_grounded_write_puts_passages_in_the_prompt_and_cites(shop_kb, tiny_engi
         overrides={"max_new_tokens": 4, "seed": 1},
     )
     found = grounded.ground_write("shop", job)
-    fitted = found.apply(tiny_engine, job)  # the tiny model's context is 512 tokens: passages are left out
+    found.style = grounded.PromptStyle(passages=5)  # five asked for: the 1024-token context holds fewer
+    fitted = found.apply(tiny_engine, job)
     assert found.dropped >= 1 and 1 <= len(found.passages) < 5
     assert found.passages[0].heading.endswith("Broken items")  # the best one is kept
     prompt = tiny_engine.render(grounded.build_prompt(fitted.template, fitted.fields, chat=True).prompt)
@@ -106,7 +107,7 @@ def test_annotate_maps_what_the_model_wrote(shop_kb, tiny_engine):
         None,  # type: ignore[arg-type]
     )
     found.annotate(item)
-    assert item.extra["citations"][0]["number"] == 1
+    assert item.extra["citations"][0]["number"] == 1 and item.extra["citations"][0]["how"] == "model"
     assert item.extra["citations"][0]["source"].endswith("returns.md")
     assert item.extra["citations"][0]["text"] == found.passages[0].text
     assert grounded.KNOWLEDGE_FIELD not in item.rendered.fields
@@ -149,3 +150,114 @@ def test_passages_are_data_not_template_code():
     fields = {"message": "hello", grounded.KNOWLEDGE_FIELD: grounded.passages_text(hostile)}
     rendered = grounded.build_prompt(template, fields, chat=True)
     assert "{{ 7 * 7 }}" in rendered.prompt[-1]["content"] and "49" not in rendered.prompt[-1]["content"]
+
+
+def test_default_style_puts_two_passages_right_before_the_question(shop_kb, tiny_engine):
+    job = prepare_write(
+        "customer-service-reply", None, {"message": "My mug arrived broken."}, shots=None,
+        overrides={"max_new_tokens": 4},
+    )  # fmt: skip
+    found = grounded.ground_write("shop", job)
+    assert found.retrieved == 5
+    fitted = found.apply(tiny_engine, job)
+    assert len(found.passages) == grounded.PromptStyle().passages == 2 and found.dropped == 0
+    user = grounded.build_prompt(fitted.template, fitted.fields, chat=True).prompt[-1]["content"]
+    # the template's request, then the passages, the question again and the citation rule
+    assert user.index("Customer message:") < user.index("[1]") < user.index("Question: My mug arrived broken.")
+    assert user.endswith("say that you do not know.")
+    example = grounded.PromptStyle(passages=1, example=True)
+    block = grounded.knowledge_block(found.passages[:1], "我的杯子坏了", example)
+    assert block.startswith("一个引用段落的回答示例") and "问题：我的杯子坏了" in block and "[2]" in block
+
+
+def content_item(text: str, data=None):
+    from inkwell.generate.content import ContentResult
+    from inkwell.generate.rows import GenerationResult
+    from inkwell.generate.settings import GenerationSettings
+    from inkwell.prompts.render import RenderedPrompt
+
+    return ContentResult(
+        text,
+        data,
+        GenerationResult(text, 3, 5, "stop", 0.0, 0, 0, None),
+        RenderedPrompt([{"role": "user", "content": "p"}], {"message": "m", grounded.KNOWLEDGE_FIELD: "..."}, 0),
+        GenerationSettings(),
+    )
+
+
+BROKEN = passage(1, "If an item arrives broken, send us a photo of it. We ship a replacement at no cost.")
+RETURNS = passage(2, "You can return any item within 30 days of delivery. Refunds take 5 business days.")
+
+
+def shop_grounding(**more) -> grounded.Grounding:
+    return grounded.Grounding("shop", "My mug arrived broken.", [BROKEN, RETURNS], 0.3, 0.8, **more)
+
+
+def test_annotate_attributes_uncited_sentences_and_lists_unsupported_ones():
+    item = content_item("We ship a replacement at no cost. Our founder loves jazz music and sailing.")
+    grounded.annotate(item, shop_grounding())
+    assert item.text == "We ship a replacement at no cost [1]. Our founder loves jazz music and sailing."
+    (cited,) = item.extra["citations"]
+    assert (cited["number"], cited["how"], cited["source"]) == (1, "attributed", "/docs/1.md")
+    support = item.extra["support"]
+    assert (support["supported"], support["attributed"]) == (1, 1)
+    assert [u["text"] for u in support["unsupported"]] == ["Our founder loves jazz music and sailing."]
+    assert "quote" not in item.extra  # a passage supports part of it: nothing to offer
+    structured = content_item('{"reply": "We ship a replacement at no cost."}', data={"reply": "..."})
+    grounded.annotate(structured, shop_grounding())
+    assert structured.text.endswith('cost."}') and "support" not in structured.extra  # JSON is left alone
+
+
+def test_quote_is_offered_or_replaces_a_reply_no_passage_supports():
+    offered = content_item("Our founder loves jazz music and sailing.")
+    grounded.annotate(offered, shop_grounding(quote="offer"))
+    assert offered.text == "Our founder loves jazz music and sailing." and offered.extra["citations"] == []
+    assert offered.extra["quote"]["text"] == BROKEN.text + " [1]" and offered.extra["quote"]["passage"] == 1
+    replaced = content_item("Our founder loves jazz music and sailing.")
+    grounded.annotate(replaced, shop_grounding())  # the default: a reply no passage supports is replaced
+    assert replaced.text == BROKEN.text + " [1]"
+    assert replaced.extra["model_text"] == "Our founder loves jazz music and sailing."
+    assert [(c["number"], c["how"]) for c in replaced.extra["citations"]] == [(1, "quoted")]
+    with pytest.raises(InkwellError, match="quote must be one of offer, replace"):
+        shop_grounding(quote="always")
+
+
+def test_best_of_keeps_the_candidate_with_the_most_supported_sentences(tiny_engine):
+    grounding = shop_grounding()
+    choose = grounding.best_of(3)  # generate.content's `choose`, as `write --kb --best-of 3` passes it
+    texts = [
+        "Our founder loves jazz.",  # nothing supported
+        "We ship a replacement at no cost. Refunds take 5 business days.",  # two sentences supported
+        "We ship a replacement at no cost.",  # one
+        "We ship a replacement at no cost.",  # second version: ties with the next two, the first written wins
+        "Refunds take 5 business days.",
+        "Hello, we like sailing.",
+    ]
+    candidates = [content_item(t) for t in texts]
+    kept = choose(tiny_engine, None, None, candidates)  # 6 candidates, 3 per version: the best 2
+    assert [texts.index(k.text) for k in kept] == [1, 2]
+    assert kept[0].extra["best_of"]["supported"] == 2 and kept[0].extra["best_of"]["rank"] == 1
+    assert [c["supported"] for c in kept[0].extra["best_of"]["candidates"]] == [0, 2, 1, 1, 1, 0]
+    assert kept[0].text == texts[1]  # the texts are untouched: annotate adds the citations to the kept ones
+    grounding.annotate(kept[0])
+    assert kept[0].text == "We ship a replacement at no cost [1]. Refunds take 5 business days [2]."
+    ties = [content_item("Our founder loves jazz."), content_item("We like sailing boats.")]
+    assert choose(tiny_engine, None, None, ties) == [ties[0]]  # ties: the model's own order
+    with pytest.raises(InkwellError, match="best-of must be a whole number between 1 and 16"):
+        grounding.best_of(0)
+
+
+def test_write_kb_best_of_chooses_by_support(shop_kb, tiny_engine):
+    """The whole path on the tiny model: candidates written together, one kept, attributed, notes said."""
+    notes: list[str] = []
+    job = prepare_write(
+        "customer-service-reply", None, {"message": "My mug arrived broken."}, shots=None,
+        overrides={"max_new_tokens": 4, "seed": 3, "num_return_sequences": 2},
+    )  # fmt: skip
+    found = grounded.ground_write("shop", job, notes.append)
+    fitted = found.apply(tiny_engine, job)
+    (record,) = write_job(tiny_engine, fitted, annotate=found.annotate, choose=found.best_of(2)).records
+    assert record.extra["best_of"]["n"] == 2 and len(record.extra["best_of"]["candidates"]) == 2
+    assert "support" in record.extra and record.extra["grounding"]["kb"] == "shop"
+    assert all(c["how"] in ("model", "attributed", "quoted") for c in record.extra["citations"])
+    assert any(n.startswith("knowledge: 5 passages from 'shop'") for n in notes)

@@ -55,6 +55,7 @@ def test_content_with_kb_cites_and_logs(server, shop):
     data = response.json()
     assert data["grounding"]["known"] and data["grounding"]["passages"][0]["heading"].endswith("Broken items")
     assert isinstance(data["choices"][0]["citations"], list)
+    assert "support" in data["choices"][0]  # what supports each sentence (and a quote where nothing does)
     row = stored(server)[-1]
     assert "We ship a replacement at no cost" in row["prompt"]
     assert "kb_passages" not in json.loads(row["fields"])

@@ -111,11 +111,11 @@ async def _write(
         if isinstance(outcome, Exception):
             raise outcome
         for item in outcome:
+            if grounding is not None:  # citations added to the text; they ride with the record (knowledge.cited)
+                grounding.annotate(item)
             text = item.text
             if state.guard is not None:
                 text, _decision = await run_in_threadpool(state.guard.screen_output, item.text)
-            if grounding is not None:  # its citations ride with the record into the store (knowledge.cited)
-                grounding.annotate(item)
             record = GenerationRecord.of_content(
                 engine, item, template=tpl.name, source="studio", api_key_id=None if owner == LOCAL else owner
             )
