@@ -16,8 +16,8 @@ from inkwell.errors import InkwellError
 from inkwell.serve.errors import APIError, bad_request, from_inkwell
 from inkwell.serve.serving import api_error
 from inkwell.serve.studio import schemas
-from inkwell.serve.studio.service import Studio, not_found
-from inkwell.store.longform import LongformData, NotFound
+from inkwell.serve.studio.service import Studio
+from inkwell.store.longform import LongformData
 
 _similar: dict[str, Any] = {}
 _similar_lock = threading.Lock()
@@ -34,15 +34,7 @@ def similar_for(lang: str):
 
 
 async def data(studio: Studio, action: Callable[[LongformData], Any]) -> Any:
-    def run() -> Any:
-        return studio.state.with_store(lambda store: action(LongformData(store)))
-
-    try:
-        return await run_in_threadpool(run)
-    except NotFound as exc:
-        raise not_found(exc) from None
-    except InkwellError as exc:
-        raise from_inkwell(exc) from None
+    return await studio.data(action, LongformData)
 
 
 def _outline(run: dict):

@@ -81,12 +81,12 @@ class Studio:
         state.rate.check(key_id or f"addr:{request.client.host if request.client else '-'}")
         return key_id or LOCAL
 
-    async def data(self, action: Callable[[StudioData], Any]) -> Any:
-        """`action(StudioData)` on the server's store, off the event loop; NotFound -> 404, other user errors
-        -> 400 naming the field."""
+    async def data(self, action: Callable[[Any], Any], tables: Callable[[Any], Any] = StudioData) -> Any:
+        """`action(tables(store))` on the server's store (StudioData, or another owner-scoped family such as
+        LongformData), off the event loop; NotFound -> 404, other user errors -> 400 naming the field."""
 
         def run() -> Any:
-            return self.state.with_store(lambda store: action(StudioData(store)))
+            return self.state.with_store(lambda store: action(tables(store)))
 
         try:
             return await run_in_threadpool(run)
