@@ -11,16 +11,19 @@ folder in a temporary INKWELL_HOME. Printed:
 2. the relevance threshold: the best passage's relevance for the FAQ questions vs 20 off-topic shop questions per
    language (benchmarks/data/off-topic.jsonl), and how many of each fall on the right side of
    compose.grounded's MIN_COSINE / MIN_COVERAGE;
-3. grounded answers: the first `--grounding` English questions written by SmolLM2-135M-Instruct and the first
+3. the quote fallback on all 50 questions per language: the best passage's key sentences holding the answer;
+4. grounded answers: the first `--grounding` English questions written by SmolLM2-135M-Instruct and the first
    `--zh-grounding` Chinese ones by gemma3-270m (a base model), through customer-service-reply, once per variant of
    VARIANTS (no folder; 5 or 2 or 1 passages; before the request or right before the question; whole passages or
    their key sentences; a worked example; greedy, one sample, best of 4 samples by supported sentences). Per
    variant: replies holding the answer phrase (strict: the exact phrase; loose: half its content words, Chinese
    bigrams), replies whose cited passage (the model's or an attributed citation) holds it, sentences supported,
-   the quote fallback (offered when no sentence is supported) and the answer with --quote (the quote where one
-   was offered, else the reply);
-4. the attribution threshold: for each threshold, the share of checked sentences attributed, for replies written
-   without the passages (never saw them) and with them (compose/attribution.py's MIN_SUPPORT).
+   the quote fallback (offered when no sentence is supported) and the answer as written by default (the quote where one
+   was offered, else the reply; --no-quote keeps the reply);
+5. the attribution thresholds (compose/attribution.py): on the hand-labelled sentences of
+   benchmarks/data/attribution-labels.jsonl, how many each rule attributes and how many of those are right; on
+   the replies, the share of checked sentences attributed, written without the passages (they never saw them)
+   and with them.
 
 The CPU's flags (avx2 / avx512 / amx) are printed first; the last line is a JSON object of the figures.
 """
@@ -147,6 +150,27 @@ def threshold(kbs: dict, figures: dict) -> None:
     figures["threshold"] = out
 
 
+def quotes(kbs: dict, figures: dict) -> None:
+    """The quote fallback on all 50 questions per language: does the best passage's key sentences (what replaces
+    a reply no passage supports) hold the answer phrase? With one, two (the default) or three sentences."""
+    from inkwell.compose.attribution import quote
+
+    print("\nquote fallback: the answer phrase in the best passage's key sentences")
+    out = {}
+    for lang, kb in kbs.items():
+        rows = load(DATA / f"debian-faq-{lang}.jsonl")
+        hits = [kb.search(row["question"], k=5) for row in rows]
+        first = sum(row["answer"] in hit[0].text for row, hit in zip(rows, hits))
+        line = []
+        for count in (1, 2, 3):
+            found = [quote(hit, row["question"], count) for row, hit in zip(rows, hits)]
+            held = sum(q is not None and row["answer"] in q.text for row, q in zip(rows, found))
+            out[f"{lang}/{count}"] = f"{held}/{len(rows)}"
+            line.append(f"{count} sentence(s) {held}/{len(rows)}")
+        print(f"{lang}: " + "; ".join(line) + f" (the best passage holds it for {first}/{len(rows)})")
+    figures["quote"] = out
+
+
 def loose_hit(answer: str, reply: str) -> bool:
     """At least half of the answer phrase's content words (Chinese: character bigrams) are in the reply."""
     from inkwell.compose.attribution import terms
@@ -230,7 +254,7 @@ def grounding(
             answer = row["answer"].casefold()
             found = ground_write(kb, job)
             found.style = PromptStyle(**style) if style is not None else PromptStyle()
-            found.quote = "offer"  # the model's own reply is measured; "with --quote" below is what replaces it
+            found.quote = "offer"  # the model's own reply is measured; "as written" below is what the default writes
             if style is None:
                 (record,) = write_job(engine, job).records
                 passages = found.passages[: found.style.passages]  # what the default would have shown
@@ -287,7 +311,7 @@ def grounding(
             f"a cited passage holds it {tally['cited_right']}/{n} (model-written citation in {tally['model_cites']}/{n}, "
             f"any citation {tally['cites']}/{n}); the passages shown hold it {tally['passages_right']}/{n}; "
             f"sentences supported {tally['supported']}/{tally['sentences']}; quote offered {tally['offered']}/{n}, "
-            f"holding the answer {tally['quote_strict']} (loose {tally['quote_loose']}); with --quote the answer "
+            f"holding the answer {tally['quote_strict']} (loose {tally['quote_loose']}); as written (quote default) "
             f"holds it {tally['final_strict']}/{n} (loose {tally['final_loose']}/{n}); escalated {tally['escalated']} "
             f"({seconds:.0f}s)",
             flush=True,
@@ -382,6 +406,7 @@ def main() -> None:
         kbs = retrieval(figures, measure=not args.skip_retrieval)
         if not args.skip_retrieval:
             threshold(kbs, figures)
+            quotes(kbs, figures)
         replies = []
         if args.grounding:
             replies += grounding("en", args.grounding, args.max_new_tokens, args.model, args.engine, figures, only)
