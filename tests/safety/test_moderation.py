@@ -361,10 +361,19 @@ def test_clause_punctuation_never_joins_chinese_characters_into_a_term():
     policy = load_policy()
     line = "秋天起，秋风轻，一叶绿，绿叶垂向秋夜。"
     assert policy.moderate(line, "output").action == "allow"
-    for joined in ["绿，绿", "绿。绿", "绿、绿", "绿,绿", "绿；绿", "绿！绿", "绿\n绿"]:
-        assert not policy.moderate(f"一叶{joined}叶", "output").findings, joined
-    for evasion in ["绿绿", "绿 绿", "绿*绿", "绿_绿", "绿\u200b绿"]:  # symbols inside a word are still caught
+    for joined in ["黑，鬼", "黑。鬼", "黑、鬼", "黑,鬼", "黑；鬼", "黑！鬼", "黑\n鬼"]:  # a two-character term
+        assert not policy.moderate(f"天色{joined}火", "output").findings, joined
+    for evasion in ["黑鬼", "黑 鬼", "黑*鬼", "黑_鬼", "黑\u200b鬼"]:  # symbols inside a word are still caught
         assert policy.moderate(f"他是{evasion}", "output").action == "block", evasion
+
+
+def test_an_ordinary_chinese_reduplication_is_not_read_as_a_slur():
+    """CI blocked the README's Gemma-3 autumn poem as hate: 绿绿 ("so green") is ordinary Chinese; only the
+    slur's group-noun form is in the default list."""
+    policy = load_policy()
+    for line in ["春雨绿绿，山色空蒙。", "绿绿的草地上开满了花。", "花花绿绿的灯笼"]:
+        assert policy.moderate(line, "output").action == "allow", line
+    assert policy.moderate("那些绿绿们", "output").action == "block"
 
 
 def test_a_longer_term_spaced_in_every_gap_is_caught_even_with_clause_punctuation(banned):
