@@ -29,6 +29,10 @@ MAX_RANKED = 10  # names listed in one ranking line
 MAX_ROW_FACTS = 15  # tables up to this many rows also list each row as a fact
 # Numeric columns with these names order the rows (years, rounds) instead of being measured.
 ORDER_NAMES = re.compile(r"^(year|yr|month|week|day|date|quarter|period|season|round|matchday|minute|time)s?$", re.I)
+ORDER_NAMES_ZH = {"年份", "年度", "年", "月份", "月", "季度", "日期", "日", "周", "轮次", "时间"}  # the same in Chinese
+# A column of plain four-digit whole numbers in this range, rising row by row, is years even without a telling
+# header (2020, 2021, ...): summing or ranking them as a measure would say nothing.
+YEAR_RANGE = (1800, 2100)
 CELL = re.compile(
     r"^(?P<cur>[$€£¥])?\s*(?P<sign>[-+−]?)\s*(?P<num>\d{1,3}(?:,\d{3})+|\d+)?(?P<dec>\.\d+)?\s*(?P<pct>%)?$"
 )
@@ -278,7 +282,8 @@ def _time_series(add, frame, numeric: dict[str, Column], measures: list[str], da
 
 def _order_column(frame, columns: list[str], numeric: dict[str, Column]) -> tuple[str | None, list]:
     """The column that orders the rows: the first whose every cell is a date, else the first numeric column
-    named like a period (year, round, ...). Returns it with each row's (year, month, day) key."""
+    named like a period (year, round, 年份, ...), else the first column of rising years (2019, 2020, ...).
+    Returns it with each row's (year, month, day) key."""
     import pandas as pd
 
     for name in columns:
@@ -289,10 +294,22 @@ def _order_column(frame, columns: list[str], numeric: dict[str, Column]) -> tupl
         if parsed.notna().all():
             return name, [(d.year, d.month, d.day) for d in parsed]
     for name in columns:
-        if name in numeric and ORDER_NAMES.match(name.strip()):
+        if name in numeric and (ORDER_NAMES.match(name.strip()) or name.strip() in ORDER_NAMES_ZH):
             if all(frame[name]):  # every row has its place in time
                 return name, [(int(float(c)), 0, 0) for c in frame[name]]
+    for name in columns:  # only beside another number: a table of birth years alone is measured, not ordered
+        if name in numeric and len(numeric) > 1 and _years(list(frame[name])):
+            return name, [(int(c), 0, 0) for c in frame[name]]
     return None, []
+
+
+def _years(cells: list[str]) -> bool:
+    """Plain four-digit whole numbers within YEAR_RANGE, strictly increasing (at least two): a year column."""
+    if len(cells) < 2 or not all(re.fullmatch(r"\d{4}", c) for c in cells):
+        return False
+    years = [int(c) for c in cells]
+    low, high = YEAR_RANGE
+    return all(low <= y <= high for y in years) and all(a < b for a, b in zip(years, years[1:]))
 
 
 def _change(series, rows: list) -> float | None:

@@ -195,3 +195,38 @@ def test_missing_file_ragged_row_and_wrong_suffix(tmp_path):
 def test_rows_from_the_api_name_the_cell():
     with pytest.raises(InkwellError, match=r"row 2, column 'sales'"):
         facts_from_rows([{"sales": 1}, {"sales": [1, 2]}])
+
+
+@pytest.mark.parametrize(
+    "rows, order",
+    [
+        # a Chinese header: 年份 is the year, not a number to total and rank
+        ([{"年份": 2020, "销量": 100}, {"年份": 2021, "销量": 120}, {"年份": 2022, "销量": 90}], "年份"),
+        ([{"日期": "2021", "销量": 1}, {"日期": "2023", "销量": 2}], "日期"),
+        # no telling header: plain years rising row by row
+        ([{"期": 2019, "revenue": 5}, {"期": 2020, "revenue": 7}, {"期": 2021, "revenue": 6}], "期"),
+    ],
+)
+def test_year_columns_order_the_rows(rows, order):
+    sheet = facts_from_rows(rows)
+    assert sheet.order == order and order not in sheet.measures
+    measure = sheet.measures[0]
+    first, last = rows[0], rows[-1]
+    facts = facts_of(sheet)
+    assert facts["rows"] == f"Rows: {len(rows)}, {order} from {first[order]} to {last[order]}"
+    assert facts[f"{measure}.last"] == f"{measure} in {last[order]} (last): {last[measure]}"
+    assert f"total {order}" not in sheet.block()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"region": "N", "price": 1900, "units": 3}, {"region": "S", "price": 1850, "units": 4}],  # falling: prices
+        [{"region": "N", "price": 1900.5, "units": 3}, {"region": "S", "price": 1950.5, "units": 4}],  # not whole
+        [{"person": "A", "born": 1950}, {"person": "B", "born": 1960}],  # the only number: measured
+    ],
+)
+def test_numbers_that_only_look_like_years_are_measured(rows):
+    sheet = facts_from_rows(rows)
+    number = "price" if "price" in rows[0] else "born"
+    assert sheet.order is None and number in sheet.measures

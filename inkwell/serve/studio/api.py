@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, Response
 from inkwell.serve.errors import APIError
 from inkwell.serve.schemas import openapi_body
 from inkwell.serve.studio import compare as compare_
-from inkwell.serve.studio import knowledge, longform, loop, pieces, schemas
+from inkwell.serve.studio import extras, knowledge, longform, loop, pieces, schemas
 from inkwell.serve.studio.service import Studio
 
 PAGE = Path(__file__).parent / "page"
@@ -65,6 +65,11 @@ async def systems(request: Request):
 @router.get("/knowledge")
 async def knowledge_folders(request: Request):
     return await knowledge.listing(studio_of(request), request)
+
+
+@router.get("/styles")
+async def styles(request: Request):
+    return await extras.styles(studio_of(request), request)
 
 
 # ---------------------------------------------------------------- pieces

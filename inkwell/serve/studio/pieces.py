@@ -18,6 +18,7 @@ from inkwell.safety import ModerationBlocked
 from inkwell.serve.errors import APIError, bad_request, moderation_blocked
 from inkwell.serve.moderation import StreamScreen
 from inkwell.serve.serving import DONE, SSEResponse, api_error, sse
+from inkwell.serve.studio import extras as extras_
 from inkwell.serve.studio import knowledge, schemas
 from inkwell.serve.studio.service import LOCAL, Studio, parse_date
 from inkwell.store.studio import NotFound, PieceFilter, StudioData
@@ -27,11 +28,22 @@ async def create_piece(studio: Studio, request: Request) -> Response:
     owner = await studio.owner(request, model=True)
     req = await studio.body(request, schemas.PieceRequest)
     tpl = await studio.template(req.template)
-    grounding = await knowledge.ground(studio, req.kb, tpl, req.fields)  # `kb`: its passages (404 naming `kb`)
+    # `style`, `table`, `best_of` (extras.py): 404 naming `style`, 400 naming `table` or `best_of`
+    extras, given = await extras_.for_piece(studio, req, tpl)
+    grounding = await knowledge.ground(studio, req.kb, tpl, given)  # `kb`: its passages (404 naming `kb`)
     if grounding is not None and grounding.escalates(tpl):  # nothing relevant: the template's own reply, no model
-        return await knowledge.escalated_piece(studio, owner, tpl, req.fields, req.system, grounding, req.stream)
+        return await knowledge.escalated_piece(studio, owner, tpl, given, req.system, grounding, req.stream)
     fields, system, _adapter, rendered, decoding, engine, cancel, prompt = await studio.prepare(
-        owner, tpl, req.fields, req.settings, req.system, req.n, grounding
+        owner,
+        tpl,
+        given,
+        req.settings,
+        req.system,
+        req.n * extras.best_of,  # best-of: every candidate is a row of the batch
+        grounding,
+        shots=extras.shots,
+        sheet=extras.sheet,
+        system_for=extras.system_for(studio),
     )
     piece_id = await studio.data(
         lambda d: d.new_piece(
@@ -45,7 +57,7 @@ async def create_piece(studio: Studio, request: Request) -> Response:
         )
     )
     return await _write(
-        studio, request, owner, piece_id, tpl, rendered, decoding, engine, cancel, system, req.stream, grounding
+        studio, request, owner, piece_id, tpl, rendered, decoding, engine, cancel, system, req.stream, grounding, extras
     )
 
 
@@ -56,9 +68,11 @@ async def add_variant(studio: Studio, request: Request, piece_id: int) -> Respon
     req = await studio.body(request, schemas.VariantRequest)
     piece = await studio.data(lambda d: d.piece(owner, piece_id))
     tpl = await studio.template(piece["template"], param="template")
-    system, adapter = await studio.resolve_system(owner, req.system or piece["system"])
+    extras = await extras_.of_piece(studio, piece, tpl)  # the piece's style, facts table and best-of
+    system, adapter = await studio.resolve_system(owner, extras.asked(req.system or piece["system"]))
+    system, adapter = await extras.system_for(studio)(system, adapter)
     stored = {k: v for k, v in piece["settings"].items() if k != "seed"}  # a new seed: another text
-    decoding = template_settings(tpl, {**stored, "num_return_sequences": 1}, [])
+    decoding = template_settings(tpl, {**stored, "num_return_sequences": extras.best_of}, [])
     if req.settings is not None:
         decoding = template_settings(tpl, {**decoding.to_dict(), **req.settings.overrides()}, [])
     cancel = threading.Event()
@@ -68,7 +82,7 @@ async def add_variant(studio: Studio, request: Request, piece_id: int) -> Respon
     rendered = RenderedPrompt(prompt=piece["request"], fields=piece["fields"], shots_used=0)
     grounding = await studio.data(lambda d: knowledge.stored_grounding(d, piece))  # its passages are in the prompt
     return await _write(
-        studio, request, owner, piece_id, tpl, rendered, decoding, engine, cancel, system, req.stream, grounding
+        studio, request, owner, piece_id, tpl, rendered, decoding, engine, cancel, system, req.stream, grounding, extras
     )
 
 
@@ -85,10 +99,11 @@ async def _write(
     system,
     stream,
     grounding=None,
+    extras: extras_.Extras | None = None,
 ) -> Response:
-    """Generate the variants of one piece: streamed as Server-Sent Events, or answered whole."""
-    from inkwell.generate.content import write_many
-
+    """Generate the variants of one piece: streamed as Server-Sent Events, or answered whole (the text of
+    best-of candidates or of variants checked against a facts table is sent when they are done)."""
+    extras = extras or extras_.Extras()
     state = studio.state
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
@@ -99,7 +114,7 @@ async def _write(
         loop.call_soon_threadsafe(queue.put_nowait, (index, text))
 
     def work():
-        return write_many(engine, tpl, [rendered], decoding, on_delta=on_delta if stream else None)[0]
+        return extras.write(engine, tpl, rendered, decoding, on_delta if stream and extras.streams else None)
 
     slot = state.slots.acquire()
     started = time.perf_counter()
@@ -110,20 +125,32 @@ async def _write(
         outcome = task.result()
         if isinstance(outcome, Exception):
             raise outcome
+        texts = []
         for item in outcome:
             if grounding is not None:  # citations added to the text; they ride with the record (knowledge.cited)
                 grounding.annotate(item)
             text = item.text
             if state.guard is not None:
                 text, _decision = await run_in_threadpool(state.guard.screen_output, item.text)
+            texts.append(text)
+        scores = await extras.scores(texts, rendered.fields, [item.extra for item in outcome])
+        shown = {}  # what each new variant is shown with, also where the history log is off
+        for item, text, scored in zip(outcome, texts, scores):
             record = GenerationRecord.of_content(
                 engine, item, template=tpl.name, source="studio", api_key_id=None if owner == LOCAL else owner
             )
             record.text = text  # as moderated
-            await _store_variant(studio, owner, piece_id, system, text, item.generation.finish_reason, record)
+            record.extra.update(scored)  # style, fact check, best-of: they ride with the record (extras.annotated)
+            variant_id = await _store_variant(
+                studio, owner, piece_id, system, text, item.generation.finish_reason, record
+            )
+            shown[variant_id] = {k: scored[k] for k in extras_.SHOWN if k in scored}
         studio.serving.count("studio", 200)
         state.metrics.e2e.observe(time.perf_counter() - started)
-        return await studio.data(lambda d: knowledge.cited(d, d.piece(owner, piece_id)))
+        piece = await studio.data(lambda d: extras_.annotated(d, d.piece(owner, piece_id)))
+        for variant in piece["variants"]:
+            variant.update({k: v for k, v in shown.get(variant["id"], {}).items() if k not in variant})
+        return piece
 
     if not stream:
         try:
@@ -182,18 +209,16 @@ async def _write(
     return SSEResponse(events(), on_close)
 
 
-async def _store_variant(
-    studio: Studio, owner, piece_id, system, text, finish_reason, record: GenerationRecord
-) -> None:
+async def _store_variant(studio: Studio, owner, piece_id, system, text, finish_reason, record: GenerationRecord) -> int:
     log_it = studio.state.config.log_generations
 
-    def write(d: StudioData) -> None:
+    def write(d: StudioData) -> int:
         generation_id = d.store.log_record(record) if log_it else None
-        d.add_variant(
+        return d.add_variant(
             owner, piece_id, system=system, text=text, generation_id=generation_id, finish_reason=finish_reason
         )
 
-    await studio.data(write)
+    return await studio.data(write)
 
 
 # ------------------------------------------------------------ editing, verdicts, history
@@ -201,7 +226,7 @@ async def _store_variant(
 
 async def piece(studio: Studio, request: Request, piece_id: int) -> dict:
     owner = await studio.owner(request)
-    return await studio.data(lambda d: knowledge.cited(d, d.piece(owner, piece_id)))
+    return await studio.data(lambda d: extras_.annotated(d, d.piece(owner, piece_id)))
 
 
 async def choose(studio: Studio, request: Request, piece_id: int) -> dict:

@@ -7,9 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inkwell.compose.bestof import MAX_BEST_OF
 from inkwell.generate.settings import MAX_SEED
 
 MAX_VARIANTS = 4  # side by side on one screen; "another" adds more one at a time
+MAX_TABLE_TEXT = 1_000_000  # characters of an uploaded facts table: far above 1000 rows x 20 columns
 MAX_TEXT = 100_000  # characters of an edit: a long article, far below what would strain the store
 MAX_TAGS = 16
 
@@ -38,6 +40,16 @@ class StudioSettings(BaseModel):
         return {k: v for k, v in values.items() if v is not None}
 
 
+class FactsTable(BaseModel):
+    """A facts table as uploaded or pasted: the file's text; its name's ending says how to read it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_TABLE_TEXT)
+    # .csv, .tsv, .jsonl or .json; None (pasted): JSON lines when it starts with "{", tabs: TSV, else CSV
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 class PieceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +61,11 @@ class PieceRequest(BaseModel):
     stream: bool = True
     # a knowledge folder (GET /studio/api/knowledge): its passages in the prompt, citations under each variant
     kb: str | None = Field(default=None, pattern="^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+    # a style profile (GET /studio/api/styles): its exemplars as shots (its LoRA with the base model), a score each
+    style: str | None = Field(default=None, pattern="^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+    # a facts table for report and data-brief: its facts fill `facts`, each variant's numbers are checked
+    table: FactsTable | None = None
+    best_of: int = Field(default=1, ge=1, le=MAX_BEST_OF)  # candidates per variant; the one passing most checks kept
 
 
 class VariantRequest(BaseModel):

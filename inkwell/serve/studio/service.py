@@ -232,10 +232,16 @@ class Studio:
         system: str | None,
         n: int,
         grounding: Any = None,
+        shots: list | None = None,
+        sheet: Any = None,
+        system_for: Callable[[str, str | None], Any] | None = None,
     ):
         """Fields checked (400 naming `fields.NAME`) and moderated, the system resolved, the prompt rendered:
         (fields, system, adapter, rendered, settings, engine, cancel, prompt text). `grounding`
-        (compose.grounded.Grounding of the piece's `kb`): its passages that fit the context join the prompt."""
+        (compose.grounded.Grounding of the piece's `kb`): its passages that fit the context join the prompt.
+        `shots`: few-shot examples (a style's exemplars); `sheet` (compose.facts.FactSheet): its least important
+        facts dropped until the prompt fits; `system_for(system, adapter)`: an async swap of the resolved
+        system (a style's LoRA, extras.py)."""
         from inkwell.generate.content import prepare as prepare_content
 
         state = self.state
@@ -246,6 +252,8 @@ class Studio:
         if state.guard is not None:
             fields, _ = await self.serving.moderated("studio", screen_fields, state.guard, fields)
         system_name, adapter = await self.resolve_system(owner, system)
+        if system_for is not None:
+            system_name, adapter = await system_for(system_name, adapter)
         overrides = settings.overrides()
         if overrides.get("max_new_tokens", 0) > state.max_tokens_limit:
             raise bad_request(
@@ -263,7 +271,11 @@ class Studio:
                 from inkwell.compose.grounded import fit
 
                 used, values = fit(engine, tpl, values, grounding, None, overrides)
-            rendered, decoding = prepare_content(engine, used, values, overrides=overrides)
+            if sheet is not None:
+                from inkwell.compose.report import fit_facts
+
+                fit_facts(engine, used, values, sheet, overrides)
+            rendered, decoding = prepare_content(engine, used, values, shots=shots, overrides=overrides)
             return rendered, decoding, engine.render(rendered.prompt)
 
         try:

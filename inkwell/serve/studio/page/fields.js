@@ -122,3 +122,62 @@ export function settingsForm({ prefix = "", values } = {}) {
   set(values);
   return { el, read, set };
 }
+
+// ------------------------------------------------------------------ a facts table (report, data-brief)
+
+const TABLE_FILES = ".csv,.tsv,.jsonl,.ndjson,.json,text/csv,text/tab-separated-values,application/json";
+
+/**
+ * A facts table as the API takes it (`table: {text, name}`): a file (CSV, TSV, JSON lines) read into the
+ * box, where it can be checked and edited, or a table pasted there. The server reads it as the CLI does
+ * (`inkwell write report --data`) and names the file and line of a problem. {el, read() → table or
+ * undefined, clear()}.
+ */
+export function factsTableInput({ prefix = "" } = {}) {
+  let name = null; // the file's name: its ending says how to read the text (pasted: the server guesses)
+  const file = h("input", { type: "file", accept: TABLE_FILES, testid: `${prefix}table-file` });
+  const text = h("textarea", {
+    name: "table",
+    rows: "4",
+    spellcheck: "false",
+    testid: `${prefix}table-text`,
+    placeholder: "team,goals\nReds,3\nBlues,1",
+  });
+  const info = h("p", { class: "help", testid: `${prefix}table-info` });
+  const clearButton = h("button", { type: "button", class: "link", testid: `${prefix}table-clear` }, "Clear");
+  const describe = () => {
+    const rows = text.value.split("\n").filter((line) => line.trim()).length;
+    info.textContent = text.value.trim()
+      ? `${name ?? "pasted table"} · ${rows} line${rows === 1 ? "" : "s"}`
+      : "no table: the facts field is used as written";
+  };
+  file.addEventListener("change", async () => {
+    const chosen = file.files?.[0];
+    if (!chosen) return;
+    name = chosen.name;
+    text.value = await chosen.text();
+    describe();
+  });
+  text.addEventListener("input", () => {
+    if (!text.value.trim()) name = null; // emptied: a new paste is read by its own look
+    describe();
+  });
+  const clear = () => {
+    name = null;
+    file.value = "";
+    text.value = "";
+    describe();
+  };
+  clearButton.addEventListener("click", clear);
+  const { wrap } = labelled("Facts table", text, {
+    param: "table",
+    help: "a CSV, TSV or JSON-lines file, or a table pasted here: the facts are derived from it and every number of the text is checked",
+  });
+  wrap.classList.add("facts-table");
+  wrap.dataset.testid = `${prefix}table`;
+  wrap.insertBefore(h("div", { class: "row" }, file, clearButton), text);
+  wrap.append(info);
+  describe();
+  const read = () => (text.value.trim() ? { text: text.value, ...(name ? { name } : {}) } : undefined);
+  return { el: wrap, read, clear };
+}
