@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,18 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SMOL, GEMMA = "smollm2-135m-instruct", "gemma3-270m"
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
 
 
 def cpu_flags() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "lscpu not available"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("Flags")), [])
-    cores = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("CPU(s)")), "?")
-    return f"{model}, {cores} CPUs; " + " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in FLAGS)
+    """The CPU and the flags that decide its speed (inkwell.models.cpu, as every benchmark prints it)."""
+    from inkwell.models.cpu import describe
+
+    return describe()
 
 
 def run(name: str, systems: list[str], out: Path, per_template: int | None, best_of: list[int], batch: int) -> dict:

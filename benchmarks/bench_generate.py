@@ -16,7 +16,10 @@ reference, in fp32 (`--hf-reference`, `none` to skip), printed as `*_vs_hf_fp32`
 units bf16 is the faster plain-HF dtype for one stream (half the weight bytes) but the slower one for batches
 and long prompts (no bf16 kernels), so each case is also compared with whichever HF dtype did it faster.
 llama.cpp (`llama-cpp-python`, on the embedded Q4_1 GGUF, all cores) is measured when it is importable;
-otherwise its column is skipped with a note (`pip install llama-cpp-python` compiles llama.cpp: minutes).
+otherwise its column is skipped with a note (`pip install llama-cpp-python` compiles llama.cpp: minutes;
+`--llamacpp on` tries it anyway). Every side runs in its own process, so a peer that is missing or crashes
+(llama.cpp, onnxruntime-genai under `--batch-engine onnx`, the second HF dtype; a segfault included) is left
+out with a one-line note and the run goes on; only Inkwell's side and the HF baseline are required.
 `--batch-engine torch` (or onnx) also runs the bulk cases on that engine (keys `*_batch_vs_hf`); `inkwell batch`
 itself runs on the engine of the `inkwell` column under `--engine auto` (native where it applies).
 The last line printed is a JSON object of ratios (ours / theirs; for ttft and RSS lower is better).
@@ -28,6 +31,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -212,6 +216,24 @@ ARMS = {
 # ---------------------------------------------------------------- the driver
 
 
+REQUIRED = ("inkwell", "hf")  # the side measured and the baseline of every ratio; the others are peers
+
+
+def run_arm(arm: str, passthrough: list[str]) -> tuple[dict | None, str, str]:
+    """One side in a fresh process: (its figures or None, why it failed in one line, its stderr). A crash in a
+    peer's native code (a segfault in llama.cpp or onnxruntime-genai) ends that process only."""
+    done = subprocess.run([sys.executable, __file__, *passthrough, "--arm", arm], capture_output=True, text=True)
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    if done.returncode < 0:
+        return None, f"crashed ({signal.Signals(-done.returncode).name})", done.stderr
+    if done.returncode != 0:
+        return None, (lines[-1][:200] if lines else f"exit status {done.returncode}"), done.stderr
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1]), "", done.stderr
+    except (IndexError, json.JSONDecodeError):
+        return None, "printed no figures", done.stderr
+
+
 def llamacpp_available() -> bool:
     try:
         import llama_cpp  # noqa: F401
@@ -233,7 +255,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternating rounds; the median is kept")
     parser.add_argument("--bulk", default="16,64", help="bulk batch sizes")
     parser.add_argument("--ttft-tokens", type=int, default=500, help="prompt length for time to first token (0: skip)")
-    parser.add_argument("--llamacpp", default="auto", choices=["auto", "off"])
+    parser.add_argument(
+        "--llamacpp",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="auto: when llama-cpp-python imports; on: try it anyway (a failure is a note)",
+    )
     parser.add_argument(
         "--batch-engine", default="none", help="also run the bulk cases on this engine, e.g. torch (none: skip)"
     )
@@ -245,30 +272,37 @@ def main() -> None:
         print(json.dumps(ARMS[args.arm](args, cases)), flush=True)
         return
 
+    from inkwell.models.cpu import describe
+
+    print(f"cpu: {describe()}", flush=True)
     arms = ["inkwell", "hf"] + (["hf_ref"] if args.hf_reference != "none" else [])
     if args.batch_engine != "none" and any(count > 1 for _, count in cases):
         arms.append("batch")
-    if args.llamacpp == "auto" and args.model == "smollm2-135m-instruct" and llamacpp_available():
+    wanted = args.llamacpp == "on" or (args.llamacpp == "auto" and args.model == "smollm2-135m-instruct")
+    if wanted and (args.llamacpp == "on" or llamacpp_available()):
         arms.append("llamacpp")
     elif args.llamacpp == "auto":
         print("note: llama.cpp column skipped: llama-cpp-python is not installed (or the model has no embedded GGUF)")
     passthrough = [a for a in sys.argv[1:]]
     runs: dict[str, list[dict]] = {arm: [] for arm in arms}
     for round_ in range(args.repeats):
-        for arm in arms:
-            done = subprocess.run(
-                [sys.executable, __file__, *passthrough, "--arm", arm], capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                sys.exit(f"{arm} failed:\n{done.stderr[-2000:]}")
-            runs[arm].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for arm in list(arms):
+            figures, why, stderr = run_arm(arm, passthrough)
+            if figures is None and arm in REQUIRED:
+                sys.exit(f"{arm} failed ({why}):\n{stderr[-2000:]}")
+            if figures is None:  # a peer: leave its column out, keep measuring the rest
+                print(f"note: {arm} column skipped: {why}", flush=True)
+                arms.remove(arm)
+                del runs[arm]
+                continue
+            runs[arm].append(figures)
             print(f"round {round_ + 1}: {arm} done", file=sys.stderr, flush=True)
 
     def med(arm: str, key: str) -> float | None:
         values = [r[key] for r in runs.get(arm, []) if key in r]
         return statistics.median(values) if values else None
 
-    print(f"model {args.model}  new tokens {args.new_tokens}  repeats {args.repeats}  cpus {os.cpu_count()}")
+    print(f"model {args.model}  new tokens {args.new_tokens}  repeats {args.repeats}")
     for arm in arms:
         print(f"  {arm:<9} = {runs[arm][0]['label']}")
     ratios: dict[str, float] = {}

@@ -188,7 +188,9 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="Show the server's log.")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    from inkwell.models.cpu import describe
 
+    print(f"cpu: {describe()}", flush=True)
     proc, url = start_server(args)
     try:
         model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
@@ -228,6 +230,7 @@ def main() -> None:
                 "levels": rows,
                 f"ratio_{top['concurrency']}_vs_1": ratio,
                 "cpu_count": os.cpu_count(),
+                "cpu": describe(),
                 "median_tokens_per_s": statistics.median([r["tokens_per_s"] or 0 for r in rows]),
             }
         )

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,16 +49,10 @@ SEED = 0
 
 
 def cpu_flags() -> str:
-    """The CPU model and which of the flags that decide speed here it has."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "lscpu unavailable"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = set(fields.get("Flags", "").split())
-    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile"]
-    have = [f for f in wanted if f in flags]
-    return f"{fields.get('Model name', '?').strip()}; {os.cpu_count()} CPUs; flags: {' '.join(have) or 'none'}"
+    """The CPU and the flags that decide its speed (inkwell.models.cpu, as every benchmark prints it)."""
+    from inkwell.models.cpu import describe
+
+    return describe()
 
 
 # ---------------------------------------------------------------- data

@@ -304,6 +304,9 @@ def main() -> None:
         child(args)
         return
 
+    from inkwell.models.cpu import describe
+
+    print(f"cpu: {describe()}", flush=True)
     ratios: dict = {}
     with tempfile.TemporaryDirectory(prefix="inkwell-bench-train-") as tmp:
         work = Path(tmp)

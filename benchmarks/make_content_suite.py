@@ -1,7 +1,7 @@
 """python benchmarks/make_content_suite.py   # writes inkwell/evaluate/suites/content.jsonl (the same bytes every run)
 
-The tasks of `inkwell eval --suite content` (docs/quality.md): every built-in template, English and Chinese where
-the template speaks it, over hand-written inputs a creator would bring (news paragraphs with names and numbers,
+The tasks of `inkwell eval --suite content` (docs/quality.md): every built-in template in English and Chinese, with
+translations both ways (rewrite, mode=translate), over hand-written inputs a creator would bring (news paragraphs with names and numbers,
 products, customer messages, tables), none of them a template's own few-shot example (a base model shown an
 example would copy its answer; tests/evaluate/test_suite.py checks). Each task is one line: an id, the template,
 its fields (or a facts table, `data`, for report and data-brief) and a cap on new tokens that leaves room for the
@@ -536,6 +536,101 @@ TABLES_ZH = [
     ),
 ]
 
+# Chinese inputs of the templates that write Chinese since every template takes `language` (none of them a
+# template's own worked example), and texts to translate (rewrite, mode=translate: `language` is the target).
+PRODUCTS_ZH = [
+    {
+        "product": "星光太阳能庭院灯",
+        "features": ["白天自动充电", "可照明八小时", "无需布线"],
+        "offer": "本周八折",
+        "audience": "有小院子的家庭",
+    },
+    {
+        "product": "竹制保温水杯",
+        "features": ["保冷二十四小时", "密封防漏", "不含塑料"],
+        "offer": "免费刻字",
+        "audience": "喜欢徒步的人",
+    },
+    {
+        "product": "云朵降噪耳机",
+        "features": ["续航三十小时", "可以折叠", "快速充电"],
+        "offer": "下单送收纳盒",
+        "audience": "每天通勤的上班族",
+    },
+    {
+        "product": "铸铁煎锅",
+        "features": ["出厂已开锅", "可以进烤箱", "经久耐用"],
+        "offer": "周日前包邮",
+        "audience": "喜欢下厨的人",
+    },
+]
+CUSTOMERS_ZH = [
+    (
+        "我买的台灯收到时灯罩裂了，本来是给女儿的生日礼物。",
+        "今天用快递免费补发一个新灯罩，裂的那个不用寄回",
+        "明亮灯饰",
+        "小周",
+    ),
+    ("这个月的会员费被扣了两次，请帮我处理。", "多扣的三十元会在五个工作日内退回原账户", "影音盒子", "李娜"),
+    ("我想取消健身房会员，应该怎么操作？", "可以在应用的账户设置里取消，会员资格保留到本月底", "活力健身", ""),
+    ("打了四十分钟客服电话都没人接。", "今天下午两点到四点之间会有同事给您回电", "城市燃气", "陈磊"),
+]
+REVIEWS_ZH = [
+    ("一台双槽烤面包机", 4, ["烤得均匀", "槽口宽"], ["定时器声音大"], "每天早上都用"),
+    ("一款入门智能手表", 2, ["便宜", "屏幕亮"], ["计步不准", "续航只有一天"], ""),
+    ("一台扫地机器人", 3, ["安静", "应用好用"], ["常卡在沙发底下"], "家里面积不大"),
+    ("一张瑜伽垫", 5, ["防滑", "好清洁"], [], "每周练三次"),
+]
+NEWS_FACTS_ZH = [
+    (
+        "市图书馆从三月一日起工作日开放到晚上九点；一千二百名市民联名建议；新增两名工作人员",
+        "市图书馆延长开放时间",
+        "",
+        "馆长刘洋说：“市民提出了建议，我们就做出改变。”",
+    ),
+    ("东湖区两年内沿滨江路种植五百棵行道树；项目总投资八十五万元；资金来自区绿化基金", "", "东湖", ""),
+    ("市第一中学学生设计了太阳能充电长椅；可同时为八部手机充电；造价约两万元；放在学校图书馆门口", "", "", ""),
+    ("城西地铁站因暴雨周三关闭六个小时；地铁公司派出三十辆接驳公交车", "暴雨致城西地铁站关闭", "", ""),
+]
+DESTINATIONS_ZH = [
+    ("西安", "三天", ["历史", "小吃"], "budget"),
+    ("青岛", "一个周末", ["海边", "啤酒"], "mid-range"),
+    ("桂林", "四天", ["山水", "徒步"], "any"),
+    ("苏州", "两天", ["园林", "老街"], "luxury"),
+]
+QUIZZES_ZH = [
+    ("四季的变化", "入门", ""),
+    ("小数的加减法", "五年级", ""),
+    ("太阳系", "小学", ""),
+    (
+        "火山",
+        "五年级",
+        "火山是地壳上的开口。地下的岩浆上升，到达地面后就叫熔岩。火山可以分为活火山、休眠火山和死火山。",
+    ),
+]
+REWRITES_ZH = [
+    ("我和他本来要去开会的，但是会议在最后一分钟被取消了的。", "grammar"),
+    ("这台吸尘器它清洁地毯的效果是非常好的，而且它在晚上使用的时候声音也是非常小的。", "polish"),
+    (
+        "为了能够让您在参观博物馆的时候有更好的体验，我们建议您提前在网上预约门票，因为入口处经常会排很长的队，"
+        "尤其是在周末的时候。",
+        "shorten",
+    ),
+    ("感谢大家来参加我们的开放日，希望大家喜欢花园的参观。", "expand"),
+]
+TRANSLATE_TO_ZH = [
+    "The farmers' market moves to Sundays in June and opens at 8 am.",
+    "Tickets for the school concert cost 5 pounds and are on sale at the office until Friday.",
+    "Our cafe will be closed from 24 to 26 December and reopens on 27 December with a new winter menu.",
+    "Please keep your bags with you at all times; unattended luggage may be removed.",
+]
+TRANSLATE_TO_EN = [
+    "本店每天早上八点开门，晚上十点关门。",
+    "博物馆每周一闭馆，其他日子免费参观，但需要提前预约。",
+    "新开的社区图书馆有三千多本书，欢迎大家来借阅。",
+    "因为道路施工，12路公交车本周末暂停运行。",
+]
+
 # ---------------------------------------------------------------- tasks
 
 
@@ -644,6 +739,60 @@ def tasks() -> list[dict]:
         out.append(task("data-brief", "en", i + 1, {"title": title, "points": 2 + i % 2}, 120, data=rows))
     for i, (title, rows) in enumerate(TABLES_ZH):
         out.append(task("data-brief", "zh", i + 1, {"title": title, "points": 3, "language": "zh"}, 160, data=rows))
+    return out + chinese_tasks()
+
+
+def chinese_tasks() -> list[dict]:
+    """The templates that write Chinese since every template takes `language`, and translations both ways (after
+    the others, so the earlier tasks keep their place in the file)."""
+    out: list[dict] = []
+    zh = {"language": "zh"}
+    ad_tones = ["persuasive", "playful", "premium", "friendly"]
+    for i, p in enumerate(PRODUCTS_ZH):
+        words = (40, 50, 60)[i % 3]
+        fields = {"product": p["product"], "offer": p["offer"], "audience": p["audience"], "tone": ad_tones[i]}
+        fields.update({"words": words, "call_to_action": ["立即购买", "马上下单", "快来试试"][i % 3], **zh})
+        out.append(task("ad-copy", "zh", i + 1, fields, cap(words, per_word=2.0)))
+    purposes = ["promotion", "launch", "event", "win-back"]
+    brands = ["星光", "竹语", "云朵音频", "铁匠厨房"]
+    for i, p in enumerate(PRODUCTS_ZH):
+        words = (80, 100)[i % 2]
+        fields = {"product": p["product"], "purpose": purposes[i], "brand": brands[i], "words": words, **zh}
+        fields.update({"offer": p["offer"] if i != 2 else "", "call_to_action": ["查看优惠", ""][i % 2]})
+        out.append(task("marketing-email", "zh", i + 1, fields, cap(words + 30, per_word=2.0)))
+    for i, p in enumerate(PRODUCTS_ZH):
+        words = (50, 70)[i % 2]
+        fields = {"product": p["product"], "features": p["features"], "audience": p["audience"], "words": words}
+        out.append(task("product-description", "zh", i + 1, {**fields, **zh}, cap(words, per_word=2.0)))
+    tones = ["empathetic", "friendly", "formal", "concise"]
+    for i, (message, resolution, company, agent) in enumerate(CUSTOMERS_ZH):
+        fields = {"message": message, "resolution": resolution, "company": company, "agent": agent}
+        out.append(task("customer-service-reply", "zh", i + 1, {**fields, "tone": tones[i], **zh}, 200))
+    for i, (product, rating, pros, cons, notes) in enumerate(REVIEWS_ZH):
+        words = (80, 100)[i % 2]
+        fields = {"product": product, "rating": rating, "pros": pros, "cons": cons, "notes": notes, "words": words}
+        out.append(task("product-review", "zh", i + 1, {**fields, **zh}, cap(words, per_word=2.0)))
+    for i, (facts, headline, dateline, quote) in enumerate(NEWS_FACTS_ZH):
+        words = (100, 120, 150)[i % 3]
+        fields = {"facts": facts, "headline": headline, "dateline": dateline, "quote": quote, "words": words}
+        out.append(task("news-article", "zh", i + 1, {**fields, **zh}, cap(words, per_word=2.0)))
+    for i, (destination, duration, interests, budget) in enumerate(DESTINATIONS_ZH):
+        words = (150, 200)[i % 2]
+        fields = {"destination": destination, "duration": duration, "interests": interests, "budget": budget}
+        out.append(task("travel-guide", "zh", i + 1, {**fields, "words": words, **zh}, cap(words, per_word=2.0)))
+    for i, (topic, level, text) in enumerate(QUIZZES_ZH):
+        questions, options = 2 + i % 2, (4, 3)[i % 2]
+        fields = {"topic": topic, "level": level, "num_questions": questions, "num_options": options, "text": text}
+        out.append(task("lesson-quiz", "zh", i + 1, {**fields, **zh}, 130 * questions + 40))
+    for i, (text, mode) in enumerate(REWRITES_ZH):
+        size = len(text) * (3 if mode == "expand" else 1.6)
+        out.append(task("rewrite", "zh", i + 1, {"text": text, "mode": mode, **zh}, cap(size, per_word=1.5)))
+    for i, text in enumerate(TRANSLATE_TO_ZH):  # English into Chinese: about two characters a word
+        fields = {"text": text, "mode": "translate", **zh}
+        out.append(task("rewrite", "zh", len(REWRITES_ZH) + i + 1, fields, cap(len(text.split()) * 3, per_word=1.5)))
+    for i, text in enumerate(TRANSLATE_TO_EN):  # Chinese into English
+        fields = {"text": text, "mode": "translate", "language": "en"}
+        out.append(task("rewrite", "en", len(REWRITES) + i + 1, fields, cap(len(text), per_word=1.6)))
     return out
 
 

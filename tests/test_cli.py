@@ -154,7 +154,7 @@ def test_write_base_model_uses_completion_prompt(capsys, tiny_base_model):
         capsys, ["write", "product-description", "--model", str(tiny_base_model), "--set", "product=x", "--json", *FAST]
     )
     record = json.loads(out)
-    assert record["settings"]["stop"] == ["\n###", "\nProduct:"]
+    assert record["settings"]["stop"] == ["\n###", "\nProduct:", "\n商品："]  # the template's, both languages
     (row,) = json.loads(run(capsys, ["history", "--json"])[0])
     assert row["prompt"].rstrip().endswith("Description:")
 
@@ -723,14 +723,19 @@ def test_each_decoding_flag_is_declared_once():
     from inkwell.cli.common import DECODING_FLAGS
     from inkwell.generate.settings import GenerationSettings
 
-    # one flag per setting; --n (each command's own) sets num_return_sequences
-    assert list(DECODING_FLAGS) == [n for n in GenerationSettings.names() if n != "num_return_sequences"]
+    # one flag per setting; --n (each command's own) sets num_return_sequences, GRAMMAR_FLAGS set grammar
+    assert list(DECODING_FLAGS) == [
+        n for n in GenerationSettings.names() if n not in ("num_return_sequences", "grammar")
+    ]
     # options that share a decoding flag's name but mean something else
     other_meanings = {
         ("evaluate.py", "--seed"): "rate: the shuffle seed of the blind order",
         ("data.py", "--seed"): "data split: the seed of the split",
     }
+    from inkwell.cli.common import GRAMMAR_FLAGS
+
     flags = {flag for names, _help in DECODING_FLAGS.values() for flag in names}
+    flags |= {flag for names, _help, _type in GRAMMAR_FLAGS.values() for flag in names}
     seen: dict[str, int] = dict.fromkeys(flags, 0)
     for path in sorted(CLI_DIR.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
 import typer
@@ -22,6 +23,13 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help="Registry name, HF folder or .gguf file [default: smollm2-135m-instruct]."),
 ]
 AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="PEFT adapter folder to apply on the model.")]
+SystemsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--systems",
+        help="An ensemble: MODEL[:ADAPTER],MODEL[:ADAPTER],... share the --best-of candidates, ranked together.",
+    ),
+]
 DtypeOpt = Annotated[
     str,
     typer.Option("--dtype", help="auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs and CPUs with fast bf16, else fp32)."),
@@ -52,7 +60,12 @@ BackendOpt = Annotated[
     ),
 ]
 BaseUrlOpt = Annotated[
-    str | None, typer.Option("--base-url", help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1.")
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="With --backend openai: the server, e.g. http://127.0.0.1:8000/v1; several, comma-separated, share "
+        "batch and eval rows (a failing one is left out until it answers again; write uses the first that answers).",
+    ),
 ]
 RemoteKeyOpt = Annotated[
     str | None, typer.Option("--api-key", envvar="INKWELL_API_KEY", help="With --backend openai: the server's API key.")
@@ -90,6 +103,18 @@ DECODING_FLAGS: dict[str, tuple[tuple[str, ...], str | None]] = {  # field -> (f
 }
 _SETTING_TYPES = get_type_hints(GenerationSettings)
 
+# The `grammar` setting's flags (constrained decoding, generate/grammar.py): at most one of the first three.
+GRAMMAR_FLAGS: dict[str, tuple[tuple[str, ...], str, Any]] = {  # name -> (flag names, help, type)
+    "json_schema": (("--json-schema",), "Decode only JSON valid under this schema (a .json file).", Path),
+    "regex": (("--regex",), "Decode only text matching this regular expression.", str),
+    "choices": (("--choices",), "Answer with exactly one of these (comma-separated).", str),
+    "no_grammar": (
+        ("--no-grammar",),
+        "Structured templates: no constrained decoding (validate the JSON and retry instead).",
+        bool,
+    ),
+}
+
 # The `decoding` parameter of a command wrapped in @with_decoding: it receives the decoding flags the user
 # gave, as GenerationSettings overrides (a dict without the flags left unset).
 Decoding = dict | None
@@ -115,12 +140,17 @@ def with_decoding(command: Callable | None = None, **helps: str) -> Any:
         flags = [
             slot.replace(name=name, annotation=decoding_option(name, helps.get(name)), default=None)
             for name in DECODING_FLAGS
+        ] + [
+            slot.replace(name=name, annotation=Annotated[kind | None, typer.Option(*names, help=text)], default=None)
+            for name, (names, text, kind) in GRAMMAR_FLAGS.items()
         ]
         params = [q for p in signature.parameters.values() for q in (flags if p is slot else [p])]
 
         def run(**values: Any) -> Any:
             given = {name: values.pop(name) for name in DECODING_FLAGS}
-            return command(**values, decoding={k: v for k, v in given.items() if v is not None and v != []})
+            grammar = grammar_setting(**{name: values.pop(name) for name in GRAMMAR_FLAGS})
+            decoding = {k: v for k, v in given.items() if v is not None and v != []}
+            return command(**values, decoding=decoding if grammar is None else {**decoding, "grammar": grammar})
 
         # typer reads the signature, name and docstring; these are the command's, with the flags spliced in
         run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
@@ -129,6 +159,40 @@ def with_decoding(command: Callable | None = None, **helps: str) -> Any:
         return run
 
     return wrap(command) if command is not None else wrap
+
+
+def grammar_setting(
+    json_schema: Path | None = None,
+    regex: str | None = None,
+    choices: str | None = None,
+    no_grammar: bool | None = None,
+) -> dict | None:
+    """The grammar flags as the `grammar` setting: None (not given), {} (--no-grammar) or one constraint."""
+    values = {"json_schema": json_schema, "regex": regex, "choices": choices, "no_grammar": no_grammar}
+    given = [GRAMMAR_FLAGS[name][0][0] for name, value in values.items() if value]
+    if len(given) > 1:
+        raise InkwellError(
+            f"{' and '.join(given)} cannot be combined",
+            field=given[0],
+            hint="give one of " + ", ".join(names[0] for names, _help, _kind in GRAMMAR_FLAGS.values()),
+        )
+    if no_grammar:
+        return {}
+    if regex:
+        return {"regex": regex}
+    if choices:
+        return {"choices": [c.strip() for c in choices.split(",") if c.strip()]}
+    if json_schema is None:
+        return None
+    from inkwell.files import read_text
+
+    text = read_text(json_schema, field="json-schema", what="JSON schema")
+    try:
+        return {"json_schema": json.loads(text)}
+    except json.JSONDecodeError as exc:
+        raise InkwellError(
+            f"{json_schema}:{exc.lineno}: not valid JSON ({exc.msg})", field="json-schema", hint="fix the schema file"
+        ) from None
 
 
 def settings_overrides(decoding: dict | None, n: int | None = None) -> dict:
@@ -158,6 +222,7 @@ class EngineOptions:
     api_key: str | None = None
     bulk: bool = False  # `inkwell batch`: many rows, throughput over latency (the `bulk` workload)
     workload: str = "interactive"  # what `--engine auto` optimises for (generate.builder.WORKLOADS)
+    systems: str | None = None  # --systems: an ensemble (generate/ensemble.py)
 
     def spec(self) -> Any:
         """These flags as the builder's EngineSpec (`--backend openai` is the remote backend)."""
@@ -177,6 +242,7 @@ class EngineOptions:
             batch_size=self.batch_size,
             base_url=self.base_url,
             api_key=self.api_key,
+            systems=[p for p in (self.systems or "").split(",") if p.strip()],
         )
 
 

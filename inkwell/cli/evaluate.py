@@ -58,7 +58,10 @@ def eval_(
     copy_threshold: Annotated[
         int, typer.Option("--copy-threshold", min=1, help="Tokens copied in a row that count as memorised.")
     ] = 12,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", min=1, help="Rows generated at once (with --backend openai: on each server)."),
+    ] = 8,
     bootstrap: Annotated[
         int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for the intervals (0: none).")
     ] = 1000,

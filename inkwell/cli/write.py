@@ -26,6 +26,7 @@ from inkwell.cli.common import (
     PolicyOpt,
     PrecisionOpt,
     RemoteKeyOpt,
+    SystemsOpt,
     guard_for,
     open_engine_for,
     parse_sets,
@@ -94,6 +95,7 @@ def write(
     quote: QuoteOpt = True,
     style: StyleOpt = None,
     best_of: BestOfOpt = 1,
+    systems: SystemsOpt = None,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     decoding: Decoding = None,
@@ -131,6 +133,7 @@ def write(
     options = EngineOptions(
         model, adapter, dtype, device, engine, precision, backend=backend, base_url=base_url, api_key=api_key
     )
+    options.systems = _systems(systems, best_of)  # --systems: an ensemble shares the --best-of candidates
     grounded = {"annotate": grounding.annotate} if grounding is not None else {}  # citations into each record
     if grounding is not None and grounding.escalates(job.template):  # nothing relevant: the template's own reply
         outcome = grounding.escalate(job, model, store_for(no_log))
@@ -175,6 +178,7 @@ def generate(
     """Generate from a raw prompt (no template)."""
     from inkwell.generate.jobs import generate_job
     from inkwell.generate.settings import GenerationSettings
+    from inkwell.models.load import architecture_of_spec
 
     if prompt == "-":
         prompt = sys.stdin.read()
@@ -183,7 +187,8 @@ def generate(
     settings = GenerationSettings.build(settings_overrides(decoding, n))
     with open_engine_for(EngineOptions(model, adapter, dtype, device, engine, precision)) as loaded:
         streaming = _streaming(stream, as_json, n)
-        if streaming and not chat:
+        continues = not chat and architecture_of_spec(model, adapter) != "seq2seq"  # T5 answers, never continues
+        if streaming and continues:
             sys.stdout.write(prompt)
         records = generate_job(
             loaded,
@@ -194,7 +199,7 @@ def generate(
             on_delta=_echo if streaming else None,
             store=store_for(no_log),
         )
-    _show(records, as_json, streaming, lambda r: r.text if chat else prompt + r.text)
+    _show(records, as_json, streaming, lambda r: prompt + r.text if continues else r.text)
 
 
 @with_decoding
@@ -210,7 +215,10 @@ def batch(
     batch_size: Annotated[
         int,
         typer.Option(
-            "--batch-size", min=1, help="Rows decoding at once; finished rows make room for the next at once."
+            "--batch-size",
+            min=1,
+            help="Rows decoding at once; finished rows make room for the next at once. With --backend openai: "
+            "requests in flight on each server.",
         ),
     ] = 16,
     resume: Annotated[bool, typer.Option("--resume", help="Skip rows whose id is already in the output.")] = False,
@@ -218,6 +226,7 @@ def batch(
     shots: Annotated[Path | None, typer.Option("--shots")] = None,
     n: Annotated[int, typer.Option("--n", help="Versions per row.")] = 1,
     best_of: BestOfOpt = 1,
+    systems: SystemsOpt = None,
     kb: KbOpt = None,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
@@ -256,6 +265,7 @@ def batch(
         base_url=base_url,
         api_key=api_key,
         bulk=True,
+        systems=_systems(systems, best_of),
     )
     with open_engine_for(options) as loaded:
         ground = {**chosen, "grounding": grounding.on(loaded)} if grounding is not None else chosen
@@ -271,6 +281,22 @@ def batch(
         )
     if report.failed and not report.written and not report.skipped_done:
         raise typer.Exit(1)
+
+
+def _systems(systems: str | None, best_of: int) -> str | None:
+    """--systems: each system writes some of a version's --best-of candidates, so N must cover them all."""
+    if systems is None:
+        return None
+    from inkwell.generate.ensemble import parse_systems
+
+    count = len(parse_systems(systems))
+    if best_of < count:
+        raise InkwellError(
+            f"--systems gives {count} systems and --best-of is {best_of}: each system writes some of the candidates",
+            field="best-of",
+            hint=f"add --best-of {count} (or more)",
+        )
+    return systems
 
 
 def _best_of(overrides: dict, best_of: int, data: Path | None) -> tuple[dict, dict]:
@@ -293,14 +319,17 @@ def _best_of(overrides: dict, best_of: int, data: Path | None) -> tuple[dict, di
 def _write_steps(data: Path | None, fact_retries: int, style: str | None, adapter: str | None, model: str | None):
     """(prepare, write, adapter) of `write`: generate.jobs' prepare_write and write_job; with --data compose/report.py's
     (the table's facts in the prompt, the text checked); with --style wrapped by compose/style.py (the style's
-    exemplars as shots, its LoRA as the adapter unless --adapter is given, a style-match score per version)."""
+    exemplars as shots, its LoRA as the adapter unless --adapter is given, a style-match score per version). A poem
+    is checked against known poems (evaluate/known_poems.py): one that reproduces a published poem is flagged."""
+    from inkwell.evaluate.known_poems import flag_known_poems
     from inkwell.generate.jobs import prepare_write, write_job
 
     if data is not None:
         from inkwell.compose.report import facts_steps
 
         prepare_write, write_job = facts_steps(data, fact_retries)
-    return styled(style, prepare_write, write_job, adapter, model)
+    prepare_write, write_job, adapter = styled(style, prepare_write, write_job, adapter, model)
+    return prepare_write, flag_known_poems(write_job, say), adapter
 
 
 # ---------------------------------------------------------------- knowledge (--kb)

@@ -10,8 +10,9 @@ The checks (docs/quality.md gives each threshold and its reason):
   bigrams), the numbers, dates and names of a long one (the source text of a headline or summary), the items of
   a list (features, pros), and for a rewrite most of the original's content words;
 - length: within the template's bounds, derived from its fields (`words`, `max_words`, `sentences`, `points`,
-  `num_questions`, the poem's form, the platform's limit), and prose ends a sentence (not cut off at the token
+  `num_questions`, the poem's form, the platform's limit; a translation by the two languages' ratio), and prose ends a sentence (not cut off at the token
   cap); Chinese is counted in characters;
+- form: a Chinese 绝句 has four lines and a 律诗 eight, all of five characters or all of seven (the poem template);
 - language: the script of the output matches `language` (a share of Han characters; English must also read as
   English: enough common function words in a longer text);
 - invented: no number, date or proper name that is not in the input (templates that must not invent them);
@@ -42,7 +43,7 @@ from inkwell.compose.longform.checks import junk_share, repeated_ngram_rate, sen
 from inkwell.errors import InkwellError
 from inkwell.prompts.template import ContentTemplate
 
-CHECKS = ("facts", "length", "language", "invented", "json", "leaks", "repetition", "readable")
+CHECKS = ("facts", "length", "form", "language", "invented", "json", "leaks", "repetition", "readable")
 
 # ---------------------------------------------------------------- thresholds (docs/quality.md)
 
@@ -62,6 +63,7 @@ RANKS_ALLOWED = 3  # "first", "second", "third" are discourse words, not invente
 SOCIAL_LIMITS = {"x": 280, "twitter": 280, "weibo": 140, "threads": 500, "instagram": 2200, "facebook": 5000}
 SOCIAL_LIMITS |= {"linkedin": 3000, "xiaohongshu": 1000}
 FULL_STOPS = ".!?。！？…"  # how a finished sentence ends
+SIGN_OFF_HAN = 8  # a Chinese line of at most this many characters may end without a stop (a sign-off: 暖织团队)
 
 
 @dataclass(frozen=True)
@@ -392,6 +394,8 @@ def _check_key(key: KeyField, value: Any, piece: Piece) -> tuple[bool, str] | No
 
 
 def check_facts(piece: Piece) -> tuple[bool, str] | None:
+    if translating(piece):
+        return translation_facts(piece)
     results = [_check_key(key, piece.fields.get(key.name), piece) for key in piece.rules.keys]
     done = [r for r in results if r is not None]
     if not done:
@@ -430,7 +434,9 @@ def check_length(piece: Piece) -> tuple[bool, str] | None:
     outcome = _bounds(piece)
     if outcome is None or not piece.rules.finished or not piece.text.strip():
         return outcome
-    lines = [line for line in _lines(piece.text) if word_count(line) > 3]  # a sign-off ("Best wishes, Sam") aside
+    # a sign-off aside ("Best wishes, Sam"; Chinese counts characters: "书页编辑部")
+    longer = SIGN_OFF_HAN if piece.language == "zh" else 3
+    lines = [line for line in _lines(piece.text) if word_count(line) > longer]
     last = (lines[-1] if lines else piece.text).rstrip()
     while last and not (last[-1].isalnum() or last[-1] in FULL_STOPS):  # quotes, brackets, emoji after the stop
         last = last[:-1].rstrip()
@@ -461,6 +467,8 @@ def _bounds(piece: Piece) -> tuple[bool, str] | None:
         return _between(len(_bullets(text)), max(1, points - 1), points + 1, "bullet points", "the brief")
     if name == "summary" and "sentences" in f:
         return _summary_size(piece)
+    if translating(piece) and f.get("text"):
+        return translation_size(piece)
     if name == "rewrite" and f.get("text"):
         original = word_count(str(f["text"]))
         shortest, longest = {"shorten": (0.3, 0.9), "expand": (1.1, 3.0)}.get(str(f.get("mode")), (0.6, 1.6))
@@ -497,15 +505,10 @@ def _quiz_size(piece: Piece) -> tuple[bool, str]:
 
 def _poem_size(piece: Piece) -> tuple[bool, str]:
     form, text = piece.fields.get("form"), piece.text
-    if piece.language == "zh":
-        want = 8 if form == "lushi" else 4
-        verses = _zh_verses(text)
-        sizes = [len(_HAN.findall(v)) for v in verses]
-        ok = len(verses) == want and all(size in (5, 7) for size in sizes)
-        return (
-            ok,
-            f"{len(verses)} lines of {sorted(set(sizes))} characters; a {'律诗' if want == 8 else '绝句'} has {want} of 5 or 7",
-        )
+    if piece.language == "zh" and form in REGULATED_LINES:  # its lines are the `form` check's; here its size
+        lines, name = REGULATED_LINES[str(form)]
+        low, high = lines * min(VERSE_SIZES), lines * max(VERSE_SIZES)
+        return _between(len(_HAN.findall(text)), low, high, "characters", f"a {name}")
     lines = len(_lines(text))
     low, high = {"haiku": (3, 3), "sonnet": (12, 16)}.get(str(form), (3, 40))
     return _between(lines, low, high, "lines", f"a {form} poem")
@@ -521,6 +524,72 @@ def _summary_size(piece: Piece) -> tuple[bool, str]:
     if source >= 30 and count > 0.8 * source:
         return False, f"{detail}; {count} words is not shorter than the {source}-word text"
     return ok, detail
+
+
+# ---------------------------------------------------------------- form (Chinese regulated verse)
+
+REGULATED_LINES = {"jueju": (4, "绝句"), "lushi": (8, "律诗")}  # form -> (lines, name)
+VERSE_SIZES = (5, 7)  # 五言 or 七言: every line of a poem the same
+
+
+def check_form(piece: Piece) -> tuple[bool, str] | None:
+    """A Chinese 绝句 (form=jueju) has four lines and a 律诗 (lushi) eight, all of five characters or all of seven.
+    A line is the verse between punctuation or line breaks (a poem is written either way: "床前明月光，疑是地上霜。").
+    Only the shape: tones and rhyme are not checked (a character's tone needs a dictionary of classical readings)."""
+    form = str(piece.fields.get("form"))
+    if piece.template.name != "poem" or piece.language != "zh" or form not in REGULATED_LINES:
+        return None
+    lines, name = REGULATED_LINES[form]
+    verses = _zh_verses(piece.text)
+    sizes = [len(_HAN.findall(v)) for v in verses]
+    foreign = [v for v in verses if re.search(r"[A-Za-z0-9]", v)]
+    detail = f"{len(verses)} lines of {'/'.join(map(str, sorted(set(sizes)))) or 0} characters"
+    rule = f"a {name} has {lines} lines, all of 5 or all of 7 characters"
+    if foreign:
+        return False, f"{detail}; a line is not all Chinese ({foreign[0]!r}); {rule}"
+    ok = len(verses) == lines and len(set(sizes)) == 1 and sizes[0] in VERSE_SIZES
+    return ok, f"{detail}; {rule}"
+
+
+# ---------------------------------------------------------------- translation (rewrite, mode=translate)
+
+# Length of a translation against its original, in words (English) or characters (Chinese): an English word comes
+# out as about 1.5-2 Chinese characters, a Chinese character as about 0.5-0.7 English words.
+TRANSLATION_RATIO = {("en", "zh"): (0.8, 3.0), ("zh", "en"): (0.3, 1.2)}
+
+
+def translating(piece: Piece) -> bool:
+    return piece.template.name == "rewrite" and piece.fields.get("mode") == "translate"
+
+
+def _source_language(text: str) -> str:
+    from inkwell.compose.longform.checks import is_chinese
+
+    return "zh" if is_chinese(text) else "en"
+
+
+def translation_facts(piece: Piece) -> tuple[bool, str] | None:
+    """A translation keeps every number and date of the original (days of the week aside: a weekday is a word).
+    Words cannot be matched across languages, and a name may be transliterated, so they are not asked for (the
+    `language` check asks for the target language)."""
+    original = WEEKDAY.sub(" ", str(piece.fields.get("text", "")))  # 周三 is Wednesday, not the number 3
+    keys = [k for k in specifics(original) if k[0] != "name"]
+    if not keys:
+        return None
+    seen = specifics_mentioned(keys, piece.text)
+    missing = [shown for (_, _, shown), s in zip(keys, seen) if not s][:3]
+    detail = f"text: {sum(seen)} of {len(keys)} numbers/dates kept"
+    return all(seen), detail + (f" (missing: {', '.join(missing)})" if missing else "")
+
+
+def translation_size(piece: Piece) -> tuple[bool, str]:
+    original = str(piece.fields.get("text", ""))
+    pair = (_source_language(original), piece.language)
+    shortest, longest = TRANSLATION_RATIO.get(pair, (0.6, 1.6))
+    size = word_count(original)
+    unit = "characters" if piece.language == "zh" else "words"
+    low, high = round(shortest * size), round(longest * size) + 3
+    return _between(word_count(piece.text), low, high, unit, f"a translation of {size} {pair[0]} tokens")
 
 
 # ---------------------------------------------------------------- language
@@ -613,7 +682,9 @@ def invented(piece: Piece, what: str) -> list[str]:
     known = {w for i in inputs for w in re.findall(r"\w+", i.casefold())}
     found = []
     folded = " ".join(inputs).casefold()
-    for match in WEEKDAY.finditer(piece.text):  # factcheck reads no weekdays (a day of the week is no date)
+    for match in (
+        WEEKDAY.finditer(piece.text) if not translating(piece) else ()
+    ):  # 周三 translates Wednesday  # factcheck reads no weekdays (a day of the week is no date)
         if match.group().casefold().removesuffix("s") not in folded:
             found.append(match.group())
     for span in check.unsupported:
@@ -632,6 +703,8 @@ def check_invented(piece: Piece) -> tuple[bool, str] | None:
     what = piece.rules.invented
     if what is None:
         return None
+    if translating(piece):
+        what = "numbers"  # a name may be transliterated (Maria -> 玛丽亚): only numbers can be compared
     if what == "all" and _wordnet() is None:
         what = "numbers"  # without WordNet every capitalised word would look like a name
     found = invented(piece, what)
@@ -729,6 +802,7 @@ def check_readable(piece: Piece) -> tuple[bool, str] | None:
 CHECK_FUNCTIONS: dict[str, Callable[[Piece], tuple[bool, str] | None]] = {
     "facts": check_facts,
     "length": check_length,
+    "form": check_form,
     "language": check_language,
     "invented": check_invented,
     "json": check_json,

@@ -1,4 +1,6 @@
 """Perplexity of a causal language model on texts: exp(total NLL / total scored tokens), token-weighted.
+An encoder-decoder (seq2seq) model scores a reference given its prompt instead (`seq2seq_nll`): the prompt
+goes to the encoder and the decoder reads the reference, as it does in training.
 
 Texts longer than the model's context are scored with a sliding window (the method in the Hugging Face
 perplexity guide): windows of `max_length` tokens advance by `stride`, and each window scores only the
@@ -118,3 +120,28 @@ def perplexity(
     nll = sum(a for a, _ in per_text)
     tokens = sum(b for _, b in per_text)
     return PerplexityResult(math.exp(nll / tokens) if tokens else float("nan"), nll, tokens, per_text)
+
+
+def seq2seq_nll(model: Any, prompt_ids: Sequence[int], target_ids: Sequence[int]) -> tuple[float, int]:
+    """(sum of NLL, number of scored tokens) of `target_ids` given `prompt_ids` for an encoder-decoder model:
+    the prompt is the encoder's input and the decoder is teacher-forced on the target (every target token is
+    scored, the first one too: the decoder's start token is its context)."""
+    import torch
+
+    if not target_ids:
+        return 0.0, 0
+    device = next(model.parameters()).device
+    labels = torch.tensor([list(target_ids)], device=device)
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([list(prompt_ids)], device=device), labels=labels).logits[0].float()
+    nll = -torch.log_softmax(logits, dim=-1).gather(-1, labels[0][:, None]).sum()
+    return float(nll), len(target_ids)
+
+
+def reference_nll(engine: Any, prompt_ids: Sequence[int], target_ids: Sequence[int]) -> tuple[float, int]:
+    """(sum of NLL, scored tokens) of a reference after its prompt, for an engine that can score: a causal LM
+    reads prompt + reference in windows (`sequence_nll`); a seq2seq model on the torch engine uses `seq2seq_nll`."""
+    if engine.loaded.seq2seq:
+        return seq2seq_nll(engine.model, prompt_ids, target_ids)
+    ids = list(prompt_ids) + list(target_ids)
+    return sequence_nll(engine, ids, len(prompt_ids), max_length=engine.context_length)

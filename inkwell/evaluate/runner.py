@@ -217,9 +217,9 @@ def _check_backend(config: EvalConfig) -> None:
         raise InkwellError(
             "--backend openai needs --base-url", field="base-url", hint="e.g. --base-url http://127.0.0.1:8000/v1"
         )
-    from inkwell.generate.remote import normalize_base_url
+    from inkwell.generate.remote import parse_base_urls
 
-    config.base_url = normalize_base_url(config.base_url)
+    config.base_url = ",".join(parse_base_urls(config.base_url))  # one server, or a fleet: URL1,URL2,...
     for spec in config.systems:
         if spec.adapter:
             raise InkwellError(
@@ -250,12 +250,21 @@ def _load_engine(spec: SystemSpec, config: EvalConfig, say: Say):
             message = str(exc).split("\n  fix:")[0]
             raise InkwellError(f"system '{spec.name}': {message}", field=exc.field or "system", hint=exc.hint) from None
 
+    return open_local_system(spec, config, say, workload="score")
+
+
+def open_local_system(spec: SystemSpec, config: Any, say: Say, workload: str):
+    """A system's model on this machine (`eval`'s systems, the content suite's): `config` gives the engine flags
+    (engine, dtype, precision, device, batch_size); `workload` what `--engine auto` optimises for (`score`: full
+    precision likelihoods; `interactive`: as `inkwell write` runs). Load failures name the system."""
+    from inkwell.generate.builder import EngineSpec, open_engine
+
     say(f"[{spec.name}] loading {spec.describe()}")
     local = EngineSpec(
         spec.model,
         adapter=spec.adapter,
         backend=config.engine,
-        workload="score",
+        workload=workload,
         dtype=config.dtype,
         precision=config.precision,
         device=config.device,
@@ -289,7 +298,8 @@ def run_system(
         "template": template.model_dump(exclude={"source"}) if template is not None else None,
     }
     if config.backend != "local":  # a served name, not a local path: the server and the name decide the output
-        identity.update(model=spec.model, backend=config.backend, base_url=config.base_url)
+        servers = ",".join(sorted((config.base_url or "").split(",")))  # a fleet listed in another order: the same
+        identity.update(model=spec.model, backend=config.backend, base_url=servers)
     elif (config.engine, config.precision) != ("auto", "auto"):  # another engine writes other text
         identity.update(engine=config.engine, precision=config.precision)
     keys = {
@@ -300,7 +310,8 @@ def run_system(
     cached_nll = _read_cache(nll_path) if want_nll else {}
     for row in rows:
         record = cached.get(row.id)
-        if record and record.get("key") == keys[row.id]:
+        remote_failure = config.backend != "local" and record and record.get("error")  # a server down: try again
+        if record and record.get("key") == keys[row.id] and not remote_failure:
             run.outputs[row.id] = record
         record = cached_nll.get(row.id)
         if record and record.get("key") == nll_keys[row.id]:
@@ -347,7 +358,8 @@ def run_system(
 
         if todo:
             say(f"[{spec.name}] generating {len(todo)} rows ({run.cached} cached)")
-        step = max(1, config.batch_size)
+        # remote: the engine's batch size is every server's share (--batch-size per server)
+        step = max(1, engine.batch_size if config.backend != "local" else config.batch_size)
         for begin in range(0, len(todo), step):
             chunk = todo[begin : begin + step]
             lines = []
@@ -382,7 +394,7 @@ def run_system(
 
         if nll_todo:
             say(f"[{spec.name}] scoring reference likelihoods for {len(nll_todo)} rows")
-            from inkwell.evaluate.perplexity import sequence_nll
+            from inkwell.evaluate.perplexity import reference_nll
 
             for begin in range(0, len(nll_todo), step):
                 lines = []
@@ -394,9 +406,7 @@ def run_system(
                     prompt = request.prompt if template is not None else request
                     prompt_ids = engine.encode(prompt)
                     target = engine.tokenizer(row.reference, add_special_tokens=False)["input_ids"]
-                    nll, tokens = sequence_nll(
-                        engine, prompt_ids + target, len(prompt_ids), max_length=engine.context_length
-                    )
+                    nll, tokens = reference_nll(engine, prompt_ids, target)
                     run.nll[row.id] = (nll, tokens)
                     lines.append({"id": row.id, "key": nll_keys[row.id], "nll": nll, "tokens": tokens})
                 _append(nll_path, lines)

@@ -38,6 +38,7 @@ from inkwell.evaluate.runner import (
     _digest,
     _path_fingerprint,
     _read_cache,
+    open_local_system,
     score_entry,
 )
 from inkwell.evaluate.stats import DEFAULT_RESAMPLES, mean_reduce, resample_weights
@@ -92,6 +93,10 @@ class SuiteConfig:
     dtype: str = "auto"
     device: str = "auto"
     precision: str = "auto"
+    # Worked examples: "default" as `inkwell write` shows them (a base model its template's closest ones, a chat
+    # model none), "none" (zero-shot for every model), "closest" (every model the closest ones, a chat model as
+    # earlier turns). benchmarks/bench_shots.py compares them.
+    shots: str = "default"
 
 
 # ---------------------------------------------------------------- the task file
@@ -211,26 +216,6 @@ def _task_settings(task: SuiteTask, config: SuiteConfig, best_of: int) -> dict:
     return settings
 
 
-def _open_engine(spec: SystemSpec, config: SuiteConfig, say: Say):
-    from inkwell.generate.builder import EngineSpec, open_engine
-
-    say(f"[{spec.name}] loading {spec.describe()}")
-    engine_spec = EngineSpec(
-        spec.model,
-        adapter=spec.adapter,
-        backend=config.engine,
-        workload="interactive",  # as `inkwell write` runs: what a creator's pieces come from
-        dtype=config.dtype,
-        precision=config.precision,
-        device=config.device,
-        batch_size=config.batch_size,
-    )
-    try:
-        return open_engine(engine_spec, say)
-    except InkwellError as exc:
-        raise InkwellError(f"system '{spec.name}' ({spec.describe()}) failed to load: {_one_line(exc)}") from None
-
-
 def generate_runs(spec: SystemSpec, tasks: list[SuiteTask], config: SuiteConfig, say: Say) -> list[SuiteRun]:
     """One SuiteRun per N of config.best_of for this system, from the cache or written now (the model loads
     once, and only when something is missing)."""
@@ -254,7 +239,7 @@ def generate_runs(spec: SystemSpec, tasks: list[SuiteTask], config: SuiteConfig,
     if not todo:
         say(f"[{spec.name}] all {len(tasks)} tasks cached")
         return runs
-    engine = _open_engine(spec, config, say)
+    engine = open_local_system(spec, config, say, workload="interactive")  # as `inkwell write` runs
     try:
         for best_of, (run, missing, keys) in todo.items():
             say(f"[{run.name}] writing {len(missing)} tasks ({run.cached} cached)")
@@ -274,7 +259,8 @@ def generate_runs(spec: SystemSpec, tasks: list[SuiteTask], config: SuiteConfig,
 
 def _key(identity: dict, task: SuiteTask, config: SuiteConfig, best_of: int) -> str:
     template = task.template.model_dump(exclude={"source"})
-    return _digest([identity, template, task.fields, _task_settings(task, config, best_of), best_of])
+    shots = [] if config.shots == "default" else [config.shots]  # the default keeps the caches written before
+    return _digest([identity, template, task.fields, _task_settings(task, config, best_of), best_of, *shots])
 
 
 def _groups(tasks: list[SuiteTask], config: SuiteConfig, best_of: int) -> list[list[SuiteTask]]:
@@ -282,6 +268,11 @@ def _groups(tasks: list[SuiteTask], config: SuiteConfig, best_of: int) -> list[l
     groups: dict[str, list[SuiteTask]] = {}
     for task in tasks:
         key = task.template.name + json.dumps(_task_settings(task, config, best_of), sort_keys=True)
+        if task.template.output_counts:  # the JSON grammar follows the fields (e.g. how many questions)
+            try:
+                key += json.dumps(task.template.schema_for(task.template.resolve_fields(task.fields)), sort_keys=True)
+            except InkwellError:
+                pass  # bad fields: prepare() reports them for this task
         groups.setdefault(key, []).append(task)
     return list(groups.values())
 
@@ -290,7 +281,7 @@ def _write_group(engine, group: list[SuiteTask], config: SuiteConfig, best_of: i
     """Generate the group's tasks together (N candidates each), keep the best per task; one cache line each.
     Each line carries its share of the group's wall time, so a cached report still knows what writing cost."""
     from inkwell.compose.bestof import BestOf
-    from inkwell.generate.content import ContentResult, prepare
+    from inkwell.generate.content import ContentResult, prepare, structured_settings
 
     started = time.perf_counter()
     template = group[0].template
@@ -298,7 +289,10 @@ def _write_group(engine, group: list[SuiteTask], config: SuiteConfig, best_of: i
     ready, rendered, settings = [], [], None
     for task in group:
         try:
-            prompt, settings = prepare(engine, template, task.fields, overrides=_task_settings(task, config, best_of))
+            shots = _task_shots(task, config.shots)
+            overrides = _task_settings(task, config, best_of)
+            prompt, settings = prepare(engine, template, task.fields, shots=shots, overrides=overrides)
+            settings = structured_settings(engine, template, settings, prompt.fields)  # JSON under its grammar
         except InkwellError as exc:
             lines.append({"id": task.id, "key": keys[task.id], "text": "", "error": _one_line(exc)})
             continue
@@ -431,7 +425,23 @@ def run_suite(config: SuiteConfig, say: Say | None = None) -> dict:
     return report
 
 
+SHOTS = ("default", "none", "closest")
+
+
+def _task_shots(task: SuiteTask, mode: str) -> list | None:
+    """The worked examples a task is written with: None is `write`'s default (prompts/render.py)."""
+    if mode == "none":
+        return []
+    if mode == "closest":
+        from inkwell.prompts.shots import closest_shots
+
+        return closest_shots(task.template, task.template.resolve_fields(task.fields))
+    return None
+
+
 def _check_config(config: SuiteConfig) -> None:
+    if config.shots not in SHOTS:
+        raise InkwellError(f"unknown shots mode {config.shots!r}", field="shots", hint=f"one of: {', '.join(SHOTS)}")
     from inkwell.compose.bestof import check_best_of
 
     if not config.systems:
@@ -466,6 +476,13 @@ def _report(config, all_tasks, tasks, runs, scores, verdicts, matrix) -> dict:
         f"Intervals: 95% percentile bootstrap over the tasks counted, {config.resamples} resamples, shared by all "
         "systems (paired). A rate of 0 or 1 has a zero-width interval: the bootstrap cannot see beyond the sample.",
     ]
+    if config.shots != "default":
+        notes.append(
+            {
+                "none": "Zero-shot: no model was shown worked examples.",
+                "closest": "Every model, chat models too, was shown its template's closest worked examples.",
+            }[config.shots]
+        )
     if len(tasks) < len(all_tasks):
         notes.append(
             f"A stratified subset: the first {config.per_template} tasks of each template and language "

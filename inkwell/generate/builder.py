@@ -12,7 +12,8 @@ dtype left to us, the candidates are tried in the workload's order:
    no adapter, `precision auto`): the fastest single stream, and continuous batching;
 2. onnx - ONNX Runtime GenAI (other architectures, adapters folded into the weights, int4/int8/fp32);
    interactive work only: its static batches of <= 32 rows lose to continuous batching in bulk;
-3. torch - anything else (GPUs, explicit dtypes, unmerged adapters, beams), with a one-line note saying why.
+3. torch - anything else (GPUs, explicit dtypes, unmerged adapters, beams, encoder-decoder models such as T5),
+   with a one-line note saying why.
 `score` (evaluation) stays on torch under auto: reference likelihoods in full precision, as before.
 """
 
@@ -61,6 +62,7 @@ class EngineSpec:
     base_url: str | None = None  # remote
     api_key: str | None = None  # remote
     adapters: dict[str, str] = field(default_factory=dict)  # serve: name -> folder, attached unmerged (torch)
+    systems: list[str] = field(default_factory=list)  # an ensemble: MODEL[:ADAPTER] each (generate/ensemble.py)
 
     def check(self) -> None:
         if self.backend not in BACKENDS:
@@ -96,6 +98,8 @@ Progress = Callable[[str], None] | None
 def open_engine(spec: EngineSpec, progress: Progress = None):
     """The engine `spec` asks for (see the module docstring); `progress` receives one-line notes."""
     spec.check()
+    if spec.systems:
+        return _ensemble(spec, progress)
     if spec.backend == "remote":
         return _remote(spec, progress)
     from inkwell.models.onnx import is_onnx_folder
@@ -104,6 +108,8 @@ def open_engine(spec: EngineSpec, progress: Progress = None):
         return _onnx_folder(spec, progress)
     if spec.adapters:
         return _torch(spec, progress)  # several adapters unmerged: only the torch engine holds them
+    if _seq2seq(spec):  # an encoder-decoder (T5): only the torch engine runs it (transformers' generate)
+        return _torch(spec, progress)
     from inkwell.models.load import pick_device
 
     cpu = pick_device(spec.device) == "cpu" and spec.dtype in ("auto", "fp32")
@@ -126,6 +132,52 @@ def open_engine(spec: EngineSpec, progress: Progress = None):
             if onnx is not None:
                 return onnx
     return _torch(spec, progress)
+
+
+def _ensemble(spec: EngineSpec, progress: Progress):
+    """One engine per system (each by the rules above, with this spec's other options), behind EnsembleEngine."""
+    import dataclasses
+
+    from inkwell.generate.ensemble import EnsembleEngine, parse_systems
+
+    if spec.model or spec.adapter:
+        raise InkwellError(
+            "--systems names every model (and adapter) of the ensemble: drop --model/--adapter",
+            field="systems",
+            hint="e.g. --systems smollm2-135m-instruct,smollm2-135m-instruct:runs/my-lora",
+        )
+    members = []
+    try:
+        for model, adapter in parse_systems(spec.systems):
+            label = ":".join(p for p in (model, adapter) if p)
+            members.append(
+                (label, open_engine(dataclasses.replace(spec, model=model, adapter=adapter, systems=[]), progress))
+            )
+        return EnsembleEngine(members)
+    except BaseException:
+        for _label, engine in members:
+            engine.close()
+        raise
+
+
+def _seq2seq(spec: EngineSpec) -> bool:
+    """True for an encoder-decoder model folder (read from its config); --engine native/onnx then say that only
+    the torch engine runs it. An encoder-only model (BERT) writes nothing: refused for every engine. Embedded
+    models and GGUF files are decoders: nothing is read for them."""
+    from inkwell.models.load import architecture_of_spec, refuse_encoder
+
+    architecture = architecture_of_spec(spec.model, spec.adapter)
+    refuse_encoder(spec.model or spec.adapter or "", architecture)
+    if architecture != "seq2seq":
+        return False
+    if spec.backend in ("native", "onnx"):
+        raise InkwellError(
+            f"the {spec.backend} engine runs decoder-only models, and '{spec.model or spec.adapter}' is an "
+            "encoder-decoder (seq2seq) model",
+            field="engine",
+            hint="use --engine torch (or auto, which picks it)",
+        )
+    return True
 
 
 # ---------------------------------------------------------------- each backend

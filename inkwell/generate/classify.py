@@ -1,4 +1,6 @@
-"""Run a trained text classifier: load the output folder of a `stage: classify` run and label texts.
+"""Run a trained text classifier: load the output folder of a `stage: classify` run and label texts. The base is a
+causal LM (SmolLM2: a `score` head on its last token) or an encoder (BERT family such as all-MiniLM-L6-v2: a
+`classifier` head on its pooled [CLS] token); the same code loads both.
 
     inkwell classify --model runs/smollm2-classify "Cheese -- milk's leap toward immortality."
 
@@ -38,13 +40,20 @@ def pad_right(sequences: list[list[int]], pad_id: int) -> tuple[Any, Any]:
     return ids, mask
 
 
-def _tokenizer(folder: Path):
-    """The tokenizer, with pad = eos when it has none (the rule training used, so the pad id matches)."""
+def classifier_tokenizer(folder: Path):
+    """The tokenizer, with pad = eos when it has none (causal LMs; encoders such as BERT bring their own [PAD]).
+    Training and inference both load it here, so the pad id the head pools by is the same."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token_id is None:
+        raise InkwellError(
+            f"the tokenizer in {folder} has neither a padding nor an end-of-text token",
+            field="model",
+            hint="use a model whose tokenizer defines pad_token or eos_token",
+        )
     return tokenizer
 
 
@@ -83,7 +92,7 @@ class Classifier:
             )
         labels = card["labels"]
         if card.get("weights") == "full":
-            tokenizer = _tokenizer(run_dir)
+            tokenizer = classifier_tokenizer(run_dir)
             model = load_classifier(run_dir, labels, tokenizer.pad_token_id)
         else:
             from peft import PeftModel
@@ -93,7 +102,7 @@ class Classifier:
                 if card.get("base_model_path") and Path(card["base_model_path"]).exists()
                 else resolve(card["base_model"])[0]
             )
-            tokenizer = _tokenizer(base)
+            tokenizer = classifier_tokenizer(base)
             with warnings.catch_warnings():  # PEFT calls a transformers property deprecated in v5: noise for users
                 warnings.simplefilter("ignore", FutureWarning)
                 model = PeftModel.from_pretrained(load_classifier(base, labels, tokenizer.pad_token_id), run_dir)

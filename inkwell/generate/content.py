@@ -47,6 +47,22 @@ def template_settings(template: ContentTemplate, overrides: dict | None, stop: l
     return settings
 
 
+def structured_settings(
+    engine: Engine, template: ContentTemplate, settings: GenerationSettings, fields: dict
+) -> GenerationSettings:
+    """A structured template decodes under its schema's grammar (for these fields: `output_counts`) where the
+    engine can (every local engine, and servers that take response_format), so its JSON parses on the first try;
+    the setting `grammar: {}` turns that off."""
+    schema = template.schema_for(fields)
+    if not schema or settings.grammar is not None or not engine.capabilities.grammar:
+        return settings
+    import dataclasses
+
+    from inkwell.generate.grammar import strict_schema
+
+    return dataclasses.replace(settings, grammar={"json_schema": strict_schema(schema)})
+
+
 def render_for(
     engine: Engine, template: ContentTemplate, fields: dict, shots: list[Example] | None, max_new_tokens: int
 ) -> RenderedPrompt:
@@ -117,7 +133,8 @@ def write_many(
     made it fail (a structured template whose output never validated). `choose(engine, template, rendered,
     candidates)` keeps the best of each prompt's candidates (best-of-n, compose/bestof.py) before their JSON is
     checked."""
-    results = engine.generate([r.prompt for r in rendered], settings, on_delta=on_delta)
+    per_prompt = [structured_settings(engine, template, settings, r.fields) for r in rendered]
+    results = _generate_grouped(engine, rendered, per_prompt, on_delta)
     grouped: list[list[ContentResult] | InkwellError] = [[] for _ in rendered]
     for result in results:
         item = ContentResult(
@@ -125,7 +142,7 @@ def write_many(
             None,
             result,
             rendered[result.prompt_index],
-            settings,
+            per_prompt[result.prompt_index],
             warnings=list(rendered[result.prompt_index].warnings),
         )
         bucket = grouped[result.prompt_index]
@@ -141,6 +158,31 @@ def write_many(
     if choose is not None:
         grouped = [_chosen(engine, template, choose, r, bucket, json_retries) for r, bucket in zip(rendered, grouped)]
     return grouped
+
+
+def _generate_grouped(
+    engine: Engine, rendered: list[RenderedPrompt], per_prompt: list[GenerationSettings], on_delta: OnDelta | None
+) -> list[GenerationResult]:
+    """One engine call per distinct settings (prompts whose schemas differ decode under different grammars), with
+    prompt and stream indices mapped back to the whole list's."""
+    groups: dict[str, list[int]] = {}
+    for index, settings in enumerate(per_prompt):
+        groups.setdefault(json.dumps(settings.to_dict(), sort_keys=True, default=str), []).append(index)
+    if len(groups) == 1:
+        return engine.generate([r.prompt for r in rendered], per_prompt[0], on_delta=on_delta)
+    results: list[GenerationResult] = []
+    for indices in groups.values():
+        settings = per_prompt[indices[0]]
+        n = settings.num_return_sequences
+
+        def delta(local: int, text: str, indices=indices, n=n) -> None:
+            assert on_delta is not None
+            on_delta(indices[local // n] * n + local % n, text)
+
+        for result in engine.generate([rendered[i].prompt for i in indices], settings, delta if on_delta else None):
+            result.prompt_index = indices[result.prompt_index]
+            results.append(result)
+    return sorted(results, key=lambda r: (r.prompt_index, r.sample_index))
 
 
 def _chosen(
@@ -190,12 +232,19 @@ def write(
     return outcome
 
 
+def _checked(item: ContentResult, schema: dict) -> tuple[Any, str | None]:
+    value, problem = validate_output(item.text, schema)
+    if problem is not None and item.generation.finish_reason == "length":  # say why, not what a fragment looks like
+        problem = f"the output was cut off at max_new_tokens ({item.settings.max_new_tokens}) before the JSON closed"
+    return value, problem
+
+
 def _ensure_structured(engine: Engine, template: ContentTemplate, item: ContentResult, retries: int) -> ContentResult:
     import copy
 
-    schema = template.output_schema
+    schema = template.schema_for(item.rendered.fields)
     assert schema is not None  # callers check: only structured templates come here
-    value, problem = validate_output(item.text, schema)
+    value, problem = _checked(item, schema)
     attempts = 1
     prompt = item.rendered.prompt
     while problem is not None and attempts <= retries:
@@ -215,14 +264,14 @@ def _ensure_structured(engine: Engine, template: ContentTemplate, item: ContentR
         item = ContentResult(
             generation.text, None, generation, item.rendered, item.settings, attempts + 1, item.warnings
         )
-        value, problem = validate_output(item.text, schema)
+        value, problem = _checked(item, schema)
         attempts += 1
     if problem is not None:
         raise StructuredOutputError(
             f"template '{template.name}': the model's output was not valid JSON for the template's schema after "
             f"{attempts} attempts ({problem}). Last output: {item.text[:200]!r}",
             field="output",
-            hint="raise --json-retries, lower --temperature, or use a larger model",
+            hint="raise --max-new-tokens or --json-retries, lower --temperature, or use a larger model",
         )
     item.data = value
     item.attempts = attempts

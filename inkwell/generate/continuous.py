@@ -378,10 +378,17 @@ class ContinuousBatch:
         if self.seen is not None:
             picked = torch.where(logits > 0, logits / self.penalty, logits * self.penalty)
             logits = torch.where(self.seen, picked, logits)
-        young = [b for b, row in enumerate(self.rows) if len(row.generated) < row.min_new_tokens]
+        young = [
+            b
+            for b, row in enumerate(self.rows)
+            if len(row.generated) < row.min_new_tokens and not (row.grammar and row.grammar.accepting)
+        ]
         if young:
             eos = torch.tensor(sorted(engine.eos_ids), device=device)
             logits[torch.tensor(young, device=device)[:, None], eos] = -float("inf")
+        constrained = [b for b, row in enumerate(self.rows) if row.grammar is not None]
+        if constrained:  # each row's own grammar (rows with different grammars, or none, share the batch)
+            logits = grammar_masked(logits, [self.rows[b] for b in constrained], constrained)
         if len(self.warpers):
             logits = self.warpers(self.history, logits)
         if self.settings.greedy:
@@ -442,6 +449,21 @@ class ContinuousBatch:
     def _done(row) -> None:
         if row.on_done is not None:
             row.on_done(row)
+
+
+def grammar_masked(logits, rows: list, at: list[int]):
+    """`logits` with every token a row's grammar forbids at -inf (rows `at` positions `at`)."""
+    import numpy as np
+    import torch
+
+    width = logits.shape[-1]
+    allowed = np.zeros((len(rows), width), dtype=bool)
+    for i, row in enumerate(rows):
+        mask = row.grammar.allowed()
+        allowed[i, : min(width, len(mask))] = mask[:width]
+    index = torch.tensor(at, device=logits.device)
+    logits[index] = logits[index].masked_fill(~torch.from_numpy(allowed).to(logits.device), -float("inf"))
+    return logits
 
 
 def plain_cache(model) -> bool:

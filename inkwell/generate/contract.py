@@ -33,6 +33,7 @@ class Capabilities:
     adapters: bool = False  # several PEFT adapters served unmerged from one base (select per request)
     cancellable: bool = False  # with_cancel(event) gives the same engine with its own cancel switch
     local: bool = True  # runs in this process (False: an HTTP backend; nothing to score or batch here)
+    grammar: bool = False  # settings.grammar is honoured: output decoded under a JSON schema / regex / choices
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}

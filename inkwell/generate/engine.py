@@ -5,7 +5,8 @@ the model directly with a DynamicCache (no `generate` wrapper), run as step-leve
 (`inkwell.generate.continuous`): prompts, shortest first, are prefilled in chunks under a token budget per
 step, rows join the decoding batch as places free up and leave it as soon as they finish. Logits processing
 reuses transformers' warpers. Beam search and adapters that rewrite attention inputs (prefix / prompt
-tuning) go through `model.generate` instead.
+tuning) go through `model.generate` instead, and so does every encoder-decoder (seq2seq) model
+(`inkwell.generate.seq2seq`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from inkwell.errors import InkwellError
-from inkwell.generate.continuous import DEFAULT_STEP_TOKENS, ContinuousBatch, plain_cache
+from inkwell.generate.continuous import DEFAULT_STEP_TOKENS, ContinuousBatch, grammar_masked, plain_cache
 from inkwell.generate.contract import Capabilities
 from inkwell.generate.rows import GenerationResult, OnDelta, Prompt, Row, TextRows, row_result
 from inkwell.generate.settings import GenerationSettings
@@ -55,7 +56,12 @@ class Engine:
             scoring=True,
             beams=True,
             adapters=True,
+            grammar=True,
         )
+        if loaded.seq2seq:  # an encoder-decoder (T5): model.generate only, see inkwell.generate.seq2seq
+            from inkwell.generate.seq2seq import CAPABILITIES
+
+            self.capabilities = CAPABILITIES
 
     render: Callable[[Prompt], str]
     encode: Callable[[Prompt], list[int]]
@@ -81,6 +87,11 @@ class Engine:
         settings.validate()
         started = time.perf_counter()
         rows = self.text.make_rows(prompts, settings, seeds, torch_generators=True)
+        if self.loaded.seq2seq:  # the prompt goes to the encoder: transformers' generate, not the decode loop
+            from inkwell.generate.seq2seq import generate_rows
+
+            generate_rows(self, rows, settings, on_delta)
+            return [row_result(row, started) for row in rows]
         use_fast = self.loaded.fast_path and settings.num_beams == 1
         if use_fast:
             batch = ContinuousBatch(self, settings, max_rows=self.batch_size, step_tokens=self.step_tokens)
@@ -147,33 +158,20 @@ class Engine:
 
     def _hf_generate(self, rows: list[Row], settings: GenerationSettings, on_delta: OnDelta | None) -> None:
         import torch
-        from transformers import GenerationConfig
 
         first = rows[0]
         ids = torch.tensor([first.prompt_ids], device=self.loaded.device)
-        config = GenerationConfig(
-            max_new_tokens=settings.max_new_tokens,
-            min_new_tokens=settings.min_new_tokens or None,
-            do_sample=not settings.greedy,
-            temperature=float(settings.temperature) if not settings.greedy else None,
-            top_p=float(settings.top_p) if not settings.greedy else None,
-            top_k=settings.top_k if not settings.greedy else None,
-            repetition_penalty=float(settings.repetition_penalty),
-            no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
-            num_beams=settings.num_beams,
-            num_return_sequences=len(rows),
-            eos_token_id=sorted(self.eos_ids),
-            pad_token_id=self.pad_id,
-            stop_strings=settings.stop or None,
-        )
+        config = settings.hf_config(len(rows), self.eos_ids, self.pad_id)
         if first.seed is not None:
             torch.manual_seed(first.seed)
+        processors = [_GrammarProcessor(rows, len(first.prompt_ids), self.eos_ids)] if first.grammar else None
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 generation_config=config,
                 tokenizer=self.tokenizer if settings.stop else None,
+                logits_processor=processors,
             )
         now = time.perf_counter()
         for row, seq in zip(rows, out):
@@ -187,3 +185,27 @@ class Engine:
                     text, row.finish_reason = text[: text.find(stop)], "stop"
             row.text, row.finished_at = text, now
             self.text.emit(row, text, on_delta)
+
+
+class _GrammarProcessor:
+    """Constrained decoding inside transformers' `generate` (the path for prefix/prompt adapters): each sequence's
+    grammar takes the token chosen last step, then masks this step's logits (no beams: settings refuse them)."""
+
+    def __init__(self, rows: list[Row], prompt_length: int, eos_ids: set[int]):
+        self.rows, self.start, self.eos_ids = rows, prompt_length, eos_ids
+        self.ended = [False] * len(rows)
+
+    def __call__(self, input_ids, scores):
+        live = []
+        for b, row in enumerate(self.rows):
+            if input_ids.shape[1] > self.start and not self.ended[b]:
+                token = int(input_ids[b, -1])
+                if token in self.eos_ids or row.grammar.finished:
+                    self.ended[b] = True
+                else:
+                    row.grammar.accept(token)
+            if not self.ended[b]:
+                live.append(b)
+        if live:
+            scores = grammar_masked(scores, [self.rows[b] for b in live], live)
+        return scores

@@ -71,16 +71,25 @@ class TorchFallback:
 
 def pick_token(x, row, settings: GenerationSettings, eos, seen=None, penalty: float = 1.0) -> int:
     """One row's next token from its logits `x` (changed in place): repetition penalty on the `seen` tokens,
-    end of text masked below min_new_tokens, then greedy or sampled with the row's numpy RNG. The numpy
+    end of text masked below min_new_tokens, the row's grammar mask, then greedy or sampled with the row's numpy RNG. The numpy
     paths' (ONNX, native) twin of the torch engine's warpers, in their order."""
     import numpy as np
 
     if seen is not None:
         x[seen] = np.where(x[seen] > 0, x[seen] / penalty, x[seen] * penalty)
-    if len(row.generated) < row.min_new_tokens and eos.size:
-        x[eos] = -np.inf
+    if len(row.generated) < row.min_new_tokens and eos.size and not (row.grammar and row.grammar.accepting):
+        x[eos] = -np.inf  # (a complete grammar match may always end: min_new_tokens yields to it)
     if settings.greedy:
+        if row.grammar is not None:
+            row.grammar.apply(x)
         return int(np.argmax(x))
+    if row.grammar is not None:
+        # sample among the allowed tokens only: numpy's argpartition slows ~8x on a vocabulary of mostly -inf
+        # (2.4 ms a token for SmolLM2), and the draw is the same (candidates keep their order)
+        row.grammar.apply(x)
+        ids = np.flatnonzero(x != -np.inf)
+        choice = sample(x[ids], float(settings.temperature), settings.top_k, float(settings.top_p), row.generator)
+        return int(ids[choice])
     return sample(x, float(settings.temperature), settings.top_k, float(settings.top_p), row.generator)
 
 

@@ -54,7 +54,7 @@ class NativeEngine:
         self.render, self.encode, self.count_tokens = self.text.render, self.text.encode, self.text.count_tokens
         self.context_length = int(loaded.context_length)  # longest prompt + output (and scoring window)
         self.batch_size, self.step_tokens = batch_size, step_tokens
-        self.capabilities = Capabilities(continuous_batching=True, scoring=True)
+        self.capabilities = Capabilities(continuous_batching=True, scoring=True, grammar=True)
         self._plain = TorchFallback("native engine", fallback, notice)
         self._lock = threading.Lock()  # generate() from several threads: one batch at a time
 

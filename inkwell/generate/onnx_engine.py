@@ -62,7 +62,7 @@ class OnnxEngine:
         self.render, self.encode, self.count_tokens = self.text.render, self.text.encode, self.text.count_tokens
         self.context_length = int(loaded.context_length)  # longest prompt + output (and scoring window)
         self.batch_size = min(batch_size, MAX_BATCH)
-        self.capabilities = Capabilities(scoring=True)
+        self.capabilities = Capabilities(scoring=True, grammar=True)
         self._scorer = _Scorer(self)
 
     render: Callable[[Prompt], str]
@@ -142,7 +142,12 @@ class OnnxEngine:
         # The runtime's own greedy step is exact for plain greedy decoding; anything else picks in Python.
         picker = (
             None
-            if (settings.greedy and float(settings.repetition_penalty) == 1.0 and settings.min_new_tokens == 0)
+            if (
+                settings.greedy
+                and float(settings.repetition_penalty) == 1.0
+                and settings.min_new_tokens == 0
+                and not any(r.grammar for r in rows)
+            )
             else _Picker(self, rows, settings)
         )
         live = list(range(len(rows)))

@@ -57,8 +57,8 @@ class GenerationRecord:
         loaded = engine.loaded
         return cls(
             text=result.text if text is None else text,
-            model=loaded.name,
-            adapter=loaded.adapter,
+            model=result.model or loaded.name,  # an ensemble's result names the member that wrote it
+            adapter=result.adapter if result.model else loaded.adapter,
             template=template,
             fields=fields,
             settings=settings if isinstance(settings, dict) else settings.to_dict(),

@@ -1,13 +1,18 @@
-"""A generation backend for any OpenAI-compatible server (`inkwell serve`, vLLM, TGI, llama.cpp server), for
-when one machine is not enough: `write` and `batch` send their prompts to a fleet instead of a local model.
+"""A generation backend for any OpenAI-compatible server (`inkwell serve`, vLLM, TGI, llama.cpp server), or several,
+for when one machine is not enough: `write`, `batch` and `eval` send their prompts there instead of a local model.
 
     inkwell batch product-description -i rows.csv -o out.jsonl --backend openai --base-url http://gpu-box:8000/v1 --model smollm2-135m-instruct
+    inkwell batch product-description -i rows.csv -o out.jsonl --backend openai --base-url http://gpu-1:8000/v1,http://gpu-2:8000/v1
 
 `RemoteEngine` has the Engine's shape (`loaded`, `batch_size`, `render`, `encode`, `count_tokens`,
 `generate(prompts, settings, on_delta)`), so the template / batch / JSON-retry code runs unchanged.
-- Chat prompts go to /v1/chat/completions, text prompts to /v1/completions; up to `batch_size` requests
-  are in flight at once (the server batches them). Each return sequence is its own request, with seed
-  `seed + sample index`, as the local engine does.
+- Chat prompts go to /v1/chat/completions, text prompts to /v1/completions. Each return sequence is its own
+  request, with seed `seed + sample index`, as the local engine does. `generate` may be called from many
+  threads at once (a batch job keeps rows in flight that way); each server takes up to `batch_size` requests
+  at once (the server batches them), so the engine's own `batch_size` is that times the number of servers.
+- Several servers (`--base-url URL1,URL2`): requests are spread over them, a failing server is backed off,
+  marked down and checked again later, and its requests go to the others (generate/fleet.py says how).
+  A lone request goes to the first healthy server.
 - Settings: max_new_tokens -> max_tokens, temperature, top_p, stop, seed; top_k, repetition_penalty,
   min_tokens, no_repeat_ngram_size are sent (vLLM's names) only when not neutral (0 / 1.0 / 0 / 0),
   so strict servers see only standard fields when those are neutral. Beam search is not available.
@@ -15,12 +20,14 @@ when one machine is not enough: `write` and `batch` send their prompts to a flee
   available here (the remote model name is a prepared registry model or a local folder); otherwise they
   are approximated from the text length (about 3 characters a token, on the safe side) and
   `approximate_counts` is True. Usage numbers in results come from the server.
-- 429 / 502 / 503 / 504 and connection errors are retried (honouring Retry-After) a few times.
+- 429, 5xx and connection errors are retried (honouring Retry-After, on another server when there is one):
+  MAX_ATTEMPTS attempts, one more per extra server. A reply cut off after text was streamed is not retried.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import threading
@@ -30,15 +37,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from inkwell.errors import InkwellError
 from inkwell.generate.contract import Capabilities
 from inkwell.generate.engine import GenerationResult, Prompt
+from inkwell.generate.fleet import UP, Failure, Fleet, Server, backoff
+from inkwell.generate.grammar import openai_fields
 from inkwell.generate.settings import GenerationSettings
 
 DEFAULT_CONTEXT = 2048  # when the server does not say (vLLM says max_model_len; inkwell serve context_length)
-RETRY_STATUSES = (429, 502, 503, 504)
-MAX_ATTEMPTS = 5
+NOT_RETRIED_5XX = (501, 505)  # "not implemented" and "version not supported" say the same on every attempt
+MAX_ATTEMPTS = 5  # per request with one server; each further server adds one (a row may meet each once)
+CHECK_TIMEOUT = 10.0  # seconds a health check (GET /models) may take
 CHARS_PER_TOKEN = 3.0  # approximate counting errs towards more tokens, so prompts are not cut too late
 
 
@@ -62,11 +73,43 @@ class RemoteModel:
         return self.base_url
 
 
+BASE_URL_HINT = "give http://HOST:PORT/v1, or several separated by commas: http://gpu-1:8000/v1,http://gpu-2:8000/v1"
+
+
 def normalize_base_url(url: str) -> str:
+    """One server's base URL, checked and ending in /v1 (`http://host:8000` -> `http://host:8000/v1`)."""
     url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise InkwellError(f"invalid --base-url '{url}'", field="base-url", hint="e.g. http://127.0.0.1:8000/v1")
+    problem = None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:  # urllib's words ("Port out of range 0-65535", "Invalid IPv6 URL")
+        problem = "the port must be a number from 1 to 65535" if "port" in str(exc).lower() else str(exc)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif parts.port == 0:
+            problem = "the port must be a number from 1 to 65535"
+        elif parts.query or parts.fragment or any(c.isspace() for c in url):
+            problem = "a server URL has no spaces, ? or #"
+    if problem:
+        raise InkwellError(f"invalid --base-url '{url}': {problem}", field="base-url", hint=BASE_URL_HINT)
     return url if url.endswith("/v1") else url + "/v1"
+
+
+def parse_base_urls(text: str) -> list[str]:
+    """`--base-url`: one server, or several separated by commas; each checked and normalised, none twice."""
+    urls = [normalize_base_url(piece) for piece in text.split(",") if piece.strip()]
+    if not urls:
+        raise InkwellError("--base-url names no server", field="base-url", hint=BASE_URL_HINT)
+    twice = sorted({u for u in urls if urls.count(u) > 1})
+    if twice:
+        raise InkwellError(
+            f"--base-url lists {twice[0]} twice", field="base-url", hint="list each server once (one per machine)"
+        )
+    return urls
 
 
 class RemoteEngine:
@@ -82,32 +125,40 @@ class RemoteEngine:
         tokenizer: Any = None,
         timeout: float = 600.0,
         transport: Any = None,
+        notice: Callable[[str], None] | None = None,
     ):
+        """`base_url`: one server or several separated by commas; `batch_size`: requests in flight per server;
+        `notice`: one-line notes (a server down or back; default: the `inkwell.remote` logger, on stderr)."""
         import httpx
 
         if batch_size < 1:
             raise InkwellError(f"invalid batch size {batch_size}", field="batch_size", hint="use a whole number >= 1")
-        self.base_url = normalize_base_url(base_url)
+        urls = parse_base_urls(base_url)
+        self.base_url = ",".join(urls)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=timeout,
-            transport=transport,
-            limits=httpx.Limits(max_connections=batch_size + 2),
-        )
-        self.batch_size = batch_size
-        listed = self._list_models()
-        ids: list[str] = [m["id"] for m in listed if isinstance(m.get("id"), str)]
-        if model is None:
-            if not ids:
-                raise InkwellError(f"{self.base_url} lists no models", field="model", hint="pass --model NAME")
-            model = ids[0]
-        elif ids and model not in ids:
-            raise InkwellError(
-                f"the server at {self.base_url} has no model '{model}'; it has: {', '.join(ids)}", field="model"
+        servers = [
+            Server(
+                url,
+                httpx.Client(
+                    base_url=url,
+                    headers=headers,
+                    timeout=timeout,
+                    transport=transport,
+                    limits=httpx.Limits(max_connections=batch_size + 2),
+                ),
+                slots=batch_size,
             )
-        meta = next((m for m in listed if m.get("id") == model), {})
+            for url in urls
+        ]
+        self.fleet = Fleet(servers, notice or logging.getLogger("inkwell.remote").warning)
+        self.batch_size = batch_size * len(servers)  # requests in flight over the whole fleet
+        self.max_attempts = MAX_ATTEMPTS + len(servers) - 1
+        try:
+            model, meta = self._first_listing(model)
+        except BaseException:
+            for server in servers:
+                server.client.close()
+            raise
         context = context_length or meta.get("context_length") or meta.get("max_model_len") or DEFAULT_CONTEXT
         self.tokenizer = tokenizer if tokenizer is not None else local_tokenizer(model)
         if chat is None:
@@ -122,8 +173,9 @@ class RemoteEngine:
             info=meta,
         )
         self.approximate_counts = self.tokenizer is None
-        # generate() fans a call's requests out on its own threads; batch jobs feed it in chunks
-        self.capabilities = Capabilities(local=False)
+        # generate() fans a call's requests out on its own threads and may be called from many (batch jobs keep
+        # rows in flight so, and every server's slots stay full)
+        self.capabilities = Capabilities(local=False, grammar=True, concurrent=True)
         self._emit_lock = threading.Lock()
 
     # ------------------------------------------------------------ prompts
@@ -227,6 +279,7 @@ class RemoteEngine:
             body["min_tokens"] = settings.min_new_tokens
         if settings.no_repeat_ngram_size:
             body["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
+        body.update(openai_fields(settings.grammar))  # constrained decoding, done by the server
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -237,90 +290,181 @@ class RemoteEngine:
     def _request(
         self, prompt: Prompt, settings: GenerationSettings, seed: int, emit: Callable[[str], None] | None
     ) -> tuple[str, dict, str | None]:
+        """(text, usage, finish reason) of one request, from whichever server takes it; a failed attempt is
+        tried again (on another server when one has room) up to `max_attempts` times."""
+        path, body = self._body(prompt, settings, seed, stream=emit is not None)
+        attempts = 0
+        while True:
+            server, delay, check = self.fleet.acquire()
+            try:
+                if delay:
+                    time.sleep(delay)  # every server is backed off: wait out the shortest back-off
+                if check:
+                    self._check(server)
+                    self.fleet.checked(server)
+                return self._attempt(server, path, body, emit)
+            except Failure as failure:
+                attempts += 1
+                last = failure.final or attempts >= self.max_attempts
+                self.fleet.failed(server, failure, last, checking=failure.checking)
+                if last:
+                    raise (self.fleet.gave_up or failure.error) from None
+            except BaseException:  # an answer that no retry changes (400, 401, 404), or the caller stopping
+                self.fleet.release(server)
+                raise
+
+    def _attempt(
+        self, server: Server, path: str, body: dict, emit: Callable[[str], None] | None
+    ) -> tuple[str, dict, str | None]:
+        """One request to one server. Raises Failure for what another attempt may fix."""
         import httpx
 
-        path, body = self._body(prompt, settings, seed, stream=emit is not None)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            streamed = False
-            try:
-                if emit is None:
-                    response = self.client.post(path, json=body)
-                    if response.status_code >= 400:
-                        self._raise_or_wait(response, attempt)
-                        continue
-                    data = response.json()
-                    choice = (data.get("choices") or [{}])[0]
-                    text = choice.get("text") if "text" in choice else (choice.get("message") or {}).get("content")
-                    return text or "", data.get("usage") or {}, choice.get("finish_reason")
-                with self.client.stream("POST", path, json=body) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        self._raise_or_wait(response, attempt)
-                        continue
-                    parts, usage, finish = [], {}, None
-                    for data in _sse_events(response):
-                        if "error" in data:
-                            raise InkwellError(
-                                f"the server at {self.base_url} failed mid-stream: {data['error'].get('message')}",
-                                field="backend",
-                            )
-                        if data.get("usage"):
-                            usage = data["usage"]
-                        for choice in data.get("choices") or []:
-                            delta = (
-                                choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
-                            )
-                            if delta:
-                                streamed = True
-                                parts.append(delta)
-                                emit(delta)
-                            finish = choice.get("finish_reason") or finish
-                    return "".join(parts), usage, finish
-            except httpx.TransportError as exc:
-                if streamed or attempt == MAX_ATTEMPTS:  # text already went out: a retry would repeat it
-                    raise InkwellError(
-                        f"cannot reach {self.base_url}: {exc}",
-                        field="base-url",
-                        hint="check the server is running and --base-url is right",
-                    ) from None
-                time.sleep(min(2**attempt, 30))
-        raise AssertionError("unreachable")
+        streamed = False
+        try:
+            if emit is None:
+                response = server.client.post(path, json=body)
+                if response.status_code >= 400:
+                    raise self._status_error(server, response)
+                data = response.json()
+                choice = (data.get("choices") or [{}])[0]
+                text = choice.get("text") if "text" in choice else (choice.get("message") or {}).get("content")
+                self.fleet.succeeded(server)
+                return text or "", data.get("usage") or {}, choice.get("finish_reason")
+            with server.client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._status_error(server, response)
+                parts, usage, finish = [], {}, None
+                for data in _sse_events(response):
+                    if "error" in data:
+                        raise InkwellError(
+                            f"the server at {server.url} failed mid-stream: {data['error'].get('message')}",
+                            field="backend",
+                        )
+                    if data.get("usage"):
+                        usage = data["usage"]
+                    for choice in data.get("choices") or []:
+                        delta = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                        if delta:
+                            streamed = True
+                            parts.append(delta)
+                            emit(delta)
+                        finish = choice.get("finish_reason") or finish
+                self.fleet.succeeded(server)
+                return "".join(parts), usage, finish
+        except httpx.TransportError as exc:
+            failure = _unreachable(server, exc)
+            failure.final = streamed  # text already went out: a retry would repeat it
+            raise failure from None
 
-    def _raise_or_wait(self, response, attempt: int) -> None:
-        if response.status_code in RETRY_STATUSES and attempt < MAX_ATTEMPTS:
-            try:
-                wait = float(response.headers.get("retry-after", 0))
-            except ValueError:
-                wait = 0
-            time.sleep(min(max(wait, 0.5 * 2**attempt), 30))
-            return
+    def _status_error(self, server: Server, response) -> Exception:
+        """An HTTP error answer as a Failure to retry (429, 5xx) or as the InkwellError to show (4xx)."""
         try:
             message = response.json()["error"]["message"]
         except Exception:  # not OpenAI's error shape
             message = response.text[:300]
-        field = "api-key" if response.status_code == 401 else "model" if response.status_code == 404 else "backend"
-        raise InkwellError(f"the server at {self.base_url} answered {response.status_code}: {message}", field=field)
+        status = response.status_code
+        field = "api-key" if status == 401 else "model" if status == 404 else "backend"
+        error = InkwellError(f"the server at {server.url} answered {status}: {message}", field=field)
+        if status != 429 and (status < 500 or status in NOT_RETRIED_5XX):
+            return error
+        try:
+            wait = float(response.headers.get("retry-after", 0))
+        except ValueError:  # an HTTP date: the back-off applies
+            wait = 0.0
+        return Failure(error, retry_after=wait, busy=status == 429)
 
-    def _list_models(self) -> list[dict]:
+    def _list_models(self, server: Server, attempts: int = MAX_ATTEMPTS, timeout: float | None = None) -> list[dict]:
+        """The server's /models list; a busy server (429, 5xx) is waited for, up to `attempts` tries. Raises
+        Failure when the server cannot be reached or stays busy, InkwellError for an answer that will not change."""
         import httpx
 
-        for attempt in range(1, MAX_ATTEMPTS + 1):  # a busy server (429/503) is waited for, as for generations
+        for attempt in range(1, attempts + 1):
             try:
-                response = self.client.get("/models")
+                response = server.client.get("/models", timeout=timeout or server.client.timeout)
             except httpx.TransportError as exc:
-                raise InkwellError(
-                    f"cannot reach {self.base_url}: {exc}",
-                    field="base-url",
-                    hint="check the server is running and --base-url is right (e.g. http://host:8000/v1)",
-                ) from None
+                raise _unreachable(server, exc) from None
             if response.status_code < 400:
-                break
-            self._raise_or_wait(response, attempt)
-        data = response.json().get("data")
-        return data if isinstance(data, list) else []
+                try:
+                    data = response.json().get("data")
+                except (ValueError, AttributeError):
+                    raise InkwellError(
+                        f"{server.url}/models is not an OpenAI-compatible answer",
+                        field="base-url",
+                        hint="point --base-url at the server's API root (vLLM, llama.cpp and inkwell serve: /v1)",
+                    ) from None
+                return data if isinstance(data, list) else []
+            error = self._status_error(server, response)
+            if not isinstance(error, Failure) or attempt == attempts:
+                raise error
+            time.sleep(backoff(attempt, error.retry_after))
+        raise AssertionError("unreachable")
+
+    def _first_listing(self, model: str | None) -> tuple[str, dict]:
+        """The model's name and listing, from the first server that answers. With several servers, those before
+        it are marked down (checked again later) and those after it are checked the first time they are needed."""
+        failures: list[Failure] = []
+        for server in self.fleet.servers:
+            try:
+                listed = self._list_models(server)
+            except Failure as failure:
+                if len(self.fleet.servers) == 1:
+                    raise failure.error from None
+                failures.append(failure)
+                self.fleet.hold(server)
+                self.fleet.failed(server, failure, giving_up=False, checking=True)
+                continue
+            ids: list[str] = [m["id"] for m in listed if isinstance(m.get("id"), str)]
+            if model is None:
+                if not ids:
+                    raise InkwellError(f"{server.url} lists no models", field="model", hint="pass --model NAME")
+                model = ids[0]
+            elif ids and model not in ids:
+                raise InkwellError(
+                    f"the server at {server.url} has no model '{model}'; it has: {', '.join(ids)}", field="model"
+                )
+            server.state = UP
+            return model, next((m for m in listed if m.get("id") == model), {})
+        raise InkwellError(
+            "no server in --base-url answers: " + "; ".join(f.reason for f in failures),
+            field="base-url",
+            hint="check the servers are running and --base-url is right (e.g. http://host:8000/v1)",
+        )
+
+    def _check(self, server: Server) -> None:
+        """A health check before a server takes requests (first use, or down and due): it answers /models in
+        time and serves the model. Raises Failure (with `checking` set) otherwise."""
+        try:
+            listed = self._list_models(server, attempts=1, timeout=CHECK_TIMEOUT)
+            ids = [m.get("id") for m in listed]
+            if ids and self.loaded.name not in ids:
+                raise InkwellError(f"{server.url} does not serve '{self.loaded.name}'", field="model")
+        except Failure as failure:
+            failure.checking = True
+            raise
+        except InkwellError as error:  # a wrong key or model on this server: it cannot take requests
+            unusable = Failure(error)
+            unusable.checking = True
+            raise unusable from None
 
     def close(self) -> None:
-        self.client.close()
+        servers = self.fleet.servers
+        if len(servers) > 1 and any(s.answered for s in servers):
+            self.fleet.notice(f"requests answered per server: {self.fleet.summary()}")
+        for server in servers:
+            server.client.close()
+
+
+def _unreachable(server: Server, exc: Exception) -> Failure:
+    """A connection that failed or dropped, as a Failure (nothing listening there: `refused`)."""
+    import httpx
+
+    error = InkwellError(
+        f"cannot reach {server.url}: {exc or type(exc).__name__}",
+        field="base-url",
+        hint="check the server is running and --base-url is right (e.g. http://host:8000/v1)",
+    )
+    return Failure(error, refused=isinstance(exc, httpx.ConnectError))
 
 
 def _sse_events(response) -> Any:

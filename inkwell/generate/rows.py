@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from inkwell.errors import InkwellError
+from inkwell.generate.grammar import RowGrammar, row_grammar
 from inkwell.generate.settings import GenerationSettings
 
 Prompt = str | list[dict]  # plain text (completion) or chat messages [{"role", "content"}]
@@ -31,6 +32,8 @@ class GenerationResult:
     prompt_index: int
     sample_index: int
     seed: int | None
+    model: str | None = None  # which model wrote it, when several could have (an ensemble, generate/ensemble.py)
+    adapter: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +62,7 @@ class Row:
     cancelled: Callable[[], bool] | None = None  # asked once per step; True ends the row ("cancelled")
     on_done: Callable[[Row], None] | None = None  # called once when the row finishes
     owner: object = None  # whoever queued the row (the scheduler's job)
+    grammar: RowGrammar | None = None  # constrained decoding: the engine masks logits with it (generate/grammar.py)
 
 
 def row_result(row: Row, started: float) -> GenerationResult:
@@ -116,8 +120,13 @@ class TextRows:
             self.flush(row, row.stream)
         else:
             row.generated.append(token)
+            if row.grammar is not None:
+                row.grammar.accept(token)
             if (row.stream or row.stop) and self.update_text(row, row.stop, row.stream):
                 row.finish_reason = "stop"
+            elif row.grammar is not None and row.grammar.finished:  # complete: nothing but the end can follow
+                row.finish_reason = "stop"
+                self.flush(row, row.stream)
             elif len(row.generated) >= row.max_new_tokens:
                 row.finish_reason = "length"
                 self.flush(row, row.stream)
@@ -193,9 +202,16 @@ class TextRows:
                         max_new_tokens=settings.max_new_tokens,
                         min_new_tokens=settings.min_new_tokens,
                         stop=list(settings.stop),
+                        grammar=self.grammar_for(settings),
                     )
                 )
         return rows
+
+    def grammar_for(self, settings: GenerationSettings) -> RowGrammar | None:
+        """A fresh matcher for one row under `settings.grammar` (None without one)."""
+        if not settings.grammar:
+            return None
+        return row_grammar(self.loaded, settings.grammar, len(self.tokenizer), self.eos_ids)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

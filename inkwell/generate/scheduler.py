@@ -59,7 +59,7 @@ WINDOW_S = 0.02
 MAX_WAITING_ROWS = 256
 LORA_FAMILY = ("LORA", "IA3", "ADALORA")  # adapters that only add to weights: switchable, fast path
 # Settings a continuous batch tracks per job; the others (sampling, penalties) must match to share a batch.
-PER_JOB_SETTINGS = ("max_new_tokens", "min_new_tokens", "stop", "num_return_sequences")
+PER_JOB_SETTINGS = ("max_new_tokens", "min_new_tokens", "stop", "num_return_sequences", "grammar")
 
 
 class JobCancelled(InkwellError):
@@ -608,7 +608,7 @@ class ScheduledEngine:
     `block`: when the scheduler's queue is full, wait for room (in-process callers) instead of raising
     QueueFull (the server, which answers 429)."""
 
-    capabilities = Capabilities(concurrent=True, cancellable=True)
+    capabilities = Capabilities(concurrent=True, cancellable=True, grammar=True)
 
     def __init__(
         self,

@@ -25,6 +25,9 @@ class GenerationSettings:
     num_return_sequences: int = 1
     stop: list[str] = field(default_factory=list)
     seed: int | None = None  # same seed + same prompt + same settings -> same text
+    # Constrained decoding (generate/grammar.py): {"json_schema": {...}} | {"regex": "..."} | {"choices": [...]}
+    # | {"lark": "..."} | {"json": true}; per row, so rows with different grammars share a continuous batch
+    grammar: dict | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -59,6 +62,12 @@ class GenerationSettings:
             raise bad("stop", self.stop, "to a list of non-empty strings")
         if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED):
             raise bad("seed", self.seed, f"to a whole number between 0 and {MAX_SEED}")
+        if self.grammar is not None:
+            from inkwell.generate.grammar import check_grammar
+
+            check_grammar(self.grammar)
+            if self.num_beams > 1:
+                raise bad("num_beams", self.num_beams, "to 1 with a grammar (constrained decoding samples one path)")
 
     @property
     def greedy(self) -> bool:
@@ -66,6 +75,29 @@ class GenerationSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def hf_config(self, samples: int, eos_ids, pad_id: int, decoder_start: int | None = None):
+        """transformers' GenerationConfig for these settings (the torch engine's `generate` paths: beams, prefix
+        adapters, seq2seq models, whose decoder starts from `decoder_start`)."""
+        from transformers import GenerationConfig
+
+        sampled = not self.greedy
+        return GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            min_new_tokens=self.min_new_tokens or None,
+            do_sample=sampled,
+            temperature=float(self.temperature) if sampled else None,
+            top_p=float(self.top_p) if sampled else None,
+            top_k=self.top_k if sampled else None,
+            repetition_penalty=float(self.repetition_penalty),
+            no_repeat_ngram_size=self.no_repeat_ngram_size or None,
+            num_beams=self.num_beams,
+            num_return_sequences=samples,
+            eos_token_id=sorted(eos_ids),
+            pad_token_id=pad_id,
+            decoder_start_token_id=decoder_start,
+            stop_strings=self.stop or None,
+        )
 
     @classmethod
     def names(cls) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from inkwell.errors import InkwellError
 from inkwell.home import models_dir
 from inkwell.models.load import embedded_cache_dir, is_prepared, read_card
-from inkwell.models.registry import DEFAULT_MODEL, EMBEDDED_MODELS, get_embedded
+from inkwell.models.registry import DEFAULT_MODEL, EMBEDDED_ENCODERS, EMBEDDED_MODELS, get_embedded
 
 
 def _size_mb(folder: Path) -> float:
@@ -21,6 +21,8 @@ def list_models() -> list[dict]:
         item = entry.to_dict()
         item.update(source="embedded", default=name == DEFAULT_MODEL, prepared=is_prepared(folder), path=str(folder))
         items.append(item)
+    for encoder in EMBEDDED_ENCODERS.values():  # plain folders inside their packages: nothing to prepare
+        items.append(dict(encoder.to_dict(), source="embedded", default=False, prepared=True, use="stage: classify"))
     for folder in sorted(models_dir().glob("gguf-*")):
         if is_prepared(folder):
             card = read_card(folder)
@@ -82,6 +84,11 @@ def model_info(name: str) -> dict:
         if is_prepared(folder):
             info.update(card=read_card(folder), size_mb=_size_mb(folder))
         return info
+    if name in EMBEDDED_ENCODERS:
+        folder = EMBEDDED_ENCODERS[name].folder()
+        return dict(
+            EMBEDDED_ENCODERS[name].to_dict(), source="embedded", default=False, prepared=True, path=str(folder)
+        )
     path = Path(name).expanduser()
     if path.is_dir():
         from inkwell.models.load import check_hf_folder

@@ -8,7 +8,8 @@ from pathlib import Path
 
 def load_classifier(folder: str | Path, labels: list[str], pad_id: int, **overrides):
     """AutoModelForSequenceClassification from a model folder (a causal LM: its new `score` head starts random;
-    a trained full run: the head as trained), fp32, with our labels and pad token. `overrides` go to
+    an encoder such as BERT: its new `classifier` head on the pooled [CLS] token; a trained full run: the head
+    as trained), fp32, with our labels and pad token. `overrides` go to
     from_pretrained (training sets dropout there)."""
     import torch
     from transformers import AutoModelForSequenceClassification

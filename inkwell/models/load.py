@@ -1,4 +1,6 @@
-"""Load a causal LM + tokenizer from a registry name, a Hugging Face folder, a `.gguf` file, or a PEFT adapter.
+"""Load a model for generation + its tokenizer from a registry name, a Hugging Face folder, a `.gguf` file, or a
+PEFT adapter: a causal LM (decoder-only), or an encoder-decoder (T5 family) from a local folder, told apart by
+the folder's config (`architecture_of`). Encoder-only models (BERT family) write nothing: they are classifiers.
 
 GGUF files are de-quantised once with transformers' GGUF reader and cached as plain safetensors under
 INKWELL_HOME/models, so later loads are a fast safetensors read.
@@ -19,7 +21,7 @@ from typing import Any
 
 from inkwell.errors import InkwellError
 from inkwell.home import models_dir
-from inkwell.models.registry import EMBEDDED_MODELS, get_embedded
+from inkwell.models.registry import EMBEDDED_ENCODERS, EMBEDDED_MODELS, get_embedded
 
 MODEL_CARD = "inkwell-model.json"  # written beside prepared weights: where they came from, chat or base
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -43,6 +45,11 @@ class LoadedModel:
     # False when an adapter changes attention inputs (prefix/prompt tuning): the engine then uses HF generate.
     fast_path: bool = True
     info: dict = field(default_factory=dict)
+    architecture: str = "decoder"  # decoder (causal LM) | seq2seq (encoder-decoder: the prompt goes to the encoder)
+
+    @property
+    def seq2seq(self) -> bool:
+        return self.architecture == "seq2seq"
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -142,6 +149,58 @@ def check_hf_folder(folder: Path) -> None:
         )
 
 
+def architecture_of(folder: Path) -> str:
+    """What a model folder holds, from its config: `seq2seq` (an encoder-decoder such as T5 or BART; loads with
+    AutoModelForSeq2SeqLM), `encoder` (encoder-only, BERT family: it reads and labels text but writes none), or
+    `decoder` (a causal LM). transformers' own tables decide: `is_encoder_decoder` in the config, and the model
+    types that have a masked-LM head (the encoder families) unless the config makes them a decoder."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (ValueError, KeyError, OSError) as exc:  # e.g. a model_type this transformers does not know
+        raise InkwellError(
+            f"cannot read the model configuration in {folder}: {exc}",
+            field="model",
+            hint="check config.json (its model_type must be one transformers knows)",
+        ) from None
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False):
+        return "encoder"
+    return "decoder"
+
+
+def architecture_of_spec(spec: str | None, adapter: str | None = None) -> str:
+    """`architecture_of` for what the user typed, without preparing anything: embedded models and GGUF files are
+    decoders; a local folder (or an adapter's base folder) is read from its config."""
+    if not spec and adapter:
+        spec = adapter_base(Path(adapter).expanduser())
+    if not spec or spec in EMBEDDED_MODELS:
+        return "decoder"
+    if spec in EMBEDDED_ENCODERS:
+        return "encoder"
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "config.json").exists():
+        try:
+            return architecture_of(path)
+        except InkwellError:  # an unreadable config: the loader says what is wrong with the folder
+            return "decoder"
+    return "decoder"
+
+
+def refuse_encoder(spec: str, architecture: str) -> None:
+    """An encoder-only model (BERT family) has no decoder to write with: say what it is good for."""
+    if architecture == "encoder":
+        raise InkwellError(
+            f"'{spec}' is an encoder-only model (BERT family): it reads and labels text but cannot write it",
+            field="model",
+            hint="train it as a classifier (a `stage: classify` config, see configs/minilm-classify.yaml) and "
+            "label texts with `inkwell classify`, or use a causal LM or a seq2seq (T5) model here",
+        )
+
+
 def read_card(folder: Path) -> dict:
     path = folder / MODEL_CARD
     return json.loads(path.read_text()) if path.exists() else {}
@@ -232,7 +291,10 @@ def prepare_gguf(gguf: Path, out_dir: Path, card: dict, progress: Callable[[str]
 
 
 def pull(name: str, progress: Callable[[str], None] | None = None, force: bool = False) -> Path:
-    """Prepare an embedded model's cache folder (de-quantise its GGUF once). Returns the folder."""
+    """Prepare an embedded model's cache folder (de-quantise its GGUF once). Returns the folder (an embedded
+    encoder's is its package folder: nothing to prepare)."""
+    if name in EMBEDDED_ENCODERS:
+        return EMBEDDED_ENCODERS[name].folder()
     entry = get_embedded(name)
     out = embedded_cache_dir(name)
     if is_prepared(out) and not force:
@@ -252,6 +314,9 @@ def resolve(spec: str, progress: Callable[[str], None] | None = None) -> tuple[P
     if spec in EMBEDDED_MODELS:
         folder = pull(spec, progress)
         return folder, read_card(folder)
+    if spec in EMBEDDED_ENCODERS:  # a plain HF folder inside its package: nothing to prepare
+        encoder = EMBEDDED_ENCODERS[spec]
+        return encoder.folder(), encoder.card()
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.exists():
@@ -298,7 +363,7 @@ def refuse_classifier(adapter_dir: Path) -> None:
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     run = adapter_dir / "inkwell-run.json"
     stage = json.loads(run.read_text()).get("stage") if run.exists() else None
-    if stage == "classify" or config.get("task_type") not in (None, "CAUSAL_LM"):
+    if stage == "classify" or config.get("task_type") not in (None, "CAUSAL_LM", "SEQ_2_SEQ_LM"):
         raise InkwellError(
             f"'{adapter_dir}' is a classifier (stage: classify): it labels texts and cannot write them",
             field="adapter",
@@ -316,8 +381,9 @@ def load_model(
     progress: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Load a model for generation. `spec` is a registry name, a HF folder or a .gguf path (default:
-    the embedded default, or the base recorded in the adapter)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    the embedded default, or the base recorded in the adapter). A folder whose config is an encoder-decoder
+    (T5 family) loads as a seq2seq model (`LoadedModel.seq2seq`)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from inkwell.models.registry import DEFAULT_MODEL
@@ -338,13 +404,18 @@ def load_model(
     device = pick_device(device)
     torch_dtype, dtype_name = pick_dtype(dtype, device)
     folder, card = resolve(spec, progress)
+    architecture = "decoder" if spec in EMBEDDED_MODELS else architecture_of(folder)
+    refuse_encoder(spec, architecture)
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+    auto = AutoModelForSeq2SeqLM if architecture == "seq2seq" else AutoModelForCausalLM
+    model = auto.from_pretrained(folder, dtype=torch_dtype)
     chat = card.get("chat", tokenizer.chat_template is not None)
     context = card.get("context_length") or getattr(model.config, "max_position_embeddings", 2048)
+    if architecture == "seq2seq":  # T5's relative positions have no hard limit; n_positions is its trained length
+        context = card.get("context_length") or getattr(model.config, "n_positions", None) or 512
 
     fast_path = True
     if adapter_dir is not None:
@@ -377,4 +448,5 @@ def load_model(
         adapter=str(adapter_dir) if adapter_dir else None,
         fast_path=fast_path,
         info=card,
+        architecture=architecture,
     )

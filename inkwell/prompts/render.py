@@ -2,7 +2,8 @@
 
 Chat models get messages: the system message, then each example as a user/assistant pair, then the
 request. Base models get one text: header, examples rendered with the template's example pattern, then
-the query with an empty output slot. Examples that do not fit the context are dropped (with a warning);
+the query with an empty output slot. Without examples given, base models get the template's own examples
+closest to the request (shots.py). Examples that do not fit the context are dropped (with a warning);
 the user's own input is never cut.
 """
 
@@ -17,6 +18,7 @@ from jinja2 import UndefinedError
 
 from inkwell.data.formats import read_jsonl, template_fields
 from inkwell.errors import InkwellError
+from inkwell.prompts.shots import closest_shots
 from inkwell.prompts.template import JINJA as _ENV
 from inkwell.prompts.template import ContentTemplate, Example
 
@@ -88,14 +90,13 @@ def build_prompt(
     count_tokens: Callable[[str | list[dict]], int] | None = None,
     budget: int | None = None,
 ) -> RenderedPrompt:
-    """Render the prompt. `shots=None` means the template's built-in examples for base models and none
-    for chat models; pass [] for zero-shot. With `count_tokens` and `budget` (context minus new tokens),
-    examples are dropped from the end until the prompt fits."""
+    """Render the prompt. `shots=None` means the template's own examples closest to the request, in its
+    language (prompts/shots.py), for base models, and none for chat models; pass [] for zero-shot. With
+    `count_tokens` and `budget` (context minus new tokens), examples are dropped from the end (the least
+    similar) until the prompt fits."""
     resolved = template.resolve_fields(fields)
     if shots is None:
-        shots = [] if chat else list(template.examples)
-        if "language" in resolved:  # built-in shots only in the language asked for
-            shots = [s for s in shots if s.fields.get("language", resolved["language"]) == resolved["language"]]
+        shots = [] if chat else closest_shots(template, resolved)
     shots = [Example(fields=template.resolve_fields(s.fields), output=s.output) for s in shots]
     warnings: list[str] = []
     kept = list(shots)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inkwell.errors import InkwellError
 from inkwell.files import TOO_DEEP, read_text
@@ -68,6 +68,9 @@ class ContentTemplate(BaseModel):
     completion: CompletionPrompt
     decoding: dict[str, Any] = Field(default_factory=dict)
     output_schema: dict[str, Any] | None = None
+    # Array lengths that follow the fields, e.g. {questions: num_questions, questions.options: num_options}:
+    # `schema_for(fields)` pins minItems = maxItems, so constrained decoding writes exactly that many.
+    output_counts: dict[str, str] = Field(default_factory=dict)
     examples: list[Example] = Field(default_factory=list)  # built-in shots, used by base models by default
     # Grounding on a knowledge folder (`--kb`, compose/grounded.py): what to search for (default: the free-text
     # fields), and the reply given without the model when no passage is relevant (None: write without them).
@@ -81,6 +84,28 @@ class ContentTemplate(BaseModel):
         if not value or not all(c.isalnum() or c in "-_" for c in value):
             raise ValueError("use letters, digits, '-' and '_' only")
         return value
+
+    @model_validator(mode="after")
+    def _counts_name_arrays_and_fields(self) -> ContentTemplate:
+        for path, name in self.output_counts.items():
+            if name not in self.fields:
+                raise ValueError(f"output_counts.{path}: '{name}' is not a field")
+            if self.output_schema is None or _array_at(self.output_schema, path) is None:
+                raise ValueError(f"output_counts.{path}: no array at that path of output_schema")
+        return self
+
+    def schema_for(self, fields: dict[str, Any]) -> dict[str, Any] | None:
+        """The output schema for these (resolved) fields: `output_counts` arrays pinned to the fields' numbers."""
+        if self.output_schema is None or not self.output_counts:
+            return self.output_schema
+        import copy
+
+        schema = copy.deepcopy(self.output_schema)
+        for path, name in self.output_counts.items():
+            value, node = fields.get(name), _array_at(schema, path)
+            if isinstance(value, int) and value > 0 and node is not None:
+                node["minItems"] = node["maxItems"] = value
+        return schema
 
     # ------------------------------------------------------------ fields
 
@@ -107,6 +132,18 @@ class ContentTemplate(BaseModel):
             else:
                 out[name] = spec.default
         return out
+
+
+def _array_at(schema: dict, path: str) -> dict | None:
+    """The array schema at a dotted property path ("questions.options": through the items of `questions`)."""
+    node: Any = schema
+    for i, part in enumerate(path.split(".")):
+        if i:
+            node = node.get("items") if isinstance(node, dict) and node.get("type") == "array" else node
+        node = node.get("properties", {}).get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node if isinstance(node, dict) and node.get("type") == "array" else None
 
 
 def coerce(name: str, value: Any, spec: FieldSpec, template: str) -> Any:

@@ -6,8 +6,9 @@ top_p, n -> num_return_sequences, stop (a string or a list) -> stop, seed. Exten
 spells them: top_k, repetition_penalty, min_tokens, no_repeat_ngram_size. Fields left out take Inkwell's
 defaults (temperature 0.7, top_p 0.9, top_k 50, repetition_penalty 1.1: small models loop without it).
 presence_penalty / frequency_penalty are accepted only as 0 (use repetition_penalty); logprobs, echo,
-best_of (completions; content requests take their own best_of), logit_bias, suffix, tools and response_format
-are rejected with a 400 naming the field.
+best_of (completions; content requests take their own best_of), logit_bias, suffix and tools are rejected with a
+400 naming the field. response_format (json_object, json_schema) and vLLM's structured_outputs (regex, choice,
+grammar) decode under that grammar.
 
 The OpenAPI document publishes each field's limits (`published`); the checks themselves stay in
 `overrides`, `prompts`, `chat` and GenerationSettings, whose 400s name the field and say what to do.
@@ -23,6 +24,7 @@ from pydantic.json_schema import models_json_schema
 from inkwell.compose.bestof import MAX_BEST_OF
 from inkwell.compose.facts import MAX_ROWS as FACTS_MAX_ROWS
 from inkwell.errors import InkwellError
+from inkwell.generate.grammar import from_openai
 from inkwell.generate.settings import MAX_SEED, GenerationSettings
 from inkwell.serve.errors import bad_request, from_inkwell
 
@@ -77,7 +79,10 @@ class SamplingFields(BaseModel):
     top_logprobs: Any = None
     logit_bias: Any = None
     tools: Any = None
-    response_format: Any = None
+    # Constrained decoding: OpenAI's response_format (json_object, json_schema) and vLLM's structured_outputs
+    # (regex, choice, grammar, json); see inkwell/generate/grammar.py
+    response_format: Annotated[dict, published(type="object")] | None = None
+    structured_outputs: Annotated[dict, published(type="object")] | None = None
 
     def reject_unsupported(self) -> None:
         for name in ("presence_penalty", "frequency_penalty"):
@@ -89,7 +94,7 @@ class SamplingFields(BaseModel):
                     param=name,
                     code="unsupported_parameter",
                 )
-        for name in ("logprobs", "top_logprobs", "logit_bias", "tools", "response_format"):
+        for name in ("logprobs", "top_logprobs", "logit_bias", "tools"):
             if getattr(self, name) not in (None, False, {}, []):
                 raise bad_request(f"{name} is not supported by this server", param=name, code="unsupported_parameter")
 
@@ -132,8 +137,16 @@ class SamplingFields(BaseModel):
             "num_return_sequences": self.n if self.n != 1 else None,
             "stop": self.stop,
             "seed": self.seed,
+            "grammar": self.grammar(),
         }
         return {k: v for k, v in request.items() if v is not None}
+
+    def grammar(self) -> dict | None:
+        """The request's response_format / structured_outputs as a grammar setting (400 naming the field)."""
+        try:
+            return from_openai(self.response_format, self.structured_outputs)
+        except InkwellError as exc:
+            raise from_inkwell(exc) from None
 
     def to_settings(self, *, max_tokens_limit: int, default_max_tokens: int) -> GenerationSettings:
         """GenerationSettings for a completion/chat request (Inkwell defaults for fields left out)."""

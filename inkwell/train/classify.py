@@ -1,12 +1,15 @@
-"""Text classification: a sequence-classification head on a causal LM, trained on {"text", "label"} rows.
+"""Text classification: a sequence-classification head on a causal LM or an encoder, trained on {"text", "label"} rows.
 
-    inkwell train configs/smollm2-classify.yaml [key=value ...]
+    inkwell train configs/smollm2-classify.yaml [key=value ...]     # a causal LM (SmolLM2)
+    inkwell train configs/minilm-classify.yaml [key=value ...]      # an encoder (all-MiniLM-L6-v2, BERT family)
     inkwell classify --model runs/smollm2-classify "Cheese -- milk's leap toward immortality."
 
 Labels are strings; the label list is every label in the training rows (sorted), stored as id2label/label2id
 in inkwell-run.json (and in config.json for full/freeze). The model is AutoModelForSequenceClassification
-built from the causal LM (its `score` head is new, its pad token set so the last real token is pooled).
-LoRA uses PEFT's SEQ_CLS task, which trains and saves the head with the adapter; freeze trains the head too.
+built from the base: on a causal LM its `score` head is new and reads the last real token (the pad token is
+set so it is found); on an encoder (BERT family) its `classifier` head is new and reads the pooled [CLS] token.
+LoRA uses PEFT's SEQ_CLS task, which trains and saves the head with the adapter; freeze trains the head too
+(and BERT's pooler, which sits between the last layer and the head).
 
 The recipe trains through the shared loop (loop.py) with the classifier's own pieces: one cross-entropy per
 example (losses.SequenceClassificationLoss), batches with one label per row, and a validation that adds
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inkwell.errors import InkwellError
-from inkwell.generate.classify import pad_right
+from inkwell.generate.classify import classifier_tokenizer, pad_right
 from inkwell.models.heads import load_classifier
 from inkwell.train.config import ClassifyConfig, config_dict
 from inkwell.train.data import DataReport, Row, expand, read_shaped_rows, split_off, text_field
@@ -31,9 +34,9 @@ from inkwell.train.losses import SequenceClassificationLoss
 from inkwell.train.methods import apply_method, count_parameters, dropout_overrides, save_weights, step_hook
 from inkwell.train.outputs import (
     TrainedRun,
+    check_architecture,
     check_length,
     context_of,
-    load_tokenizer,
     model_spec,
     output_dir,
     write_run_card,
@@ -95,7 +98,8 @@ def collate(examples: list[dict], pad_id: int) -> dict:
 
 
 def load_classifier_base(folder: Path, labels: list[str], pad_id: int, dropout: float | None = None):
-    """AutoModelForSequenceClassification from a causal LM folder, fp32, with our labels, pad token and dropout."""
+    """AutoModelForSequenceClassification from a causal LM or encoder folder, fp32, with our labels, pad token and
+    dropout."""
     overrides = {}
     if dropout is not None:
         from transformers import AutoConfig
@@ -105,12 +109,15 @@ def load_classifier_base(folder: Path, labels: list[str], pad_id: int, dropout: 
 
 
 def head_parameters(model) -> list:
-    """The new classification head (`score` in llama/gemma/qwen, `classifier` elsewhere)."""
+    """The new classification head (`score` in llama/gemma/qwen, `classifier` in BERT and elsewhere), with the
+    pooler that feeds an encoder's head (BERT's dense layer over [CLS]), which sits above every block."""
     head = getattr(model, "score", None)
     head = getattr(model, "classifier", None) if head is None else head
     if head is None:
         raise InkwellError("cannot find the classification head of this model", field="model")
-    return list(head.parameters())
+    body = getattr(model, model.base_model_prefix, None)
+    pooler = getattr(body, "pooler", None)
+    return list(head.parameters()) + (list(pooler.parameters()) if pooler is not None else [])
 
 
 # ---------------------------------------------------------------- metrics
@@ -209,8 +216,9 @@ def run(cfg: ClassifyConfig, *, callbacks: list = (), say: Callable[[str], None]
     spec = model_spec(cfg.model.name, config_dir)
     with accelerator.main_process_first():
         folder, card = resolve(spec, progress=say)
+    check_architecture(folder, spec, "classify")  # a causal LM or an encoder (BERT family)
     check_length(t.max_length, context_of(folder, card))
-    tokenizer, _stop = load_tokenizer(folder)
+    tokenizer = classifier_tokenizer(folder)  # an encoder has [PAD] and no end-of-text token: neither is needed
     train_set = encode_examples(tokenizer, train_rows, label2id, t.max_length, report)
     val_set = encode_examples(tokenizer, val_rows, label2id, t.max_length, report)
     if cfg.data.val_split:
@@ -219,7 +227,7 @@ def run(cfg: ClassifyConfig, *, callbacks: list = (), say: Callable[[str], None]
     if not train_set:
         raise InkwellError("no training examples left after skipping bad rows", field="data.train")
 
-    # 3. the model: a new head on the causal LM, then the method
+    # 3. the model: a new head on the causal LM or encoder, then the method
     set_seed(t.seed)
     pad_id = tokenizer.pad_token_id
     model = load_classifier_base(folder, labels, pad_id, t.dropout)

@@ -12,6 +12,12 @@ counts the response. Prompts are rendered exactly as generation renders them:
 * template rows: `build_prompt(template, fields, chat=...)`, the call `inkwell write TEMPLATE` makes
   (chat models: no shots; base models: the template's built-in shots, as `write` uses by default).
 
+Encoder-decoder (seq2seq, T5) models learn the same rows split in two (`Encoder(seq2seq=True)`): the
+prompt, tokenised as `inkwell write` sends it to the encoder (with the tokenizer's special tokens: T5's
+</s>), is the encoder's input, and the response with its end-of-text token is the decoder's labels;
+`collate_seq2seq` pads the two sides separately. A conversation becomes one pair (everything before the
+last assistant message -> that message); raw text rows have no prompt and are reported.
+
 Packing (training.packing: true) puts several SFT examples in one row with `position_ids` restarting at
 0 for each. transformers (>= 4.46, checked on 5.23) turns position ids that restart into a block-diagonal
 causal mask for eager, sdpa and flex attention and into varlen kernels for flash-attention, but ONLY
@@ -55,6 +61,7 @@ class Encoder:
     chat: bool
     stop_ids: set[int]  # end-of-text / end-of-turn ids the model should learn to emit
     max_length: int
+    seq2seq: bool = False  # an encoder-decoder: input_ids = the prompt, labels = the response (module docstring)
 
     def encode_all(self, rows: list[Row], report: DataReport, *, truncate: bool = False) -> list[dict]:
         examples = []
@@ -64,7 +71,7 @@ class Encoder:
             except NotEncodable as exc:
                 report.problem(row.source, None, str(exc))
                 continue
-            size = len(example["input_ids"])
+            size = max(len(example["input_ids"]), len(example["labels"]))  # seq2seq: the longer side
             if size > self.max_length and not truncate:
                 report.problem(row.source, None, f"is {size} tokens, over training.max_length ({self.max_length})")
                 continue
@@ -77,6 +84,11 @@ class Encoder:
     def encode(self, row: Row) -> dict:
         value = row.value
         if row.kind == "text":
+            if self.seq2seq:
+                raise NotEncodable(
+                    "a text row has no prompt; a seq2seq model learns prompt -> response pairs "
+                    "(use prompt_completion, alpaca, messages or template rows)"
+                )
             ids = self._ids(value["text"], special=True) + [self.eos]
             return self._example(row, [], ids)
         if row.kind == "prompt_completion":
@@ -112,6 +124,8 @@ class Encoder:
         return self._ids(text, special=False) + [self.eos]
 
     def _example(self, row: Row, prompt_ids: list[int], response_ids: list[int]) -> dict:
+        if self.seq2seq:  # the encoder reads the prompt, the decoder learns the response
+            return {"input_ids": prompt_ids, "labels": response_ids, "source": row.source}
         return {
             "input_ids": prompt_ids + response_ids,
             "labels": [IGNORE] * len(prompt_ids) + response_ids,
@@ -134,6 +148,8 @@ class Encoder:
                 field="data.format",
                 hint="use an instruct model, or alpaca/prompt_completion/text rows",
             )
+        if self.seq2seq:
+            return self._chat_pair(row, messages)
         ids: list[int] = []
         labels: list[int] = []
         done = ""
@@ -154,6 +170,13 @@ class Encoder:
             labels += [IGNORE] * len(prompt_ids) + answer_ids
             done = full
         return {"input_ids": ids, "labels": labels, "source": row.source}
+
+    def _chat_pair(self, row: Row, messages: list[dict]) -> dict:
+        """A seq2seq model's conversation example: the conversation before the last assistant message, rendered
+        as generation renders a chat prompt (template applied, no special tokens added), -> that message."""
+        last = max(i for i, message in enumerate(messages) if message["role"] == "assistant")
+        prompt = self._render_chat(messages[:last], generation_prompt=True)
+        return self._example(row, self._ids(prompt, special=False), self._response(messages[last]["content"]))
 
     def _template(self, row: Row) -> dict:
         from inkwell.prompts.render import _render, build_prompt
@@ -275,6 +298,21 @@ def collate(examples: list[dict], pad_id: int) -> dict:
     else:
         batch["attention_mask"] = mask
     return batch
+
+
+def collate_seq2seq(examples: list[dict], pad_id: int) -> dict:
+    """An encoder-decoder batch: prompts right-padded with an attention mask, responses padded with -100 (the
+    model shifts the labels right itself to make the decoder's inputs)."""
+    import torch
+
+    ids = torch.full((len(examples), max(len(e["input_ids"]) for e in examples)), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full((len(examples), max(len(e["labels"]) for e in examples)), IGNORE, dtype=torch.long)
+    for i, example in enumerate(examples):
+        ids[i, : len(example["input_ids"])] = torch.tensor(example["input_ids"])
+        mask[i, : len(example["input_ids"])] = 1
+        labels[i, : len(example["labels"])] = torch.tensor(example["labels"])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 def count_targets(batch: dict) -> int:

@@ -269,7 +269,8 @@ class DPOConfig(_Stage):
 
 
 class ClassifyConfig(_Stage):
-    """Text classification: a sequence-classification head on the causal LM, trained on {text, label} rows."""
+    """Text classification: a sequence-classification head on a causal LM or an encoder (BERT family), trained on
+    {text, label} rows."""
 
     stage: Literal["classify"]
     model: ModelSpec

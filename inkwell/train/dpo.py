@@ -46,6 +46,7 @@ from inkwell.train.loop import (
 from inkwell.train.methods import apply_method, count_parameters, peft_config, save_weights
 from inkwell.train.outputs import (
     TrainedRun,
+    check_architecture,
     check_length,
     context_of,
     load_base,
@@ -240,6 +241,7 @@ def run(cfg: DPOConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
     # 2. tokens: prompts rendered as generation renders them
     spec = model_spec(cfg.model.name, config_dir)
     folder, card = resolve(spec, progress=say)
+    check_architecture(folder, spec, "dpo")  # a causal LM: an encoder or T5 is refused by name
     check_length(t.max_length, context_of(folder, card))
     tokenizer, stop_ids = load_tokenizer(folder)
     chat = bool(card.get("chat", tokenizer.chat_template is not None))  # the rule load_model uses

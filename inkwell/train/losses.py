@@ -1,9 +1,11 @@
 """The training losses the shared loop calls: a causal LM's cross-entropy over target tokens (the model's own,
-or the same loss computed in chunks for large vocabularies), and a classifier's cross-entropy per example.
+or the same loss computed in chunks for large vocabularies), an encoder-decoder's over its response tokens,
+and a classifier's cross-entropy per example.
 
 Every loss is called as `loss_of(model, batch, num_items)` and returns its batch's summed loss divided by
 `num_items`, the count (`loss_of.count(batch)`, summed over the micro-batches and processes of one
-optimizer step) of what it averages over: target tokens for a causal LM, examples for a classifier.
+optimizer step) of what it averages over: target tokens for a causal LM or a seq2seq model, examples for
+a classifier.
 
 Why chunks: Gemma-3's vocabulary is 262,144 tokens, so the model's own loss materialises
 batch x length x 262k logits (1 GB per 1,000 tokens in fp32), upcasts them and keeps their gradient: a
@@ -218,6 +220,25 @@ def _same_loss(model, chunked: CausalLMLoss) -> bool:
     finally:
         model.train(was_training)
     return bool(torch.allclose(own, ours, rtol=1e-4, atol=1e-5))
+
+
+# ---------------------------------------------------------------- encoder-decoder (seq2seq)
+
+
+class Seq2SeqLMLoss:
+    """loss_of(model, batch, num_items) for an encoder-decoder (T5): cross-entropy of every response token (the
+    labels are the decoder's targets, no shift), summed / num_items, the target tokens of the whole step. The
+    model's own loss is a mean per micro-batch, which would weigh tokens unevenly under grad_accum."""
+
+    def __call__(self, model, batch: dict, num_items=None):
+        labels = batch["labels"]
+        logits = model(**batch, use_cache=False).logits.float()
+        total = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
+        return total / (num_items if num_items is not None else (labels != IGNORE).sum().clamp_min(1))
+
+    @staticmethod
+    def count(batch: dict) -> int:
+        return int((batch["labels"] != IGNORE).sum())
 
 
 # ---------------------------------------------------------------- classification

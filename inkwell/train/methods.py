@@ -37,6 +37,7 @@ DROPOUT_KEYS = (
     "attn_pdrop",
     "hidden_dropout_prob",
     "attention_probs_dropout_prob",
+    "dropout_rate",  # T5
 )
 
 

@@ -77,17 +77,56 @@ def load_tokenizer(folder: Path) -> tuple[Any, set[int]]:
     return tokenizer, stop
 
 
-def load_base(folder: Path, dropout: float | None):
-    """The pretrained model in fp32 (autocast gives bf16 speed; fp32 master weights keep small updates)."""
+# What each stage trains (models.load.architecture_of): causal LMs everywhere; encoder-decoders (T5) learn
+# prompt -> response pairs in sft; encoders (BERT) only get a classification head.
+STAGE_ARCHITECTURES = {
+    "pretrain": ("decoder",),
+    "sft": ("decoder", "seq2seq"),
+    "dpo": ("decoder",),
+    "classify": ("decoder", "encoder"),
+}
+
+
+def check_architecture(folder: Path, spec: str, stage: str) -> str:
+    """The architecture of the model in `folder` (decoder | seq2seq | encoder) when `stage` trains it; otherwise
+    an error that says which stage does."""
+    from inkwell.models.load import architecture_of
+
+    architecture = architecture_of(folder)
+    if architecture in STAGE_ARCHITECTURES[stage]:
+        return architecture
+    if architecture == "encoder":
+        raise InkwellError(
+            f"'{spec}' is an encoder-only model (BERT family): it labels texts but cannot learn to write them "
+            f"(stage: {stage})",
+            field="model",
+            hint="train it with stage: classify (see configs/minilm-classify.yaml), or use a causal LM here",
+        )
+    if architecture == "seq2seq":
+        hint = (
+            "use a causal LM or an encoder (e.g. all-minilm-l6-v2)"
+            if stage == "classify"
+            else "train an encoder-decoder with stage: sft (prompt -> response rows), or use a causal LM here"
+        )
+        raise InkwellError(
+            f"stage {stage} does not train encoder-decoder (seq2seq) models such as '{spec}'", field="model", hint=hint
+        )
+    raise InkwellError(f"stage {stage} does not train causal LMs such as '{spec}'", field="model")
+
+
+def load_base(folder: Path, dropout: float | None, architecture: str = "decoder"):
+    """The pretrained model in fp32 (autocast gives bf16 speed; fp32 master weights keep small updates): a causal
+    LM, or with architecture seq2seq an encoder-decoder (AutoModelForSeq2SeqLM)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
     from transformers.utils import logging as hf_logging
 
     from inkwell.train.methods import dropout_overrides
 
     hf_logging.disable_progress_bar()
     config = AutoConfig.from_pretrained(folder)
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **dropout_overrides(config, dropout))
+    auto = AutoModelForSeq2SeqLM if architecture == "seq2seq" else AutoModelForCausalLM
+    return auto.from_pretrained(folder, dtype=torch.float32, **dropout_overrides(config, dropout))
 
 
 def context_of(folder: Path, card: dict) -> int:

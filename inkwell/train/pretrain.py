@@ -21,6 +21,7 @@ from inkwell.train.loop import config_digest, make_accelerator, plan_steps, prec
 from inkwell.train.methods import apply_method, count_parameters, save_weights, step_hook
 from inkwell.train.outputs import (
     TrainedRun,
+    check_architecture,
     check_length,
     context_of,
     load_base,
@@ -108,6 +109,7 @@ def run(cfg: PretrainConfig, *, callbacks: list = (), say: Callable[[str], None]
         else:
             spec = model_spec(cfg.model.name, config_dir)
             folder, card = resolve(spec, progress=say)
+            check_architecture(folder, spec, "pretrain")  # a causal LM: an encoder or T5 is refused by name
             context = context_of(folder, card)
     check_length(t.max_length, context)
     tokenizer, _stop = load_tokenizer(folder)

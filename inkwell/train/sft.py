@@ -4,6 +4,8 @@
 
 The recipe reads top to bottom: data rows (checked before anything heavy), the tokenizer and prompt
 rendering (exactly as `inkwell write` renders), the model and its method, the shared loop, the outputs.
+An encoder-decoder (T5 family, from a local folder) takes the same path with its own components: examples
+split into encoder input and decoder labels (`Encoder(seq2seq=True)`), `collate_seq2seq` and `Seq2SeqLMLoss`.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from inkwell.errors import InkwellError
-from inkwell.train.collate import Encoder, pack_examples, packing_isolates
+from inkwell.train.collate import Encoder, collate, collate_seq2seq, pack_examples, packing_isolates
 from inkwell.train.config import SFTConfig, config_dict
 from inkwell.train.data import DataReport, expand, read_rows, split_off
 from inkwell.train.loop import config_digest, make_accelerator, plan_steps, precision_of, train_loop
+from inkwell.train.losses import Seq2SeqLMLoss
 from inkwell.train.methods import apply_method, count_parameters, save_weights, step_hook
 from inkwell.train.outputs import (
     TrainedRun,
+    check_architecture,
     check_length,
     context_of,
     load_base,
@@ -55,10 +59,18 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
     spec = model_spec(cfg.model.name, config_dir)
     with accelerator.main_process_first():  # one process prepares a GGUF model's cache, the others wait
         folder, card = resolve(spec, progress=say)
+    architecture = check_architecture(folder, spec, "sft")  # a causal LM or an encoder-decoder (T5)
+    seq2seq = architecture == "seq2seq"
+    if seq2seq and cfg.method == "freeze":
+        raise InkwellError(
+            "method freeze trains the last blocks of a decoder-only model; this model is an encoder-decoder",
+            field="method",
+            hint="use method: lora or full",
+        )
     check_length(t.max_length, context_of(folder, card))
     tokenizer, stop_ids = load_tokenizer(folder)
     chat = bool(card.get("chat", tokenizer.chat_template is not None))  # the rule load_model uses
-    encoder = Encoder(tokenizer, chat=chat, stop_ids=stop_ids, max_length=t.max_length)
+    encoder = Encoder(tokenizer, chat=chat, stop_ids=stop_ids, max_length=t.max_length, seq2seq=seq2seq)
     train_set = encoder.encode_all(train_rows, report)
     val_set = encoder.encode_all(val_rows, report)
     if cfg.data.val_split:
@@ -73,9 +85,11 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
 
     # 3. the model and its method
     set_seed(t.seed)
-    model = load_base(folder, t.dropout)
+    model = load_base(folder, t.dropout, architecture)
     group_by_length = True
-    if t.packing:
+    if t.packing and seq2seq:
+        say("note: training.packing is for decoder-only models; this seq2seq model trains on padded pairs")
+    elif t.packing:
         if packing_isolates(model):
             train_set = pack_examples(train_set, t.max_length, t.seed)
             val_set = pack_examples(val_set, t.max_length, t.seed) if val_set else []
@@ -86,7 +100,7 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
                 "(padding, with examples of similar length batched together)"
             )
     steps_per_epoch, total_steps = plan_steps(len(train_set), t, accelerator.num_processes)
-    model = apply_method(model, cfg, folder, total_steps)
+    model = apply_method(model, cfg, folder, total_steps, task_type="SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM")
     params = count_parameters(model)
     say(
         f"training {cfg.method} on {spec}: {params['trainable']:,} of {params['total']:,} weights ({params['percent']}%), "
@@ -111,6 +125,8 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
         after_step=step_hook(model, cfg.method),
         callbacks=callbacks,
         say=say,
+        loss_of=Seq2SeqLMLoss() if seq2seq else None,  # None: the loop's causal-LM loss (chunked when large)
+        collate_fn=collate_seq2seq if seq2seq else collate,
     )
 
     # 5. outputs: weights that load back in one call, and a card that says what they are
@@ -132,6 +148,7 @@ def run(cfg: SFTConfig, *, callbacks: list = (), say: Callable[[str], None] = pr
             precision=precision_of(accelerator),
             stage="sft",
             method=cfg.method,
+            architecture=architecture,
             weights=weights,
             base_model=spec,
             base_model_path=str(folder),

@@ -56,12 +56,14 @@ def test_parse_lines_cleans_a_small_models_list():
 
 def test_bylines_and_glued_words_are_not_titles():
     listed = "1. Tides by: Dr. Emma Taylor\n2. TheSunEffect EarthMagnitude LunarGravity\n3. Spring and neap tides"
-    outline, _ = make_outline("article", "tides", 1000, "en", ask=lambda prompt, n: listed)
+    outline, _ = make_outline("article", "tides", 1000, "en", ask=lambda prompt, n, pattern=None: listed)
     assert [s.title for s in outline.sections][1] == "Spring and neap tides"
 
 
 def test_outline_is_repaired_from_the_skeleton_when_the_model_lists_nothing():
-    outline, notes = make_outline("report", "river cleanup", 1000, "en", ask=lambda prompt, n: "Sure! Here you go:")
+    outline, notes = make_outline(
+        "report", "river cleanup", 1000, "en", ask=lambda prompt, n, pattern=None: "Sure! Here you go:"
+    )
     assert [s.title for s in outline.sections] == ["Summary", "Background", "Findings", "Recommendations"]
     assert sum(s.words for s in outline.sections) == pytest.approx(1000, abs=4)
     assert outline.sections[0].words < outline.sections[1].words  # opening and closing get less

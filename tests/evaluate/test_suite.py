@@ -50,6 +50,19 @@ def test_no_task_is_a_templates_own_few_shot_example():
             assert not shared, (task.id, shared)
 
 
+def test_the_suite_writes_zero_shot_default_or_closest_examples():
+    from inkwell.evaluate.data import parse_system
+    from inkwell.evaluate.suite import SuiteConfig, _check_config, _task_shots
+
+    task = next(t for t in load_suite("content") if t.id == "poem-zh-01")
+    assert _task_shots(task, "default") is None  # `write`'s own choice (base models: the closest)
+    assert _task_shots(task, "none") == []
+    closest = _task_shots(task, "closest")
+    assert len(closest) == 3 and all(e.fields["language"] == "zh" for e in closest)
+    with pytest.raises(InkwellError, match="shots mode"):
+        _check_config(SuiteConfig("content", [parse_system("a=smollm2-135m-instruct")], Path("x"), shots="some"))
+
+
 def test_a_stratified_subset_takes_the_first_tasks_of_each_template_and_language():
     tasks = load_suite("content")
     subset = stratified(tasks, 2)

@@ -18,6 +18,7 @@ from inkwell.generate.content import (
     write,
     write_many,
 )
+from inkwell.generate.contract import Capabilities
 from inkwell.generate.engine import GenerationResult
 from inkwell.prompts.template import load_template_file
 
@@ -65,7 +66,10 @@ VALID = '{"questions": [{"question": "What is 2+2?", "answer": "4"}]}'
 
 
 class FakeEngine:
-    """Stands in for Engine: scripted outputs, records every call."""
+    """Stands in for Engine: scripted outputs, records every call. No grammar: structured output is validated and
+    retried (constrained decoding has its own tests in test_grammar.py)."""
+
+    capabilities = Capabilities()
 
     def __init__(self, outputs, chat=True, context_length=2048, batch_size=4):
         self.outputs = list(outputs)

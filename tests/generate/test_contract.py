@@ -52,7 +52,15 @@ def test_capabilities_default_to_the_least_any_engine_offers():
     caps = Capabilities()
     assert caps.streaming and caps.local
     assert not any(
-        [caps.continuous_batching, caps.concurrent, caps.scoring, caps.beams, caps.adapters, caps.cancellable]
+        [
+            caps.continuous_batching,
+            caps.concurrent,
+            caps.scoring,
+            caps.beams,
+            caps.adapters,
+            caps.cancellable,
+            caps.grammar,
+        ]
     )
     assert set(caps.to_dict()) == {
         "streaming",
@@ -63,6 +71,7 @@ def test_capabilities_default_to_the_least_any_engine_offers():
         "adapters",
         "cancellable",
         "local",
+        "grammar",
     }
 
 

@@ -52,7 +52,8 @@ def test_gemma3_chinese_poem_template(gemma3):
         {"topic": "秋雨", "form": "jueju", "language": "zh"},
         overrides={"seed": 1, "max_new_tokens": 48},
     )
-    assert "静夜思" in results[0].rendered.prompt  # built-in Chinese shots were used for the base model
+    chinese = [e.output for e in get_template("poem").examples if e.fields["language"] == "zh"]
+    assert any(shot in results[0].rendered.prompt for shot in chinese)  # built-in Chinese shots for the base model
     assert len(CJK.findall(results[0].text)) >= 4, results[0].text
 
 

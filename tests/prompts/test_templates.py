@@ -1,5 +1,6 @@
-"""Every content template in the library: loads, resolves, renders (chat and completion), has valid
-examples and decoding defaults; plus few-shot fitting and user templates. No model is loaded."""
+"""Every content template in the library: loads, resolves, renders (chat and completion) in English and Chinese,
+has worked examples in both and valid decoding defaults; plus few-shot fitting and user templates. No model is
+loaded: the English examples are picked by character n-grams here (tests/prompts/test_shots.py uses MiniLM)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 
 from inkwell.errors import InkwellError
 from inkwell.generate.settings import GenerationSettings
+from inkwell.prompts import shots as shot_choice
 from inkwell.prompts.library import BUILTIN_DIR, all_templates, get_template
 from inkwell.prompts.render import build_prompt, load_shots
+from inkwell.prompts.shots import closest_shots, in_language
 from inkwell.prompts.template import ContentTemplate
 
 REQUIRED_NAMES = [
@@ -32,11 +35,18 @@ REQUIRED_NAMES = [
     "product-description",
     "poem",
 ]
-ZH_TEMPLATES = ["summary", "headline", "story", "social-post", "poem"]
+LANGUAGES = ["en", "zh"]  # every built-in template writes both
+SHOTS_PER_LANGUAGE = (3, 6)  # a handful of worked examples in each language
 # Built-in file names, read without touching INKWELL_HOME at collection time; the tests themselves go
 # through all_templates() (with the per-test INKWELL_HOME from tests/conftest.py).
 BUILTIN_NAMES = sorted(p.stem for p in BUILTIN_DIR.glob("*.y*ml"))
 CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.fixture(autouse=True)
+def lexical_similarity(monkeypatch):
+    """English examples picked by n-gram overlap, so these table tests load no embedding model."""
+    monkeypatch.setitem(shot_choice.SIMILARITY, "en", shot_choice.ngram_similarity)
 
 
 _LIBRARY: dict[str, ContentTemplate] = {}
@@ -83,10 +93,10 @@ def count_chars(prompt) -> int:
     return sum(len(m["content"]) for m in prompt)
 
 
-def expected_builtin_shots(t: ContentTemplate, language):
-    if language is None:
-        return list(t.examples)
-    return [e for e in t.examples if e.fields.get("language", language) == language]
+def expected_builtin_shots(t: ContentTemplate, language, fields: dict | None = None):
+    """The examples `build_prompt` shows a base model by default: the closest ones in the request's language."""
+    fields = (fields or minimal_fields(t)) | ({"language": language} if language else {})
+    return closest_shots(t, t.resolve_fields(fields))
 
 
 # ------------------------------------------------------------------ the library
@@ -113,9 +123,12 @@ def test_template_loads_and_is_complete(name):
     for field, spec in t.fields.items():
         if spec.default is not None and not spec.required:
             assert spec.choices is None or spec.default in spec.choices, f"{field}: default not among its choices"
-    assert len(t.examples) >= 2
-    if "language" in t.fields:
-        assert sorted(t.languages) == sorted(t.fields["language"].choices)
+    assert sorted(t.languages) == LANGUAGES and t.fields["language"].choices == LANGUAGES
+    assert t.fields["language"].default == "en"
+    low, high = SHOTS_PER_LANGUAGE
+    for language in LANGUAGES:
+        count = sum(e.fields.get("language") == language for e in t.examples)
+        assert low <= count <= high, f"{name}: {count} worked examples in {language}"
 
 
 @pytest.mark.parametrize("name", BUILTIN_NAMES)
@@ -172,15 +185,40 @@ def test_minimal_fields_render_as_completion(name):
             if spec.required:
                 for piece in shown(fields[field]):
                     assert piece in text, f"{name}: completion prompt lacks {field}={piece!r}"
-        shots = expected_builtin_shots(t, language)
-        assert rendered.shots_used == len(shots)
+        shots = expected_builtin_shots(t, language, fields)
+        assert shots and rendered.shots_used == len(shots)
         for shot in shots:
             assert shot.output.strip() in text
+            assert shot.fields["language"] == (language or "en")
         # The query ends right where the model starts writing: "...\nArticle:" and nothing after it.
         last_line = text.splitlines()[-1]
         assert text == text.rstrip()
         assert last_line.endswith((":", "：")), f"{name}: the prompt should end at the output slot, got {last_line!r}"
         assert rendered.stop == t.completion.stop
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_every_template_renders_in_both_languages(name, language):
+    """Every template takes `language`; in Chinese its instructions, its base-model prompt and its examples are
+    Chinese, in English none of them is (beyond the field values given)."""
+    t = template(name)
+    fields = minimal_fields(t) | {"language": language}
+    chat = build_prompt(t, fields, chat=True).prompt
+    completion = build_prompt(t, fields, chat=False)
+    bare = build_prompt(t, fields, chat=False, shots=[]).prompt
+    instructions = [chat[0]["content"], chat[-1]["content"], bare]
+    for text in instructions:
+        for value in fields.values():  # the sample values are Latin-script: only the template's words are left
+            for piece in shown(value):
+                text = text.replace(piece, "")
+        assert bool(CJK.search(text)) == (language == "zh"), f"{name} ({language}): {text[:80]!r}"
+    assert completion.shots_used >= 1
+    used = [e for e in t.examples if e.output.strip() in completion.prompt]
+    assert len(used) == completion.shots_used
+    assert all(e.fields["language"] == language for e in used)
+    if language == "zh":
+        assert all(CJK.search(e.output) for e in used)
 
 
 @pytest.mark.parametrize("name", BUILTIN_NAMES)
@@ -260,7 +298,7 @@ def test_lesson_quiz_schema_and_prompt():
 def test_rewrite_modes():
     t = template("rewrite")
     assert t.fields["text"].required
-    assert t.fields["mode"].choices == ["polish", "shorten", "expand", "tone", "grammar"]
+    assert t.fields["mode"].choices == ["polish", "shorten", "expand", "tone", "grammar", "translate"]
     assert t.fields["mode"].default == "polish"
     assert t.fields["tone"].default == "friendly"
     messages = {}
@@ -268,7 +306,7 @@ def test_rewrite_modes():
         content = build_prompt(t, {"text": "zq text", "mode": mode, "tone": "solemn"}, chat=True).prompt[-1]["content"]
         assert "zq text" in content
         messages[mode] = content
-    assert len(set(messages.values())) == 5, "each mode needs its own instruction"
+    assert len(set(messages.values())) == 6, "each mode needs its own instruction"
     assert "solemn" in messages["tone"] and "solemn" not in messages["polish"]
     with pytest.raises(InkwellError, match="polish"):
         t.resolve_fields({"text": "x", "mode": "summarize"})
@@ -280,11 +318,30 @@ def test_social_post_platforms():
         assert platform in choices
 
 
-@pytest.mark.parametrize("name", ZH_TEMPLATES)
-def test_chinese_templates(name):
+def test_rewrite_translates_into_the_language_asked_for():
+    t = template("rewrite")
+    into_zh = build_prompt(t, {"text": "The shop opens at 9 am.", "mode": "translate", "language": "zh"}, chat=True)
+    into_en = build_prompt(t, {"text": "商店上午九点开门。", "mode": "translate", "language": "en"}, chat=True)
+    assert "翻译成中文" in into_zh.prompt[-1]["content"] and "The shop opens at 9 am." in into_zh.prompt[-1]["content"]
+    assert "into English" in into_en.prompt[-1]["content"]
+    base = build_prompt(t, {"text": "The shop opens at 9 am.", "mode": "translate", "language": "zh"}, chat=False)
+    assert base.prompt.endswith("原文：The shop opens at 9 am.\n中文译文：")
+    # the examples shown first are translations into Chinese (the same mode), never an English rewrite
+    shown = [e for e in expected_builtin_shots(t, "zh", {"text": "The shop opens at 9 am.", "mode": "translate"})]
+    assert shown[0].fields["mode"] == "translate" and all(e.fields["language"] == "zh" for e in shown)
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_examples_pass_the_checks(name):
+    """The worked examples are what the content checks ask of a piece (compose/checks.py): a model copies their
+    shape, so an example that invents a number or misses a fact would teach it to."""
+    from inkwell.compose.checks import check_output
+
     t = template(name)
-    assert "zh" in t.languages and "zh" in t.fields["language"].choices
-    assert any(e.fields.get("language") == "zh" for e in t.examples)
+    for example in t.examples:
+        verdict = check_output(t, example.fields, example.output)
+        failed = {c: verdict.results[c].detail for c in verdict.failed}
+        assert not failed, (example.fields, failed)
 
 
 @pytest.mark.parametrize("name", ["summary", "headline"])
@@ -339,8 +396,7 @@ def test_fewshot_examples_dropped_to_fit(name):
     language = languages_of(t)[0]
     fields = minimal_fields(t) | ({"language": language} if language else {})
     shots = expected_builtin_shots(t, language)
-    if not shots:
-        pytest.skip("no built-in shots in the default language")
+    assert shots, f"{name}: no built-in shots in the default language"
     full = build_prompt(t, fields, chat=False, count_tokens=count_chars, budget=10**9)
     assert full.shots_used == len(shots) and not full.warnings
     bare = count_chars(build_prompt(t, fields, chat=False, shots=[]).prompt)
@@ -357,11 +413,23 @@ def test_fewshot_examples_dropped_to_fit(name):
 def test_fewshot_fitting_drops_from_the_end():
     t = template("product-description")
     fields = {"product": "kettle"}
-    sizes = [count_chars(build_prompt(t, fields, chat=False, shots=t.examples[:k]).prompt) for k in range(3)]
-    fitted = build_prompt(t, fields, chat=False, count_tokens=count_chars, budget=sizes[1])
+    given = in_language(t, t.resolve_fields(fields))[:2]
+    sizes = [count_chars(build_prompt(t, fields, chat=False, shots=given[:k]).prompt) for k in range(3)]
+    fitted = build_prompt(t, fields, chat=False, shots=given, count_tokens=count_chars, budget=sizes[1])
     assert fitted.shots_used == 1
-    assert t.examples[0].output in fitted.prompt and t.examples[1].output not in fitted.prompt
+    assert given[0].output in fitted.prompt and given[1].output not in fitted.prompt
     assert fitted.warnings == [fitted.warnings[0]] and "dropped 1 of 2" in fitted.warnings[0]
+
+
+def test_default_shots_are_fitted_least_similar_first():
+    t = template("poem")
+    fields = {"topic": "江边夏夜", "form": "jueju", "language": "zh"}
+    chosen = expected_builtin_shots(t, "zh", fields)
+    assert len(chosen) == 3
+    sizes = [count_chars(build_prompt(t, fields, chat=False, shots=chosen[:k]).prompt) for k in range(4)]
+    fitted = build_prompt(t, fields, chat=False, count_tokens=count_chars, budget=sizes[2])
+    assert fitted.shots_used == 2 and "dropped 1 of 3" in fitted.warnings[0]
+    assert chosen[0].output in fitted.prompt and chosen[2].output not in fitted.prompt
 
 
 def test_fewshot_fitting_for_chat_messages():
